@@ -1,0 +1,5 @@
+import sys
+
+from crimejob.cli import main
+
+sys.exit(main())

@@ -1,0 +1,258 @@
+"""The ``crimejob`` command line: the same step functions the Airflow tasks call.
+
+Each handler parses dates, gets the engine and calls one function of the
+``crimejob`` package; no business logic lives here. Exit codes: 0 success,
+1 failure (a source failed, bad input), 2 usage, 3 the week is not complete
+at the source yet (see ``crimejob run --allow-incomplete``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import date
+from pathlib import Path
+
+from crimejob.weeks import parse_week
+
+EXIT_FAILED = 1
+EXIT_INCOMPLETE = 3
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from exc
+
+
+def _week(text: str) -> date:
+    return parse_week(_date(text))
+
+
+def _engine():
+    from crimejob.db import get_engine
+
+    return get_engine()
+
+
+# --- handlers -----------------------------------------------------------------
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from crimejob.db import database_url, upgrade
+
+    applied = upgrade(_engine())
+    url = database_url()
+    print(f"database {url.split('@')[-1]}: applied {len(applied)} migration(s)")
+    for name in applied:
+        print(f"  {name}")
+    return 0
+
+
+def cmd_ingest_crime(args: argparse.Namespace) -> int:
+    from crimejob import crime_ingest
+
+    engine = _engine()
+    if args.csv:
+        report = crime_ingest.ingest_crime_csv(engine, Path(args.csv), source=args.dataset)
+    else:
+        if not (args.start and args.end):
+            raise SystemExit("crimejob ingest crime: give --start and --end, or --csv FILE")
+        datasets = args.dataset.split(",") if args.dataset else None
+        report = crime_ingest.ingest_crime_api(engine, args.start, args.end, datasets=datasets)
+    print(report.format())
+    return 0
+
+
+def cmd_ingest_weather(args: argparse.Namespace) -> int:
+    from crimejob import weather_ingest
+
+    engine = _engine()
+    if args.csv:
+        report = weather_ingest.ingest_weather_csv(engine, Path(args.csv))
+    else:
+        if not (args.start and args.end):
+            raise SystemExit("crimejob ingest weather: give --start and --end, or --csv FILE")
+        report = weather_ingest.ingest_weather_api(engine, args.start, args.end)
+    print(report.format())
+    return 0
+
+
+def cmd_aggregate(args: argparse.Namespace) -> int:
+    from crimejob.aggregate import aggregate_weeks
+
+    report = aggregate_weeks(_engine(), args.start, args.end)
+    print(report.format())
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from crimejob.training import train
+
+    result = train(_engine(), args.week, model_name=args.model, mode=args.mode)
+    print(result.format())
+    return 0
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from crimejob.backtest import run_backtest_from_db
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    result = run_backtest_from_db(_engine(), args.start, args.end, models)
+    print(result.format_table())
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.to_json(), indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from crimejob.pipeline import score_week
+
+    print(score_week(_engine(), args.week).format())
+    return 0
+
+
+def cmd_forecast(args: argparse.Namespace) -> int:
+    from crimejob.pipeline import forecast_week
+
+    print(forecast_week(_engine(), args.week).format())
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from crimejob.pipeline import IncompleteWeekError, run_week
+    from crimejob.weeks import latest_complete_week
+
+    week = args.week or latest_complete_week()
+    try:
+        result = run_week(
+            _engine(), week, allow_incomplete=args.allow_incomplete, mode=args.mode
+        )
+    except IncompleteWeekError as exc:
+        print(f"crimejob run: {exc}", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    print(result.format())
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from crimejob.pipeline import backfill
+
+    result = backfill(_engine(), args.start, args.end, force=args.force, progress=True)
+    print(result.format())
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from crimejob import plot
+
+    engine = _engine()
+    if args.scores:
+        plot.plot_scores(engine, Path(args.scores))
+        print(f"wrote {args.scores}")
+    if args.week:
+        out = Path(args.out or f"forecast_{args.week}.png")
+        plot.plot_week(engine, args.week, out)
+        print(f"wrote {out}")
+    if not (args.week or args.scores):
+        raise SystemExit("crimejob plot: give --week DATE --out FILE.png and/or --scores FILE.png")
+    return 0
+
+
+# --- parser -------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crimejob", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_cmd", required=True)
+    db.add_parser("upgrade", help="apply migrations in sql/").set_defaults(func=cmd_db_upgrade)
+
+    ingest = sub.add_parser("ingest", help="fetch or import source records").add_subparsers(
+        dest="source", required=True
+    )
+    crime = ingest.add_parser("crime", help="LAPD incidents (SODA API or portal CSV export)")
+    crime.add_argument("--start", type=_date, help="first report date (API)")
+    crime.add_argument("--end", type=_date, help="last report date, inclusive (API)")
+    crime.add_argument("--csv", help="a portal CSV export to bulk-import")
+    crime.add_argument("--dataset", help="SODA dataset id(s), default: by report date")
+    crime.set_defaults(func=cmd_ingest_crime)
+    weather = ingest.add_parser("weather", help="NCEI daily summaries and holidays")
+    weather.add_argument("--start", type=_date)
+    weather.add_argument("--end", type=_date)
+    weather.add_argument("--csv", help="an NCEI daily-summaries CSV to import")
+    weather.set_defaults(func=cmd_ingest_weather)
+
+    agg = sub.add_parser("aggregate", help="recompute weekly grid rows")
+    agg.add_argument("--start", type=_date, required=True)
+    agg.add_argument("--end", type=_date, required=True)
+    agg.set_defaults(func=cmd_aggregate)
+
+    train = sub.add_parser("train", help="train or fine-tune a model on weeks up to --week")
+    train.add_argument("--week", type=_week, required=True)
+    train.add_argument("--model", default=None, help="model name (default: the production one)")
+    train.add_argument("--mode", choices=["retrain", "finetune", "auto"], default="auto")
+    train.set_defaults(func=cmd_train)
+
+    backtest = sub.add_parser("backtest", help="rolling-origin backtest of several models")
+    backtest.add_argument("--start", type=_week, required=True)
+    backtest.add_argument("--end", type=_week, required=True)
+    backtest.add_argument("--models", required=True, help="comma-separated model names")
+    backtest.add_argument("--json", help="also write per-week rows and means as JSON")
+    backtest.set_defaults(func=cmd_backtest)
+
+    for name, func, helptext in (
+        ("score", cmd_score, "score the forecast made for --week against what happened"),
+        ("forecast", cmd_forecast, "forecast the week after --week for all cells"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--week", type=_week, required=True)
+        p.set_defaults(func=func)
+
+    run = sub.add_parser("run", help="the weekly job for one week, end to end")
+    run.add_argument("--week", type=_week, help="default: the latest complete week")
+    run.add_argument("--allow-incomplete", action="store_true")
+    run.add_argument("--mode", choices=["retrain", "finetune", "auto"], default="auto")
+    run.set_defaults(func=cmd_run)
+
+    backfill = sub.add_parser("backfill", help="the weekly job for each week in a range")
+    backfill.add_argument("--start", type=_week, required=True)
+    backfill.add_argument("--end", type=_week, required=True)
+    backfill.add_argument("--force", action="store_true", help="rerun weeks already complete")
+    backfill.set_defaults(func=cmd_backfill)
+
+    plot = sub.add_parser("plot", help="maps of a week's forecast, or the scoreboard")
+    plot.add_argument("--week", type=_week)
+    plot.add_argument("--out")
+    plot.add_argument("--scores", help="write weekly MAE and PAI against baselines")
+    plot.set_defaults(func=cmd_plot)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a clear message, not a traceback, for expected failures
+        from crimejob.errors import CrimejobError
+
+        if isinstance(exc, CrimejobError):
+            print(f"crimejob {args.command}: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""The database: an engine for ``CRIMEJOB_DATABASE_URL``, or an embedded PostgreSQL.
+
+With no URL configured, a real PostgreSQL server from the ``pgserver`` wheel is
+started under the project's data directory and reused by every later command,
+so a fresh machine needs no database set-up. Migrations are plain SQL files in
+``sql/``, applied in name order and recorded in ``ops.schema_migrations``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from crimejob.config import PROJECT_ROOT, get_settings
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DATABASE = "crimejob"
+SQL_DIR = Path(os.environ.get("CRIMEJOB_SQL_DIR", PROJECT_ROOT / "sql"))
+_MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+
+
+@lru_cache(maxsize=4)
+def _embedded_server(pgdata: str):
+    import pgserver  # imported lazily: only needed without a configured URL
+
+    Path(pgdata).mkdir(parents=True, exist_ok=True)
+    # cleanup_mode=None leaves the server running for the next command, which
+    # finds it through the pid file instead of paying the start-up again.
+    return pgserver.get_server(pgdata, cleanup_mode=None)
+
+
+def embedded_url(database: str = EMBEDDED_DATABASE) -> str:
+    """Start (or find) the embedded server and return a SQLAlchemy URL for ``database``."""
+    settings = get_settings()
+    server = _embedded_server(str(settings.data_dir / "pgdata"))
+    uri = sa.engine.make_url(server.get_uri())
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
+    if "(1 row)" not in exists:
+        server.psql(f'CREATE DATABASE "{database}";')
+    return uri.set(drivername="postgresql+psycopg2", database=database).render_as_string(
+        hide_password=False
+    )
+
+
+def database_url() -> str:
+    """The configured database URL, or the embedded server's."""
+    url = get_settings().database_url
+    if url:
+        return url.replace("postgresql://", "postgresql+psycopg2://", 1) if url.startswith(
+            "postgresql://"
+        ) else url
+    return embedded_url()
+
+
+@lru_cache(maxsize=8)
+def _engine_for(url: str) -> Engine:
+    return sa.create_engine(url, pool_pre_ping=True, future=True)
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """A pooled engine for ``url`` (default: :func:`database_url`), shared per process."""
+    return _engine_for(url or database_url())
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    name: str
+    path: Path
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+
+def migrations(sql_dir: Path = SQL_DIR) -> list[Migration]:
+    """The migration files in apply order; a badly named file is an error, not skipped."""
+    found = []
+    for path in sorted(sql_dir.glob("*.sql")):
+        match = _MIGRATION_NAME.match(path.name)
+        if not match:
+            raise ValueError(f"migration file {path.name} must be named NNN_snake_case.sql")
+        found.append(Migration(match.group(1), path.stem, path))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise ValueError(f"two migrations share a version number in {sql_dir}")
+    return found
+
+
+def upgrade(engine: Engine | None = None, sql_dir: Path = SQL_DIR) -> list[str]:
+    """Apply every migration not yet recorded, all in one transaction.
+
+    Safe to run twice and from two processes at once (an advisory lock
+    serialises them). Returns the names of the migrations applied now.
+    """
+    engine = engine or get_engine()
+    applied_now: list[str] = []
+    with engine.begin() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(774411)"))
+        conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS ops"))
+        conn.execute(
+            sa.text(
+                """
+                CREATE TABLE IF NOT EXISTS ops.schema_migrations (
+                    version    text PRIMARY KEY,
+                    name       text NOT NULL,
+                    checksum   text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )
+                """
+            )
+        )
+        done = {
+            row.version: row.checksum
+            for row in conn.execute(sa.text("SELECT version, checksum FROM ops.schema_migrations"))
+        }
+        for migration in migrations(sql_dir):
+            if migration.version in done:
+                if done[migration.version] != migration.checksum:
+                    log.warning("migration %s changed after it was applied", migration.name)
+                continue
+            log.info("applying migration %s", migration.name)
+            # exec_driver_sql sends the file as one multi-statement string, so
+            # the SQL files stay plain psql-compatible scripts.
+            conn.exec_driver_sql(migration.path.read_text().replace("%", "%%"))
+            conn.execute(
+                sa.text(
+                    "INSERT INTO ops.schema_migrations (version, name, checksum) "
+                    "VALUES (:v, :n, :c)"
+                ),
+                {"v": migration.version, "n": migration.name, "c": migration.checksum},
+            )
+            applied_now.append(migration.name)
+    return applied_now

@@ -1,0 +1,110 @@
+"""Shared fixtures: a real PostgreSQL for every test session.
+
+By default the embedded server (pgserver) under a temporary data directory;
+with ``CRIMEJOB_DATABASE_URL`` set, that server. Either way each test session
+works in a database of its own, created fresh and migrated, so sessions that
+run side by side never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TEST_ROOT = Path(os.environ.get("CRIMEJOB_TEST_DATA_DIR", "/tmp/crimejob-tests"))
+
+
+def _server_url() -> str:
+    url = os.environ.get("CRIMEJOB_DATABASE_URL")
+    if url:
+        return url.replace("postgresql://", "postgresql+psycopg2://", 1)
+    import pgserver
+
+    TEST_ROOT.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(str(TEST_ROOT / "pgdata"), cleanup_mode=None)
+    return (
+        sa.engine.make_url(server.get_uri())
+        .set(drivername="postgresql+psycopg2")
+        .render_as_string(hide_password=False)
+    )
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A fresh, migrated database for this test session; dropped at the end."""
+    from crimejob.db import upgrade
+
+    server_url = sa.engine.make_url(_server_url())
+    name = f"crimejob_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = server_url.set(database=name).render_as_string(hide_password=False)
+    engine = sa.create_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    previous = os.environ.get("CRIMEJOB_DATABASE_URL")
+    os.environ["CRIMEJOB_DATABASE_URL"] = url
+    try:
+        yield url
+    finally:
+        if previous is None:
+            os.environ.pop("CRIMEJOB_DATABASE_URL", None)
+        else:
+            os.environ["CRIMEJOB_DATABASE_URL"] = previous
+        from crimejob.db import _engine_for
+
+        _engine_for.cache_clear()
+        with admin.connect() as conn:
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :n AND pid <> pg_backend_pid()"
+                ),
+                {"n": name},
+            )
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+
+
+@pytest.fixture
+def clean_db(engine: sa.Engine) -> sa.Engine:
+    """The session database with every data table emptied (schema and cells kept)."""
+    with engine.begin() as conn:
+        existing = {
+            f"{s}.{t}"
+            for s, t in conn.execute(
+                sa.text(
+                    "SELECT table_schema, table_name FROM information_schema.tables "
+                    "WHERE table_type = 'BASE TABLE' AND table_schema IN ('raw','grid','ml','ops')"
+                )
+            )
+        }
+        keep = {"grid.cells", "ops.schema_migrations"}
+        tables = sorted(existing - keep)
+        if tables:
+            conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    return engine
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` beside the checkout; tests that read it skip without it."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    return SHARED_DATA

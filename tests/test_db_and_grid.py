@@ -1,0 +1,57 @@
+"""The database contract and the grid formula of the design notes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from crimejob import grid
+from crimejob.db import migrations, upgrade
+
+
+def test_migrations_are_recorded_and_safe_to_run_twice(engine):
+    assert upgrade(engine) == []  # the session fixture applied them all already
+    with engine.connect() as conn:
+        recorded = conn.execute(sa.text("SELECT name FROM ops.schema_migrations ORDER BY version"))
+        assert [r.name for r in recorded] == [m.name for m in migrations()]
+        schemas = {r[0] for r in conn.execute(sa.text("SELECT nspname FROM pg_namespace"))}
+    assert {"raw", "grid", "ml", "ops", "bi"} <= schemas
+
+
+def test_grid_cells_table_matches_the_python_grid(engine):
+    db_cells = pd.read_sql("SELECT * FROM bi.grid_cells ORDER BY cell_id", engine)
+    py_cells = grid.cells_frame()
+    assert len(db_cells) == 4500
+    assert (db_cells["cell_id"] == db_cells["row"] * 75 + db_cells["col"]).all()
+    for column in ("lat_min", "lat_max", "lon_min", "lon_max", "lat_center", "lon_center"):
+        np.testing.assert_allclose(db_cells[column], py_cells[column], rtol=0, atol=1e-9)
+    # every centre maps back to its own cell
+    cell, _ = grid.cell_of(db_cells["lat_center"], db_cells["lon_center"])
+    assert (cell == db_cells["cell_id"].to_numpy()).all()
+
+
+def test_corners_and_boundaries_follow_the_design_formula():
+    cell, reason = grid.cell_of(
+        [34.3373, 33.7037, 33.7037, 34.3373, 34.0, 34.0],
+        [-118.6682, -118.1553, -118.6682, -118.1553, -118.6683, -118.1552],
+    )
+    assert list(cell[:4]) == [0, 4499, 59 * 75, 74]  # NW, SE, SW, NE corners
+    assert list(reason[4:]) == [grid.OUTSIDE_GRID, grid.OUTSIDE_GRID]
+
+
+def test_cell_formula_is_the_literal_float64_expression():
+    rng = np.random.default_rng(7)
+    lat = rng.uniform(33.7037, 34.3373, 10_000)
+    lon = rng.uniform(-118.6682, -118.1553, 10_000)
+    cell, _ = grid.cell_of(lat, lon)
+    row = np.floor((34.3373 - lat) / ((34.3373 - 33.7037) / 60))
+    col = np.floor((lon + 118.6682) / ((-118.1553 + 118.6682) / 75))
+    expected = np.minimum(row, 59) * 75 + np.minimum(col, 74)
+    assert (cell == expected).all()
+
+
+def test_missing_and_zero_coordinates_are_missing_location():
+    cell, reason = grid.cell_of([0.0, np.nan, 34.0], [0.0, -118.3, np.nan])
+    assert list(cell) == [-1, -1, -1]
+    assert set(reason) == {grid.MISSING_LOCATION}
