@@ -1,0 +1,1 @@
+"""Clients for the job's external sources: LAPD (SODA) and NOAA NCEI."""

@@ -1,0 +1,1 @@
+"""Local servers that speak the real source protocols, for offline tests."""
