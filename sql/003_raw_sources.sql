@@ -35,8 +35,13 @@ SELECT source,
        min(lat)               AS lat,
        min(lon)               AS lon,
        bool_or(is_violent)    AS is_violent,
-       array_agg(DISTINCT code ORDER BY code) AS offense_codes
-FROM raw.crime_records, unnest(offense_codes) AS code
+       count(*)               AS offense_records,
+       ARRAY(SELECT DISTINCT code
+             FROM unnest(string_to_array(string_agg(array_to_string(offense_codes, ','), ','),
+                                         ',')) AS code
+             WHERE code <> ''
+             ORDER BY code)   AS offense_codes
+FROM raw.crime_records
 GROUP BY source, incident_id;
 
 -- GHCN-Daily stations: coordinates from configuration or from NCEI responses.
