@@ -19,6 +19,7 @@ from crimejob.weeks import parse_week
 
 EXIT_FAILED = 1
 EXIT_INCOMPLETE = 3
+OFFLINE_HELP = "skip extract/load: use the records already in the database (e.g. a CSV import)"
 
 
 def _date(text: str) -> date:
@@ -110,16 +111,16 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from crimejob.pipeline import score_week
+    from crimejob import steps
 
-    print(score_week(_engine(), args.week).format())
+    print(json.dumps(steps.score(_engine(), args.week), indent=2, default=str))
     return 0
 
 
 def cmd_forecast(args: argparse.Namespace) -> int:
-    from crimejob.pipeline import forecast_week
+    from crimejob import steps
 
-    print(forecast_week(_engine(), args.week).format())
+    print(json.dumps(steps.forecast(_engine(), args.week), indent=2, default=str))
     return 0
 
 
@@ -130,7 +131,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     week = args.week or latest_complete_week()
     try:
         result = run_week(
-            _engine(), week, allow_incomplete=args.allow_incomplete, mode=args.mode
+            _engine(), week, allow_incomplete=args.allow_incomplete, mode=args.mode,
+            offline=args.offline,
         )
     except IncompleteWeekError as exc:
         print(f"crimejob run: {exc}", file=sys.stderr)
@@ -142,7 +144,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_backfill(args: argparse.Namespace) -> int:
     from crimejob.pipeline import backfill
 
-    result = backfill(_engine(), args.start, args.end, force=args.force, progress=True)
+    result = backfill(
+        _engine(), args.start, args.end, force=args.force, progress=True, offline=args.offline,
+        mode=args.mode,
+    )
     print(result.format())
     return 0
 
@@ -219,12 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--week", type=_week, help="default: the latest complete week")
     run.add_argument("--allow-incomplete", action="store_true")
     run.add_argument("--mode", choices=["retrain", "finetune", "auto"], default="auto")
+    run.add_argument("--offline", action="store_true", help=OFFLINE_HELP)
     run.set_defaults(func=cmd_run)
 
     backfill = sub.add_parser("backfill", help="the weekly job for each week in a range")
     backfill.add_argument("--start", type=_week, required=True)
     backfill.add_argument("--end", type=_week, required=True)
     backfill.add_argument("--force", action="store_true", help="rerun weeks already complete")
+    backfill.add_argument("--mode", choices=["retrain", "finetune", "auto"], default="auto")
+    backfill.add_argument("--offline", action="store_true", help=OFFLINE_HELP)
     backfill.set_defaults(func=cmd_backfill)
 
     plot = sub.add_parser("plot", help="maps of a week's forecast, or the scoreboard")

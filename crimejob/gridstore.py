@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date
+import warnings
+from datetime import date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,22 @@ from sqlalchemy.engine import Connection, Engine
 
 from crimejob.grid import N_CELLS, N_COLS, N_ROWS
 from crimejob.history import WEATHER_FEATURES, GridHistory
+
+_AS_OF_QUERY = sa.text(
+    """
+    SELECT w.week_start, w.cell_id, coalesce(c.violent_count, 0) AS violent_count,
+           w.mean_temp_f, w.total_rain_in, w.holiday
+    FROM grid.weekly AS w
+    LEFT JOIN (
+        SELECT week_start, cell_id, count(*) FILTER (WHERE is_violent) AS violent_count
+        FROM raw.incidents
+        WHERE reported_at < :reported_before AND week_start <= :through
+        GROUP BY week_start, cell_id
+    ) AS c USING (week_start, cell_id)
+    WHERE w.week_start <= :through AND (CAST(:since AS date) IS NULL OR w.week_start >= :since)
+    ORDER BY w.week_start, w.cell_id
+    """
+)
 
 _QUERY = sa.text(
     """
@@ -23,16 +40,28 @@ _QUERY = sa.text(
 
 
 def load_history(
-    bind: Engine | Connection, through: date, since: date | None = None
+    bind: Engine | Connection,
+    through: date,
+    since: date | None = None,
+    reported_before: datetime | None = None,
 ) -> GridHistory:
     """Every aggregated week up to ``through`` (and from ``since``), as arrays.
 
     Never reads a week after ``through``: this is where leakage is prevented.
+    With ``reported_before``, violent counts include only incidents reported
+    before that moment (LA local time), so a backfilled week sees the data
+    that existed then, not late reports that arrived afterwards.
     Weeks must be dense (4,500 rows each) and consecutive; a gap is an error
     rather than a silent shift of the time axis. Missing weather is filled
     with the week's mean over cells, then with 0.
     """
-    frame = pd.read_sql_query(_QUERY, bind, params={"through": through, "since": since})
+    params = {"through": through, "since": since}
+    if reported_before is not None:
+        query = _AS_OF_QUERY
+        params["reported_before"] = reported_before
+    else:
+        query = _QUERY
+    frame = pd.read_sql_query(query, bind, params=params)
     if frame.empty:
         return GridHistory(
             np.array([], dtype="datetime64[D]"),
@@ -48,7 +77,59 @@ def load_history(
     t = len(unique_weeks)
     crime = frame["violent_count"].to_numpy(np.float32).reshape(t, N_ROWS, N_COLS)
     weather = frame[list(WEATHER_FEATURES)].to_numpy(np.float64).reshape(t, N_CELLS, 3)
-    week_mean = np.nanmean(np.where(np.isnan(weather), np.nan, weather), axis=1, keepdims=True)
+    with warnings.catch_warnings():  # an all-missing week is fine: it becomes 0 below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        week_mean = np.nanmean(weather, axis=1, keepdims=True)
     weather = np.where(np.isnan(weather), week_mean, weather)
     weather = np.nan_to_num(weather, nan=0.0).astype(np.float32).reshape(t, N_ROWS, N_COLS, 3)
     return GridHistory(unique_weeks, crime, weather)
+
+
+def aggregated_weeks(bind: Engine | Connection) -> list[date]:
+    """Every week that has grid rows, oldest first."""
+    with _connect(bind) as conn:
+        rows = conn.execute(sa.text("SELECT week_start FROM grid.weeks ORDER BY week_start"))
+        return [r.week_start for r in rows]
+
+
+def contiguous_since(bind: Engine | Connection, through: date) -> date | None:
+    """First week of the unbroken run of aggregated weeks that ends at ``through``.
+
+    Models need consecutive weeks; an isolated old week (a late report
+    re-aggregated long after) must not join the history with a gap.
+    """
+    weeks = set(aggregated_weeks(bind))
+    if through not in weeks:
+        return None
+    first = through
+    while first - timedelta(weeks=1) in weeks:
+        first -= timedelta(weeks=1)
+    return first
+
+
+class _connect:
+    """Use a Connection as is, or open one from an Engine for the block."""
+
+    def __init__(self, bind: Engine | Connection):
+        self.bind = bind
+        self.conn: Connection | None = None
+
+    def __enter__(self) -> Connection:
+        if isinstance(self.bind, Connection):
+            return self.bind
+        self.conn = self.bind.connect()
+        return self.conn
+
+    def __exit__(self, *exc) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+def history_for_run(bind: Engine | Connection, week: date) -> GridHistory:
+    """What the run for ``week`` may see: consecutive weeks up to ``week``, counting only
+    incidents reported before ``week`` ended (so a backfill sees what existed then)."""
+    since = contiguous_since(bind, week)
+    if since is None:
+        return load_history(bind, date(1900, 1, 1), since=date(1900, 1, 1))
+    reported_before = datetime.combine(week + timedelta(weeks=1), datetime.min.time())
+    return load_history(bind, week, since=since, reported_before=reported_before)

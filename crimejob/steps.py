@@ -1,0 +1,234 @@
+"""The weekly job's steps, one function each: what the Airflow tasks and the CLI call.
+
+Every step takes an engine and the ``week`` being run (a Monday; the run for W
+starts after W ends), is idempotent, and returns a small JSON-serialisable dict
+(fit for an Airflow XCom). Order, as in the design notes:
+
+    extract_crime ─┐
+                   ├─ load ─ aggregate ─ check_completeness ─ score ─ train ─ forecast
+    extract_weather┘
+
+Extracts are written to files under the data directory, so that the fetch and
+the database write are separate tasks (and a failed load can be retried without
+hitting the sources again). A source that fails raises before anything is
+written; the previous forecast stays as it was.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import statistics
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from crimejob.config import get_settings
+from crimejob.errors import CrimejobError
+
+log = logging.getLogger(__name__)
+
+
+class IncompleteWeekError(CrimejobError):
+    """The source has clearly not published the week yet; training on it would mislead."""
+
+
+def engine_from_url(url: str | None = None) -> Engine:
+    """An engine for ``url``, or for the project's configured database when None."""
+    from crimejob.db import get_engine
+
+    return get_engine(url)
+
+
+def week_end(week: date) -> datetime:
+    """Midnight (LA wall clock) at the end of ``week``: nothing reported later is used."""
+    return datetime.combine(week + timedelta(weeks=1), time())
+
+
+def history_weeks() -> int:
+    """How many weeks of grid history the models need before a run (bootstrap size)."""
+    return int(os.environ.get("CRIMEJOB_HISTORY_WEEKS", "104"))
+
+
+def extract_window(engine: Engine, week: date) -> tuple[date, date]:
+    """Report dates to (re)fetch for ``week``: the trailing window for late reports,
+    reaching further back to the first missing week when history is missing."""
+    from crimejob.gridstore import aggregated_weeks
+
+    settings = get_settings()
+    end = week + timedelta(days=6)
+    start = week - timedelta(weeks=settings.trailing_weeks - 1)
+    have = set(aggregated_weeks(engine))
+    wanted = [week - timedelta(weeks=i) for i in range(history_weeks())]
+    missing = [w for w in wanted if w not in have and w < start]
+    if missing:
+        start = min(missing)
+    return start, end
+
+
+def _extract_dir(week: date) -> Path:
+    path = get_settings().data_dir / "extracts" / week.isoformat()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _write_json_atomic(path: Path, payload) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with gzip.open(tmp, "wt", encoding="utf-8") as handle:
+        json.dump(payload, handle)
+    tmp.replace(path)
+
+
+def _read_json(path: str | Path):
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+# --- extract / load / aggregate -----------------------------------------------
+
+
+def extract_crime(engine: Engine, week: date) -> dict:
+    """Fetch LAPD records reported in the window; verified complete, written to a file."""
+    from crimejob.crime_ingest import fetch_crime_api
+
+    start, end = extract_window(engine, week)
+    fetched = fetch_crime_api(start, end)
+    path = _extract_dir(week) / "crime.json.gz"
+    _write_json_atomic(path, [[dataset, records] for dataset, records in fetched])
+    records = sum(len(r) for _, r in fetched)
+    log.info("extracted %d crime records reported %s..%s", records, start, end)
+    return {"path": str(path), "records": records, "start": str(start), "end": str(end)}
+
+
+def extract_weather(engine: Engine, week: date) -> dict:
+    """Fetch NCEI daily summaries for the same window; written to a file."""
+    from crimejob.weather_ingest import fetch_weather_api
+
+    start, end = extract_window(engine, week)
+    records = fetch_weather_api(start, end)
+    path = _extract_dir(week) / "weather.json.gz"
+    _write_json_atomic(path, records)
+    return {"path": str(path), "records": len(records), "start": str(start), "end": str(end)}
+
+
+def load(engine: Engine, week: date, crime_extract: dict, weather_extract: dict) -> dict:
+    """Upsert the extracted records into ``raw`` (rejects kept with their reason)."""
+    from crimejob.crime_ingest import load_crime_records
+    from crimejob.weather_ingest import load_weather_records
+
+    crime = load_crime_records(
+        engine, [(dataset, records) for dataset, records in _read_json(crime_extract["path"])]
+    )
+    weather = load_weather_records(engine, _read_json(weather_extract["path"]), source="ncei-api")
+    touched = sorted({*crime.weeks_touched, *weather.weeks_touched})
+    return {
+        "crime": crime.as_dict(),
+        "weather": weather.as_dict(),
+        "weeks_touched": [str(w) for w in touched],
+        "window_start": crime_extract["start"],
+    }
+
+
+def aggregate(engine: Engine, week: date, loaded: dict) -> dict:
+    """Recompute the grid rows of every week the window touched, and of the window itself.
+
+    Weeks older than the window are recomputed only when they already have
+    grid rows (a late report changes them); a lone old week is never created,
+    so the history stays consecutive.
+    """
+    from crimejob.aggregate import aggregate_weeks
+    from crimejob.gridstore import aggregated_weeks
+    from crimejob.weeks import week_start
+
+    window_start = week_start(date.fromisoformat(loaded["window_start"]))
+    have = set(aggregated_weeks(engine))
+    older = sorted(
+        w
+        for w in (date.fromisoformat(text) for text in loaded["weeks_touched"])
+        if w < window_start and w in have
+    )
+    reports = [aggregate_weeks(engine, window_start, week)]
+    # contiguous runs of older weeks, each re-aggregated in one call
+    run: list[date] = []
+    for w in older + [None]:
+        if run and (w is None or w - run[-1] != timedelta(weeks=1)):
+            reports.append(aggregate_weeks(engine, run[0], run[-1]))
+            run = []
+        if w is not None:
+            run.append(w)
+    return {
+        "weeks": [str(window_start), str(week)],
+        "older_weeks": [str(w) for w in older],
+        "reports": [r.format() for r in reports],
+    }
+
+
+# --- completeness ----------------------------------------------------------------
+
+
+def check_completeness(engine: Engine, week: date, allow_incomplete: bool = False) -> dict:
+    """Stop before training on a week the source has not finished publishing.
+
+    Compares the week's incident count with the median of the 8 weeks before
+    it; below ``CRIMEJOB_COMPLETENESS_RATIO`` (default 0.5) of that median the
+    week is taken as half-published.
+    """
+    ratio_floor = float(os.environ.get("CRIMEJOB_COMPLETENESS_RATIO", "0.5"))
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT week_start, incident_total FROM grid.weeks "
+                "WHERE week_start BETWEEN :first AND :week ORDER BY week_start"
+            ),
+            {"first": week - timedelta(weeks=8), "week": week},
+        ).all()
+    totals = {r.week_start: r.incident_total for r in rows}
+    if week not in totals:
+        raise IncompleteWeekError(f"week {week} has no grid rows: nothing was loaded for it")
+    previous = [totals[w] for w in sorted(totals) if w < week]
+    result = {"week": str(week), "incidents": totals[week], "complete": True}
+    if len(previous) < 4:
+        result["note"] = f"only {len(previous)} earlier weeks to compare with; not checked"
+        return result
+    median = statistics.median(previous)
+    ratio = totals[week] / median if median else 1.0
+    result.update({"trailing_median": median, "ratio": round(ratio, 3)})
+    if ratio < ratio_floor:
+        result["complete"] = False
+        message = (
+            f"week {week} has {totals[week]} incidents, {ratio:.0%} of the median "
+            f"{median:g} of the 8 weeks before: the source has not published it yet "
+            f"(rerun later, or pass --allow-incomplete)"
+        )
+        if not allow_incomplete:
+            raise IncompleteWeekError(message)
+        result["note"] = "allowed: " + message
+    return result
+
+
+# --- score / train / forecast ---------------------------------------------------
+
+
+def score(engine: Engine, week: date) -> dict:
+    """Score every forecast made for ``week`` against what happened in it."""
+    from crimejob.scoring import score_target_week
+
+    return score_target_week(engine, week)
+
+
+def train(engine: Engine, week: date, mode: str = "auto") -> dict:
+    """Fine-tune or retrain the production model on data up to ``week`` (GPU queue)."""
+    from crimejob.modelstep import train_for_week
+
+    return train_for_week(engine, week, mode=mode)
+
+
+def forecast(engine: Engine, week: date, run_id: int | None = None) -> dict:
+    """Forecast ``week + 7 days`` for all cells with the production model and baselines."""
+    from crimejob.forecast_store import forecast_next_week
+
+    return forecast_next_week(engine, week, run_id=run_id)
