@@ -25,6 +25,19 @@ FROM bi.forecasts
 WHERE is_production
   AND target_week = (SELECT max(target_week) FROM ml.forecasts WHERE is_production);
 COMMENT ON VIEW bi.forecast_latest IS 'The production forecast for the newest target week: 4,500 ranked cells.';
+DO $$
+DECLARE col record;
+BEGIN
+    -- same columns, same meaning as bi.forecasts: copy its column comments
+    FOR col IN
+        SELECT a.attname, col_description('bi.forecasts'::regclass, a.attnum) AS doc
+        FROM pg_attribute AS a
+        WHERE a.attrelid = 'bi.forecasts'::regclass AND a.attnum > 0 AND NOT a.attisdropped
+    LOOP
+        EXECUTE format('COMMENT ON COLUMN bi.forecast_latest.%I IS %L', col.attname, col.doc);
+    END LOOP;
+END
+$$;
 
 CREATE VIEW bi.forecast_errors AS
 SELECT e.target_week, e.cell_id, e.predicted, e.actual, e.error, e.model_name,
@@ -42,6 +55,8 @@ COMMENT ON COLUMN bi.forecast_errors.model_name IS 'Forecaster name.';
 COMMENT ON COLUMN bi.forecast_errors.model_version IS 'Registry version of the model.';
 COMMENT ON COLUMN bi.forecast_errors.is_production IS 'True for the production model.';
 COMMENT ON COLUMN bi.forecast_errors.abs_error IS '|predicted - actual|.';
+COMMENT ON COLUMN bi.forecast_errors.lat_center IS 'Latitude of the cell centre.';
+COMMENT ON COLUMN bi.forecast_errors.lon_center IS 'Longitude of the cell centre.';
 
 CREATE VIEW bi.forecast_scores AS
 SELECT target_week, model_name, model_version, mae, rmse, poisson_deviance,

@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+# pgserver asks platformdirs for a runtime dir; give it one instead of a warning per run.
+os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TEST_ROOT = Path(os.environ.get("CRIMEJOB_TEST_DATA_DIR", "/tmp/crimejob-tests"))
 
