@@ -23,7 +23,7 @@ def fast_retries(monkeypatch):
     monkeypatch.setenv("CRIMEJOB_HTTP_TIMEOUT", "5")
 
 
-def client_for(server, monkeypatch, chunk_days: int = 366) -> NceiClient:
+def client_for(server, monkeypatch, chunk_days: int | None = None) -> NceiClient:
     monkeypatch.setenv("CRIMEJOB_NCEI_URL", server.base_url)
     return NceiClient(get_settings(), chunk_days=chunk_days)
 
@@ -73,10 +73,17 @@ def test_a_long_range_is_fetched_in_chunks_that_cover_it_exactly(fast_retries, m
 
 
 def test_date_chunks_are_consecutive_and_inclusive():
-    chunks = date_chunks(date(2020, 1, 1), date(2024, 12, 31))
-    assert chunks[0][0] == date(2020, 1, 1) and chunks[-1][1] == date(2024, 12, 31)
+    chunks = date_chunks(date(2020, 3, 1), date(2024, 2, 10))
+    assert chunks[0] == (date(2020, 3, 1), date(2020, 12, 31))
+    assert chunks[-1] == (date(2024, 1, 1), date(2024, 2, 10))
+    assert len(chunks) == 5
     assert all((b[0] - a[1]).days == 1 for a, b in zip(chunks, chunks[1:], strict=False))
-    assert all((last - first).days < 366 for first, last in chunks)
+    weekly = date_chunks(date(2024, 1, 1), date(2024, 1, 20), days=7)
+    assert weekly == [
+        (date(2024, 1, 1), date(2024, 1, 7)),
+        (date(2024, 1, 8), date(2024, 1, 14)),
+        (date(2024, 1, 15), date(2024, 1, 20)),
+    ]
     with pytest.raises(ValueError):
         date_chunks(date(2024, 1, 2), date(2024, 1, 1))
 
@@ -167,6 +174,23 @@ def test_the_csv_reader_accepts_attribute_columns_and_missing_optional_columns(t
     got = read_daily_csv(path)
     assert got[0]["PRCP"] == "0.00" and got[0]["TMAX"] == "66"
     assert "PRCP" not in got[1] and got[1]["TMAX"] == "64"
+
+
+def test_raw_tenths_are_refused_by_the_client_and_the_csv_reader(
+    fast_retries, monkeypatch, tmp_path
+):
+    records = make_daily_summaries([LAX], date(2024, 1, 1), date(2024, 1, 3))
+    with ncei_server(records) as server:
+        client = client_for(server, monkeypatch)
+        client.params = lambda *args: {  # a caller that forgets units=standard
+            k: v for k, v in NceiClient.params(client, *args).items() if k != "units"
+        }
+        with pytest.raises(SourceError, match="units=standard"):
+            client.fetch([LAX], date(2024, 1, 1), date(2024, 1, 3))
+    path = tmp_path / "tenths.csv"
+    path.write_text('"STATION","DATE","TMAX"\n"USW00023174","2024-01-01","  189"\n')
+    with pytest.raises(SourceError, match="TMAX value '  189'"):
+        read_daily_csv(path)
 
 
 def test_the_csv_reader_rejects_a_renamed_column(tmp_path):

@@ -6,7 +6,7 @@ station did not report is a missing key. We ask for ``units=standard`` (deg F,
 inches) so no unit conversion happens here, and for the station name and
 location so ``raw.weather_stations`` can learn stations that are not configured.
 
-Long ranges are split into chunks (a calendar year by default) so no single
+Long ranges are split into chunks (one per calendar year by default) so no single
 response is huge and a retry repeats little. Every record is checked against
 the field names we know: a renamed field (the service changing ``TMAX`` to
 ``tmax``, say) fails the fetch with a :class:`SourceError` that names it, rather
@@ -37,7 +37,6 @@ DATA_TYPES = ("TMAX", "TMIN", "PRCP")
 KEY_FIELDS = ("STATION", "DATE")
 LOCATION_FIELDS = ("LATITUDE", "LONGITUDE", "ELEVATION", "NAME")
 KNOWN_FIELDS = frozenset(KEY_FIELDS + LOCATION_FIELDS + DATA_TYPES)
-DEFAULT_CHUNK_DAYS = 366
 
 
 def check_fields(records: Iterable[dict[str, Any]], where: str) -> None:
@@ -67,17 +66,41 @@ def check_fields(records: Iterable[dict[str, Any]], where: str) -> None:
         )
 
 
-def date_chunks(start: date, end: date, days: int = DEFAULT_CHUNK_DAYS) -> list[tuple[date, date]]:
-    """Split ``start..end`` (inclusive) into consecutive inclusive ranges of at most ``days``."""
+def date_chunks(start: date, end: date, days: int | None = None) -> list[tuple[date, date]]:
+    """Split ``start..end`` (inclusive) into consecutive inclusive ranges.
+
+    By default one range per calendar year (a year of five stations is a few
+    thousand records); with ``days``, ranges of at most that many days.
+    """
     if end < start:
         raise ValueError(f"end {end} is before start {start}")
     chunks = []
     first = start
     while first <= end:
-        last = min(first + timedelta(days=days - 1), end)
+        if days is None:
+            last = min(date(first.year, 12, 31), end)
+        else:
+            last = min(first + timedelta(days=days - 1), end)
         chunks.append((first, last))
         first = last + timedelta(days=1)
     return chunks
+
+
+def check_units(records: Iterable[dict[str, Any]], where: str) -> None:
+    """Raise :class:`SourceError` if values look like raw GHCN tenths rather than deg F/inches.
+
+    Without ``units=standard`` the service sends tenths of deg C and of mm,
+    right-aligned with spaces; many such values would pass a range check and
+    silently become wrong degrees, so the whole response or file is refused.
+    """
+    for record in records:
+        for key in DATA_TYPES:
+            value = record.get(key)
+            if isinstance(value, str) and value[:1] == " " and value.strip():
+                raise SourceError(
+                    f"{where}: {key} value {value!r} is space-padded raw tenths; "
+                    "request or download the data with units=standard (deg F, inches)"
+                )
 
 
 class NceiClient:
@@ -87,7 +110,7 @@ class NceiClient:
         self,
         settings: Settings | None = None,
         http: HttpClient | None = None,
-        chunk_days: int = DEFAULT_CHUNK_DAYS,
+        chunk_days: int | None = None,
     ):
         self.settings = settings or get_settings()
         self.http = http or HttpClient(self.settings)
@@ -116,6 +139,7 @@ class NceiClient:
         if not isinstance(body, list):
             raise SourceError(f"{where}: expected a JSON array, got {type(body).__name__}")
         check_fields(body, where)
+        check_units(body, where)
         return body
 
     def fetch(self, stations: Sequence[str], start: date, end: date) -> list[dict]:
@@ -156,4 +180,5 @@ def read_daily_csv(path: Path | str) -> list[dict[str, str]]:
             extra = row.pop(None)
             row["_extra_cells"] = ",".join(extra)
         records.append({k: v for k, v in row.items() if v is not None and v.strip() != ""})
+    check_units(records, path.name)
     return records
