@@ -323,7 +323,7 @@ def map_frame(frame: pd.DataFrame, adapter: DatasetAdapter) -> tuple[pd.DataFram
     out["reported_at"] = reported
     out["date_occ_ts"] = occurred_date
     # Kept as datetime64 (a Monday at midnight): it goes to a DATE column by COPY.
-    out["week_start"] = occurred.dt.normalize() - pd.to_timedelta(occurred.dt.weekday, unit="D")
+    out["week_start"] = occurred.dt.normalize() - pd.to_timedelta(occurred.dt.day_of_week, unit="D")
     out["lat"] = lat
     out["lon"] = lon
     out["cell_id"] = cell
@@ -423,7 +423,7 @@ def read_portal_csv(path: Path, chunksize: int = 200_000) -> Iterator[pd.DataFra
             skipinitialspace=False,
         )
         header: list[str] | None = None
-        for chunk in reader:
+        for chunk in _chunks(reader, path):
             if header is None:
                 header = list(chunk.columns)
                 names = [field_name(c) for c in header]
@@ -436,6 +436,14 @@ def read_portal_csv(path: Path, chunksize: int = 200_000) -> Iterator[pd.DataFra
             chunk.columns = names
             chunk.attrs["header"] = header
             yield chunk
+
+
+def _chunks(reader, path: Path) -> Iterator[pd.DataFrame]:
+    """The reader's chunks; a file pandas cannot parse is a SourceError naming the file."""
+    try:
+        yield from reader
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise SourceError(f"{path.name} is not a readable CSV file: {exc}") from exc
 
 
 def csv_reject_payloads(frame: pd.DataFrame, mask: pd.Series) -> list[dict]:

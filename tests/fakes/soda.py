@@ -358,14 +358,16 @@ def write_portal_csv(frame: pd.DataFrame, path: Path, *, spreadsheet: bool = Fal
     """
     out = frame.reindex(columns=list(PORTAL_HEADER)).copy()
     for field in ("date_rptd", "date_occ"):
-        stamps = pd.to_datetime(out[field], format="ISO8601")
+        stamps = pd.to_datetime(out[field], format="ISO8601", errors="coerce")
         if spreadsheet:
             codes, uniques = pd.factorize(stamps)
             u = pd.DatetimeIndex(uniques)
             text = [f"{d.month}/{d.day}/{d.year} {d.hour}:{d.minute:02d}" for d in u]
-            out[field] = np.array(text, dtype=object)[codes]
+            written = pd.Series(np.array(text, dtype=object)[codes], index=out.index)
         else:
-            out[field] = _format_dates(stamps, "%m/%d/%Y %I:%M:%S %p")
+            written = _format_dates(stamps, "%m/%d/%Y %I:%M:%S %p")
+        # A value that is not a date (a test's bad input) is written as it is.
+        out[field] = written.where(stamps.notna(), out[field])
     if spreadsheet:
         for field in ("time_occ", "area", "rpt_dist_no"):
             out[field] = out[field].str.lstrip("0").replace("", "0")

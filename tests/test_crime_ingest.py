@@ -1,0 +1,404 @@
+"""Crime ingest end to end: a local SODA server or a portal CSV into a real PostgreSQL.
+
+What must hold: usable records land once, keyed on the source's natural key;
+unusable ones are kept in ops.rejects with their reason and raw payload; a
+rerun changes nothing; a failing source writes nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import date
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from crimejob import cli
+from crimejob.crime_ingest import ingest_crime_api, ingest_crime_csv, load_crime_records
+from crimejob.errors import SourceError
+from crimejob.grid import cell_of
+from crimejob.sources.lapd import LEGACY_VIOLENT_CODES, NIBRS_VIOLENT_CODES
+from crimejob.weeks import week_start
+from tests.fakes.server import Fault
+from tests.fakes.soda import (
+    LEGACY_ID,
+    NIBRS_2024_ID,
+    NIBRS_2026_ID,
+    legacy_frame,
+    make_legacy_records,
+    make_nibrs_records,
+    soda_server,
+    write_portal_csv,
+)
+
+WEEK = (date(2023, 1, 2), date(2023, 1, 8))
+
+
+@pytest.fixture(autouse=True)
+def fast_http(monkeypatch):
+    monkeypatch.setenv("CRIMEJOB_SODA_PAGE_SIZE", "200")
+    monkeypatch.setenv("CRIMEJOB_HTTP_MAX_ATTEMPTS", "3")
+    monkeypatch.setenv("CRIMEJOB_HTTP_BACKOFF_MAX", "0.01")
+
+
+def _rows(engine, sql: str, **params) -> list:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(sql), params).all()
+
+
+def _scalar(engine, sql: str, **params):
+    with engine.connect() as conn:
+        return conn.execute(sa.text(sql), params).scalar()
+
+
+def _snapshot(engine) -> list:
+    return _rows(
+        engine,
+        "SELECT source, record_id, payload::text, week_start, cell_id, updated_at "
+        "FROM raw.crime_records ORDER BY 1, 2",
+    )
+
+
+def _expected_rejects(records: list[dict]) -> dict[str, str]:
+    """dr_no -> reason, computed from the coordinates alone (the generator's faults)."""
+    lat = [float(r["lat"]) for r in records]
+    lon = [float(r["lon"]) for r in records]
+    _, reason = cell_of(lat, lon)
+    return {r["dr_no"]: why for r, why in zip(records, reason, strict=True) if why}
+
+
+def test_api_ingest_loads_usable_records_and_keeps_rejects(clean_db):
+    records = make_legacy_records(400, *WEEK, seed=5, missing_location=0.03, outside_grid=0.03)
+    expected_rejects = _expected_rejects(records)
+    assert {"missing_location", "outside_grid"} <= set(expected_rejects.values())
+
+    with soda_server({LEGACY_ID: records}):
+        report = ingest_crime_api(clean_db, *WEEK, datasets=[LEGACY_ID])
+
+    usable = len(records) - len(expected_rejects)
+    assert (report.fetched, report.loaded, report.updated, report.unchanged) == (
+        400, usable, 0, 0
+    )
+    assert dict(report.rejected) == dict(pd.Series(expected_rejects).value_counts())
+    assert _scalar(clean_db, "SELECT count(*) FROM raw.crime_records") == usable
+    stored = dict(_rows(clean_db, "SELECT record_key, reason FROM ops.rejects"))
+    assert stored == expected_rejects
+    payloads = _rows(clean_db, "SELECT record_key, payload FROM ops.rejects")
+    by_key = {r["dr_no"]: r for r in records}
+    assert all(payload == by_key[key] for key, payload in payloads)
+
+
+def test_loaded_rows_follow_the_source_record(clean_db):
+    records = make_legacy_records(200, *WEEK, seed=6)
+    with soda_server({LEGACY_ID: records}):
+        report = ingest_crime_api(clean_db, *WEEK, datasets=[LEGACY_ID])
+    rows = {
+        r.record_id: r
+        for r in _rows(
+            clean_db,
+            "SELECT record_id, incident_id, series, occurred_at, reported_at, week_start, "
+            "lat, lon, cell_id, offense_codes, is_violent, payload FROM raw.crime_records",
+        )
+    }
+    assert len(rows) == 200
+    for record in records:
+        row = rows[record["dr_no"]]
+        occurred = pd.Timestamp(record["date_occ"]) + pd.Timedelta(
+            hours=int(record["time_occ"][:2]), minutes=int(record["time_occ"][2:])
+        )
+        assert row.occurred_at == occurred.to_pydatetime()
+        assert row.reported_at.date() == date.fromisoformat(record["date_rptd"][:10])
+        assert row.week_start == week_start(occurred.date())
+        assert row.incident_id == record["dr_no"] and row.series == "legacy"
+        assert (row.lat, row.lon) == (float(record["lat"]), float(record["lon"]))
+        assert row.cell_id == cell_of([row.lat], [row.lon])[0][0]
+        codes = [record[f] for f in ("crm_cd", "crm_cd_1", "crm_cd_2") if f in record]
+        assert row.offense_codes == list(dict.fromkeys(codes))
+        assert row.is_violent == bool(set(codes) & LEGACY_VIOLENT_CODES)
+        assert row.payload == record
+    assert report.weeks_touched == {r.week_start for r in rows.values()}
+
+
+def test_rerunning_the_same_ingest_changes_nothing(clean_db):
+    records = make_legacy_records(300, *WEEK, seed=7, missing_location=0.02)
+    with soda_server({LEGACY_ID: records}):
+        first = ingest_crime_api(clean_db, *WEEK, datasets=[LEGACY_ID])
+        before = _snapshot(clean_db)
+        rejects_before = _rows(clean_db, "SELECT reject_id, record_key, reason FROM ops.rejects")
+        again = ingest_crime_api(clean_db, *WEEK, datasets=[LEGACY_ID])
+    assert (again.loaded, again.updated, again.unchanged) == (0, 0, first.loaded)
+    assert again.rejected == first.rejected
+    assert again.weeks_touched == set()
+    assert _snapshot(clean_db) == before
+    assert _rows(clean_db, "SELECT reject_id, record_key, reason FROM ops.rejects") == (
+        rejects_before
+    )
+
+
+def test_a_corrected_record_is_updated_and_both_its_weeks_are_touched(clean_db):
+    records = make_legacy_records(100, *WEEK, seed=8, late_share=0.0)
+    with soda_server({LEGACY_ID: records}) as server:
+        ingest_crime_api(clean_db, *WEEK, datasets=[LEGACY_ID])
+        moved, recoded = copy.deepcopy(records[0]), copy.deepcopy(records[1])
+        old_week = week_start(moved["date_occ"])
+        moved["date_occ"] = "2022-06-15T00:00:00.000"  # a date corrected months back
+        recoded["crm_cd"] = recoded["crm_cd_1"] = "110"
+        server.app.datasets[LEGACY_ID] = [moved, recoded, *records[2:]]
+        report = ingest_crime_api(clean_db, *WEEK, datasets=[LEGACY_ID])
+    assert (report.loaded, report.updated, report.unchanged) == (0, 2, 98)
+    assert {old_week, date(2022, 6, 13), week_start(recoded["date_occ"])} == report.weeks_touched
+    row = _rows(
+        clean_db,
+        "SELECT week_start, is_violent FROM raw.crime_records WHERE record_id = :k",
+        k=recoded["dr_no"],
+    )[0]
+    assert row.is_violent is True
+
+
+def test_unusable_records_are_rejected_with_their_reason(clean_db):
+    base = make_legacy_records(8, *WEEK, seed=9)
+    bad = copy.deepcopy(base)
+    bad[0]["date_occ"] = "2023-13-45T00:00:00.000"
+    bad[1]["time_occ"] = "2575"
+    del bad[2]["crm_cd"], bad[2]["crm_cd_1"]
+    bad[2].pop("crm_cd_2", None)
+    bad[3]["crm_cd"] = bad[3]["crm_cd_1"] = "ABC"
+    del bad[4]["dr_no"]
+    bad[5]["lat"], bad[5]["lon"] = "0", "0"
+    del bad[6]["lat"]
+    bad[7]["lat"], bad[7]["lon"] = "34.1000", "-118.1000"
+    report = load_crime_records(clean_db, [(LEGACY_ID, bad)])
+    assert dict(report.rejected) == {
+        "bad_date": 2, "missing_code": 1, "unknown_code": 1, "missing_key": 1,
+        "missing_location": 2, "outside_grid": 1,
+    }  # fmt: skip
+    assert report.loaded == 0
+    rows = _rows(clean_db, "SELECT reason, detail, payload FROM ops.rejects ORDER BY reason")
+    details = {(r.reason, r.detail) for r in rows}
+    assert ("bad_date", "date_occ=2023-13-45T00:00:00.000") in details
+    assert ("bad_date", "time_occ=2575") in details
+    assert ("unknown_code", "crm_cd=ABC") in details
+    # The record without a key is kept whole under the md5 of its payload.
+    keyless = [r.payload for r in rows if r.reason == "missing_key"]
+    assert keyless == [bad[4]]
+
+
+def test_a_record_rejected_before_and_fixed_now_is_loaded_and_its_reject_resolved(clean_db):
+    records = make_legacy_records(5, *WEEK, seed=10)
+    broken = copy.deepcopy(records)
+    broken[0]["lat"], broken[0]["lon"] = "0", "0"
+    first = load_crime_records(clean_db, [(LEGACY_ID, broken)])
+    assert first.rejected == {"missing_location": 1} and first.loaded == 4
+    second = load_crime_records(clean_db, [(LEGACY_ID, records)])
+    assert (second.loaded, second.unchanged, second.rejected_total) == (1, 4, 0)
+    assert _scalar(clean_db, "SELECT count(*) FROM ops.rejects") == 0
+
+
+def test_a_key_twice_in_one_batch_keeps_the_last_and_rejects_the_first(clean_db):
+    records = make_legacy_records(3, *WEEK, seed=11)
+    older = copy.deepcopy(records[0])
+    older["status"] = "IC"
+    records[0]["status"] = "AA"
+    report = load_crime_records(clean_db, [(LEGACY_ID, [older, *records])])
+    assert report.loaded == 3 and report.rejected == {"duplicate_key": 1}
+    status = _scalar(
+        clean_db, "SELECT payload->>'status' FROM raw.crime_records WHERE record_id = :k",
+        k=records[0]["dr_no"],
+    )
+    assert status == "AA"
+
+
+def test_nibrs_offenses_load_per_record_and_an_incident_is_violent_if_any_offense_is(clean_db):
+    records = make_nibrs_records(150, date(2026, 1, 5), date(2026, 1, 11), dataset=NIBRS_2026_ID)
+    with soda_server({NIBRS_2026_ID: records}):
+        report = ingest_crime_api(clean_db, date(2026, 1, 5), date(2026, 1, 11))
+    assert report.loaded == len(records) and report.rejected_total == 0
+    incidents = {
+        r.incident_id: r
+        for r in _rows(
+            clean_db,
+            "SELECT incident_id, series, is_violent, offense_records FROM raw.incidents "
+            "WHERE source = :s",
+            s=NIBRS_2026_ID,
+        )
+    }
+    by_case: dict[str, list[str]] = {}
+    for r in records:
+        by_case.setdefault(r["caseno"], []).append(r["nibr_code"])
+    assert set(incidents) == set(by_case)
+    for case, codes in by_case.items():
+        assert incidents[case].is_violent == bool(set(codes) & NIBRS_VIOLENT_CODES)
+        assert incidents[case].offense_records == len(codes)
+        assert incidents[case].series == "nibrs"
+    mixed = [c for c, codes in by_case.items() if len(set(codes) & NIBRS_VIOLENT_CODES) == 1
+             and len(codes) > 1]  # fmt: skip
+    assert mixed, "the generator should produce incidents mixing violent and other offenses"
+    # k7nn-b2ep dates carry the time of day; it is kept.
+    record = records[0]
+    occurred = _scalar(
+        clean_db, "SELECT occurred_at FROM raw.crime_records WHERE record_id = :k",
+        k=record["uniquenibrno"],
+    )
+    assert occurred == pd.Timestamp(record["date_occ"]).to_pydatetime()
+
+
+def test_y8y3_records_load_with_their_coordinates(clean_db):
+    records = make_nibrs_records(40, date(2024, 3, 11), date(2024, 3, 17), dataset=NIBRS_2024_ID)
+    assert "lat" in records[0] and "hndrdth_lat" not in records[0]
+    report = load_crime_records(clean_db, [(NIBRS_2024_ID, records)])
+    assert report.loaded == len(records)
+    n_cells = _scalar(
+        clean_db, "SELECT count(DISTINCT cell_id) FROM raw.crime_records WHERE source = :s",
+        s=NIBRS_2024_ID,
+    )
+    assert n_cells > 5
+
+
+def test_a_source_failing_after_retries_fails_the_ingest_and_writes_nothing(clean_db):
+    legacy = make_legacy_records(50, date(2024, 3, 1), date(2024, 3, 6), seed=12)
+    nibrs = make_nibrs_records(30, date(2024, 3, 7), date(2024, 3, 13), dataset=NIBRS_2024_ID)
+    with soda_server({LEGACY_ID: legacy, NIBRS_2024_ID: nibrs}) as server:
+        server.add_faults(f"/resource/{NIBRS_2024_ID}.json", *[Fault(status=503)] * 3)
+        with pytest.raises(SourceError, match=NIBRS_2024_ID):
+            ingest_crime_api(clean_db, date(2024, 3, 1), date(2024, 3, 13))
+    assert _scalar(clean_db, "SELECT count(*) FROM raw.crime_records") == 0
+    assert _scalar(clean_db, "SELECT count(*) FROM ops.rejects") == 0
+    run = _rows(clean_db, "SELECT kind, status, message FROM ops.runs")
+    assert [(r.kind, r.status) for r in run] == [("ingest_crime", "failed")]
+    assert "503" in run[0].message
+
+
+def test_every_ingest_is_recorded_in_ops_runs(clean_db):
+    records = make_legacy_records(20, *WEEK, seed=13)
+    with soda_server({LEGACY_ID: records}):
+        report = ingest_crime_api(clean_db, *WEEK, datasets=[LEGACY_ID])
+    (run,) = _rows(clean_db, "SELECT kind, status, params, counts, finished_at FROM ops.runs")
+    assert (run.kind, run.status) == ("ingest_crime", "succeeded")
+    assert run.params == {"start": "2023-01-02", "end": "2023-01-08", "datasets": [LEGACY_ID]}
+    assert run.counts["loaded"] == report.loaded == 20
+    assert run.finished_at is not None
+
+
+# --- the portal CSV export --------------------------------------------------------
+
+
+def test_csv_import_loads_both_date_formats_identically(clean_db, tmp_path):
+    frame = legacy_frame(600, date(2021, 1, 4), date(2021, 3, 28), seed=14, missing_location=0.02)
+    portal = write_portal_csv(frame, tmp_path / "export.csv")
+    resaved = write_portal_csv(frame, tmp_path / "resaved.csv.gz", spreadsheet=True)
+    assert "12:00:00 AM" in portal.read_text().splitlines()[1]
+
+    report = ingest_crime_csv(clean_db, portal)
+    rejected = report.rejected_total
+    assert rejected > 0 and report.rejected == {"missing_location": rejected}
+    assert report.loaded == 600 - rejected
+    mapped = _rows(
+        clean_db,
+        "SELECT record_id, occurred_at, reported_at, week_start, cell_id, offense_codes "
+        "FROM raw.crime_records ORDER BY record_id",
+    )
+    clean_db_truncate(clean_db)
+    again = ingest_crime_csv(clean_db, resaved)
+    assert (again.loaded, again.rejected) == (report.loaded, report.rejected)
+    assert _rows(
+        clean_db,
+        "SELECT record_id, occurred_at, reported_at, week_start, cell_id, offense_codes "
+        "FROM raw.crime_records ORDER BY record_id",
+    ) == mapped
+
+
+def clean_db_truncate(engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE raw.crime_records, ops.rejects, ops.runs"))
+
+
+def test_csv_payloads_match_the_api_so_the_same_record_reads_unchanged(clean_db, tmp_path):
+    frame = legacy_frame(300, *WEEK, seed=15)
+    path = write_portal_csv(frame, tmp_path / "export.csv")
+    first = ingest_crime_csv(clean_db, path)
+    assert first.loaded == 300
+    records = make_legacy_records(300, *WEEK, seed=15)
+    with soda_server({LEGACY_ID: records}):
+        report = ingest_crime_api(clean_db, *WEEK, datasets=[LEGACY_ID])
+    assert (report.loaded, report.updated, report.unchanged) == (0, 0, 300)
+
+
+def test_csv_rerun_of_the_same_file_changes_nothing(clean_db, tmp_path):
+    frame = legacy_frame(500, date(2020, 1, 6), date(2020, 6, 28), seed=16, outside_grid=0.02)
+    path = write_portal_csv(frame, tmp_path / "export.csv")
+    first = ingest_crime_csv(clean_db, path)
+    before = _snapshot(clean_db)
+    again = ingest_crime_csv(clean_db, path)
+    assert (again.loaded, again.updated, again.unchanged) == (0, 0, first.loaded)
+    assert again.rejected == first.rejected and again.rejected_total > 0
+    assert _snapshot(clean_db) == before
+
+
+def test_csv_rejects_keep_the_row_as_written_and_say_where_it_was(clean_db, tmp_path):
+    frame = legacy_frame(10, *WEEK, seed=17)
+    frame.loc[3, "date_rptd"] = "yesterday"
+    path = write_portal_csv(frame, tmp_path / "export.csv")
+    report = ingest_crime_csv(clean_db, path)
+    assert report.rejected == {"bad_date": 1} and report.loaded == 9
+    (row,) = _rows(clean_db, "SELECT source, record_key, detail, payload FROM ops.rejects")
+    assert row.source == LEGACY_ID and row.record_key == frame.loc[3, "dr_no"]
+    assert row.detail == "date_rptd=yesterday (csv:export.csv line 5)"
+    line = path.read_text().splitlines()[4]
+    assert row.payload["Date Rptd"] == "yesterday" and row.payload["DR_NO"] in line
+    assert row.payload["Cross Street"] == ""  # empty fields kept, as in the file
+
+
+def test_a_csv_that_is_not_a_portal_export_fails_and_writes_nothing(clean_db, tmp_path):
+    path = tmp_path / "other.csv"
+    path.write_text("id,when,where\n1,2020-01-01,LA\n")
+    with pytest.raises(SourceError, match=r"not an LAPD portal export: no column\(s\) dr_no"):
+        ingest_crime_csv(clean_db, path)
+    assert _scalar(clean_db, "SELECT count(*) FROM raw.crime_records") == 0
+    assert _scalar(clean_db, "SELECT status FROM ops.runs") == "failed"
+
+
+def test_a_csv_failing_midway_leaves_nothing_partial(clean_db, tmp_path, monkeypatch):
+    from crimejob import crime_ingest
+
+    frame = legacy_frame(300, *WEEK, seed=18)
+    path = write_portal_csv(frame, tmp_path / "export.csv")
+    with path.open("a") as handle:
+        handle.write('999999999,"01/02/2023 12:00:00 AM,unterminated quote\n')
+    monkeypatch.setattr(crime_ingest, "CSV_CHUNK_ROWS", 100)
+    with pytest.raises(SourceError, match=r"export.csv is not a readable CSV file: .*EOF"):
+        ingest_crime_csv(clean_db, path)
+    assert _scalar(clean_db, "SELECT count(*) FROM raw.crime_records") == 0
+
+
+def test_cli_ingest_crime_csv_prints_the_counts(clean_db, tmp_path, capsys):
+    frame = legacy_frame(50, *WEEK, seed=19, missing_location=0.1)
+    path = write_portal_csv(frame, tmp_path / "export.csv")
+    assert cli.main(["ingest", "crime", "--csv", str(path)]) == 0
+    out = capsys.readouterr().out
+    rejected = _scalar(clean_db, "SELECT count(*) FROM ops.rejects")
+    assert rejected > 0
+    assert f"csv:export.csv: fetched 50, loaded {50 - rejected}, updated 0" in out
+    assert f"rejected missing_location: {rejected}" in out
+
+
+def test_cli_ingest_crime_api_reports_a_failing_source_in_one_line(clean_db, capsys):
+    with soda_server({LEGACY_ID: []}) as server:
+        server.add_faults(f"/resource/{LEGACY_ID}.json", *[Fault(status=500)] * 3)
+        code = cli.main(
+            ["ingest", "crime", "--start", "2023-01-02", "--end", "2023-01-08",
+             "--dataset", LEGACY_ID]
+        )  # fmt: skip
+    assert code == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert err.startswith("crimejob ingest: ") and "failed after 3 attempts" in err
+
+
+def test_payloads_are_stored_as_json_objects(clean_db):
+    records = make_legacy_records(3, *WEEK, seed=20)
+    load_crime_records(clean_db, [(LEGACY_ID, records)])
+    kinds = _rows(clean_db, "SELECT DISTINCT jsonb_typeof(payload) FROM raw.crime_records")
+    assert kinds == [("object",)]
+    text = _scalar(clean_db, "SELECT payload::text FROM raw.crime_records LIMIT 1")
+    assert all(isinstance(v, str) for v in json.loads(text).values())
