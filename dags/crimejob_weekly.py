@@ -29,7 +29,7 @@ CONNECTION_ID = "crimejob_db"
 LA_TIMEZONE = "America/Los_Angeles"
 GPU_QUEUE = "gpu"
 GPU_POOL = "gpu"
-TRAIN_MODES = ["auto", "retrain", "finetune", "baseline"]
+TRAIN_MODES = ["auto", "retrain", "finetune"]
 
 WEEKLY = CronDataIntervalTimetable("0 0 * * 1", timezone=LA_TIMEZONE)
 
@@ -92,6 +92,11 @@ def run_week(context: dict[str, Any] | None = None) -> date:
     return week_start(interval_start)
 
 
+def _is_backfill(context: dict[str, Any]) -> bool:
+    run_type = getattr(context.get("dag_run"), "run_type", None)
+    return getattr(run_type, "value", run_type) == "backfill"
+
+
 @dag(
     dag_id=DAG_ID,
     schedule=WEEKLY,
@@ -120,8 +125,8 @@ def run_week(context: dict[str, Any] | None = None) -> date:
         "train_mode": Param(
             "auto",
             enum=TRAIN_MODES,
-            description="auto: the retraining policy decides; retrain; finetune; "
-            "baseline: baselines only (cheap, no neural network).",
+            description="auto: the retraining policy decides between fine-tuning and "
+            "retraining; retrain or finetune force one.",
         ),
     },
     tags=["crimejob"],
@@ -153,13 +158,16 @@ def crimejob_weekly():
         return steps.aggregate(_engine(), run_week(), loaded)
 
     # Not retried: re-checking the same loaded rows cannot change the answer;
-    # rerun the DAG run later, or pass allow_incomplete=true.
+    # clear the run later, or trigger it with allow_incomplete=true. Backfill
+    # runs only warn: past weeks are complete by definition (as `crimejob
+    # backfill` does).
     @task(retries=0, execution_timeout=timedelta(minutes=10))
     def check_completeness(aggregated: dict) -> dict:
         from crimejob import steps
 
-        allow = bool(get_current_context()["params"].get("allow_incomplete"))
-        return steps.check_completeness(_engine(), run_week(), allow_incomplete=allow)
+        context = get_current_context()
+        allow = bool(context["params"].get("allow_incomplete")) or _is_backfill(context)
+        return steps.check_completeness(_engine(), run_week(context), allow_incomplete=allow)
 
     @task
     def score(checked: dict) -> dict:

@@ -1,0 +1,267 @@
+"""The weekly DAG: it imports cleanly, has the shape the design asks for, and, run by
+``airflow dags test`` against a real PostgreSQL and local SODA and NCEI servers for two
+consecutive weeks, leaves forecasts, errors and scores behind."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from tests.airflow_support import (
+    DAG_ID,
+    DAGS_FOLDER,
+    AirflowStack,
+    airflow_base_env,
+    airflow_uri,
+    metadata_database,
+)
+
+LA = ZoneInfo("America/Los_Angeles")
+PIPELINE = [
+    "load",
+    "aggregate",
+    "check_completeness",
+    "score",
+    "train",
+    "forecast",
+]
+
+
+@pytest.fixture(scope="module")
+def dag():
+    """The DAG as the dag-processor sees it (parsed from the dags folder)."""
+    if "airflow" not in sys.modules:  # keep Airflow's config out of ~/airflow
+        os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="crimejob-airflow-"))
+        os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS_FOLDER))
+    assert bag.import_errors == {}
+    return bag.dags[DAG_ID]
+
+
+def test_dags_folder_imports_without_errors(dag):
+    assert dag.dag_id == DAG_ID
+    assert "crimejob" in dag.tags
+
+
+def test_tasks_are_the_steps_in_order(dag):
+    assert set(dag.task_ids) == {"extract_crime", "extract_weather", *PIPELINE}
+    # both extracts run in parallel and feed the load
+    for extract in ("extract_crime", "extract_weather"):
+        assert dag.get_task(extract).upstream_task_ids == set()
+        assert dag.get_task(extract).downstream_task_ids == {"load"}
+    for before, after in zip(PIPELINE, PIPELINE[1:], strict=False):
+        assert dag.get_task(after).upstream_task_ids == {before}, after
+    assert dag.get_task("forecast").downstream_task_ids == set()
+
+
+def test_training_goes_to_the_gpu_queue_and_pool_and_nothing_else_does(dag):
+    train = dag.get_task("train")
+    assert (train.queue, train.pool) == ("gpu", "gpu")
+    for task in dag.tasks:
+        if task.task_id != "train":
+            assert task.queue == "default", task.task_id
+            assert task.pool == "default_pool", task.task_id
+
+
+def test_extracts_retry_with_exponential_backoff_and_every_task_has_a_timeout(dag):
+    for task_id in ("extract_crime", "extract_weather"):
+        task = dag.get_task(task_id)
+        assert task.retries >= 3
+        assert task.retry_exponential_backoff > 1
+        assert task.max_retry_delay is not None
+        # the delays actually grow: 2nd retry waits longer than the 1st
+        assert task.retry_delay < task.retry_delay * task.retry_exponential_backoff
+    for task in dag.tasks:
+        assert task.execution_timeout is not None, task.task_id
+        assert task.execution_timeout <= timedelta(hours=6)
+    # re-checking the same rows cannot change the answer: no retry
+    assert dag.get_task("check_completeness").retries == 0
+
+
+def test_weeks_run_one_at_a_time(dag):
+    assert dag.max_active_runs == 1
+
+
+def _core_timetable(dag):
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    return DagSerialization.from_dict(DagSerialization.to_dict(dag)).timetable
+
+
+@pytest.mark.parametrize(
+    "run_after, week",
+    [
+        (datetime(2024, 1, 10, 12, tzinfo=LA), date(2024, 1, 1)),  # mid-week: last full week
+        (datetime(2024, 3, 12, 9, tzinfo=LA), date(2024, 3, 4)),  # the week DST began
+        (datetime(2024, 11, 4, 1, tzinfo=LA), date(2024, 10, 28)),  # the week DST ended
+    ],
+)
+def test_each_run_covers_one_week_monday_to_monday_in_los_angeles(dag, run_after, week):
+    interval = _core_timetable(dag).infer_manual_data_interval(run_after=run_after)
+    start, end = interval.start.astimezone(LA), interval.end.astimezone(LA)
+    assert start.date() == week and start.weekday() == 0
+    assert (start.hour, start.minute, end.hour, end.minute) == (0, 0, 0, 0)
+    assert end.date() == week + timedelta(weeks=1)
+
+
+def test_scheduled_runs_follow_each_other_week_by_week(dag):
+    from airflow.timetables.base import DataInterval, TimeRestriction
+
+    timetable = _core_timetable(dag)
+    first = timetable.infer_manual_data_interval(run_after=datetime(2024, 3, 11, 12, tzinfo=LA))
+    info = timetable.next_dagrun_info(
+        last_automated_data_interval=DataInterval(first.start, first.end),
+        restriction=TimeRestriction(earliest=None, latest=None, catchup=True),
+    )
+    assert info.data_interval.start == first.end  # no gap, no overlap
+    assert info.data_interval.start.astimezone(LA).date() == date(2024, 3, 11)
+    assert info.run_after == info.data_interval.end  # a week runs once it has ended
+
+
+@pytest.fixture(scope="module")
+def dag_module(dag):
+    """The DAG file as a module, for its helpers (DagBag imports it under a private name)."""
+    spec = importlib.util.spec_from_file_location(
+        "crimejob_weekly_dag", DAGS_FOLDER / "crimejob_weekly.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _context(**values):
+    return {"params": {}, **values}
+
+
+def test_the_week_comes_from_the_data_interval_or_the_week_param(dag_module):
+    from crimejob.weeks import latest_complete_week
+
+    module = dag_module
+    utc_start = datetime(2024, 1, 15, 8, tzinfo=ZoneInfo("UTC"))  # Monday 00:00 in LA
+    assert module.run_week(_context(data_interval_start=utc_start)) == date(2024, 1, 15)
+    override = _context(params={"week": "2023-07-05"}, data_interval_start=utc_start)
+    assert module.run_week(override) == date(2023, 7, 3)  # any day names its week
+    assert module.run_week(_context(data_interval_start=None)) == latest_complete_week()
+
+
+def test_database_comes_from_the_airflow_connection(dag_module, monkeypatch):
+    module = dag_module
+    monkeypatch.delenv("AIRFLOW_CONN_CRIMEJOB_DB", raising=False)
+    assert module.database_url() is None  # steps fall back to crimejob's configuration
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CRIMEJOB_DB", "postgresql://job:pw@db.example:5433/crimejob?sslmode=require"
+    )
+    url = sa.engine.make_url(module.database_url())
+    assert (url.drivername, url.username, url.password) == ("postgresql+psycopg2", "job", "pw")
+    assert (url.host, url.port, url.database) == ("db.example", 5433, "crimejob")
+    assert url.query == {"sslmode": "require"}
+
+
+# --- airflow dags test: the whole DAG against real servers -----------------------
+
+FIRST = date(2023, 3, 6)  # the first week the DAG runs for (a Monday)
+HISTORY_WEEKS = 26
+PER_WEEK = 400
+
+
+@pytest.fixture
+def sources():
+    """SODA and NCEI servers holding reports from before the history up to after week 2."""
+    from tests.fakes.ncei import ncei_server
+    from tests.fakes.soda import LEGACY_ID, make_legacy_records, soda_server
+
+    first_report = FIRST - timedelta(weeks=HISTORY_WEEKS + 4)
+    weeks = HISTORY_WEEKS + 8
+    records = make_legacy_records(
+        PER_WEEK * weeks, first_report, first_report + timedelta(weeks=weeks, days=-1), seed=3
+    )
+    with (
+        soda_server({LEGACY_ID: records}, set_env=False) as soda,
+        ncei_server(start=first_report, end=FIRST + timedelta(weeks=4)) as ncei,
+    ):
+        yield soda, ncei
+
+
+def job_settings(tmp_path: Path, soda, ncei, database_url: str) -> dict[str, str]:
+    """The real job in a small, fast configuration; its database only via the connection."""
+    return {
+        "AIRFLOW_CONN_CRIMEJOB_DB": airflow_uri(database_url),
+        "CRIMEJOB_SODA_URL": soda.url,
+        "CRIMEJOB_NCEI_URL": ncei.base_url,
+        "CRIMEJOB_DATA_DIR": str(tmp_path / "data"),
+        "CRIMEJOB_MODEL_DIR": str(tmp_path / "models"),
+        "CRIMEJOB_HISTORY_WEEKS": str(HISTORY_WEEKS),
+        "CRIMEJOB_TRAILING_WEEKS": "4",
+        "CRIMEJOB_HTTP_MAX_ATTEMPTS": "3",
+        "CRIMEJOB_HTTP_BACKOFF_MAX": "0.05",
+        "CRIMEJOB_HYPERPARAMETERS": json.dumps({"epochs": 2, "finetune_epochs": 1}),
+    }
+
+
+@pytest.mark.slow
+def test_airflow_dags_test_runs_two_weeks_end_to_end(tmp_path, sources, clean_db, database_url):
+    engine = clean_db
+    soda, ncei = sources
+    with metadata_database(database_url, tmp_path) as metadata_url:
+        env = airflow_base_env(
+            tmp_path / "airflow",
+            metadata_url,
+            **job_settings(tmp_path, soda, ncei, database_url),
+        )
+        stack = AirflowStack(tmp_path, env)
+        try:
+            for week in (FIRST, FIRST + timedelta(weeks=1)):
+                # the logical date is when the run happens: the Tuesday after the week
+                result = stack.cli("dags", "test", DAG_ID, str(week + timedelta(days=8)))
+                assert "Traceback" not in result.stderr, result.stderr[-4000:]
+            runs = stack.dag_runs()
+            tis = stack.task_instances()
+        finally:
+            stack.stop()
+
+    assert [r.state for r in runs] == ["success", "success"]
+    assert [r.data_interval_start.astimezone(LA).date() for r in runs] == [
+        FIRST,
+        FIRST + timedelta(weeks=1),
+    ]
+    assert {t.state for t in tis} == {"success"} and len(tis) == 2 * 8
+
+    week2, week3 = FIRST + timedelta(weeks=1), FIRST + timedelta(weeks=2)
+    forecasts = pd.read_sql(
+        "SELECT target_week, count(*) AS n FROM bi.forecasts WHERE is_production "
+        "GROUP BY target_week ORDER BY target_week",
+        engine,
+    )
+    assert forecasts.to_dict("list") == {"target_week": [week2, week3], "n": [4500, 4500]}
+    # week 2 was forecast by week 1's run, and week 2's run scored it
+    errors = pd.read_sql(
+        sa.text("SELECT count(*) AS n FROM bi.forecast_errors WHERE target_week = :w"),
+        engine,
+        params={"w": week2},
+    )
+    assert errors["n"].iloc[0] >= 4500
+    scores = pd.read_sql(
+        sa.text("SELECT * FROM bi.forecast_scores WHERE target_week = :w"),
+        engine,
+        params={"w": week2},
+    )
+    actual = pd.read_sql(
+        sa.text("SELECT sum(violent_count) AS s FROM grid.weekly WHERE week_start = :w"),
+        engine,
+        params={"w": week2},
+    )["s"].iloc[0]
+    assert actual > 0
+    assert len(scores) >= 1 and (scores["actual_total"] == actual).all()
+    assert scores[["mae", "rmse", "poisson_deviance", "pai_5pct"]].notna().all().all()
