@@ -1,0 +1,215 @@
+"""Rolling-origin backtest: every model scored by the same code on the same weeks.
+
+For each target week in ``[start, end]``, in order, each model is given the
+history of the weeks *before* the target only, predicts the target, and is
+scored with :func:`crimejob.metrics.score_forecast` (active cells = cells with
+any incident in that history). Networks behave as production does: a full
+retrain before the first target, then a fine-tune (``update``) week to week;
+baselines have nothing to fit.
+
+Budgets: a model's hyperparameters can be overridden per model (``epochs``,
+``max_train_windows``, ``finetune_epochs``, ``finetune_windows``, ...), from
+the ``overrides`` argument or, for the CLI, the environment variable
+``CRIMEJOB_BACKTEST_OVERRIDES`` holding JSON such as
+``{"seed_cnn": {"epochs": 2, "max_train_windows": 24}}``. The hyperparameters
+each model actually ran with are part of the result and are printed under
+the table, so a reduced budget is never hidden.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy.engine import Engine
+
+from crimejob.errors import DataError
+from crimejob.forecasters import get_forecaster
+from crimejob.history import GridHistory
+from crimejob.metrics import METRIC_KEYS, active_cells, mean_scores, score_forecast
+from crimejob.weeks import weeks_between
+
+log = logging.getLogger(__name__)
+
+_COLUMNS = (
+    ("mae", "MAE"),
+    ("rmse", "RMSE"),
+    ("poisson_deviance", "PoisDev"),
+    ("mae_active", "MAE_act"),
+    ("rmse_active", "RMSE_act"),
+    ("poisson_deviance_active", "PDev_act"),
+    ("hit_rate_1pct", "HR@1%"),
+    ("pai_1pct", "PAI@1%"),
+    ("pei_1pct", "PEI@1%"),
+    ("hit_rate_5pct", "HR@5%"),
+    ("pai_5pct", "PAI@5%"),
+    ("pei_5pct", "PEI@5%"),
+)
+
+
+@dataclass
+class BacktestResult:
+    """Per-week rows and per-model means of one backtest."""
+
+    models: list[str]
+    target_weeks: list[date]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    hyperparameters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: model -> (weeks, 60, 75) forecasts, kept only when asked (keep_predictions=True)
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def means(self) -> dict[str, dict[str, float]]:
+        """Mean of each metric per model, over the target weeks (NaN weeks skipped)."""
+        return {
+            model: mean_scores([r for r in self.rows if r["model"] == model])
+            for model in self.models
+        }
+
+    def format_table(self) -> str:
+        """The per-model means as a fixed-width table, budgets underneath."""
+        weeks = self.target_weeks
+        title = (
+            f"backtest {weeks[0]} .. {weeks[-1]}: {len(weeks)} target weeks, "
+            "means per model (lower is better for errors and deviance)"
+            if weeks
+            else "backtest: no target weeks"
+        )
+        header = f"{'model':<10} " + " ".join(f"{label:>8}" for _, label in _COLUMNS)
+        header += f" {'seconds':>8}"
+        lines = [title, header, "-" * len(header)]
+        for model, scores in self.means().items():
+            cells = " ".join(f"{scores[key]:>8.4f}" for key, _ in _COLUMNS)
+            lines.append(f"{model:<10} {cells} {self.seconds.get(model, 0.0):>8.1f}")
+        for model in self.models:
+            hp = self.hyperparameters.get(model)
+            if hp:
+                lines.append(f"  {model}: {json.dumps(hp, sort_keys=True, default=str)}")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        """Per-week rows and means, JSON-ready (NaN becomes null)."""
+
+        def clean(value: Any) -> Any:
+            if isinstance(value, float) and not np.isfinite(value):
+                return None
+            if isinstance(value, date):
+                return value.isoformat()
+            return value
+
+        return {
+            "models": self.models,
+            "target_weeks": [w.isoformat() for w in self.target_weeks],
+            "metrics": list(METRIC_KEYS),
+            "means": {
+                m: {k: clean(v) for k, v in scores.items()} for m, scores in self.means().items()
+            },
+            "seconds": self.seconds,
+            "hyperparameters": self.hyperparameters,
+            "rows": [{k: clean(v) for k, v in row.items()} for row in self.rows],
+        }
+
+
+def _target_indices(history: GridHistory, start: date, end: date) -> np.ndarray:
+    wanted = np.array(weeks_between(start, end), "datetime64[D]")
+    indices = np.flatnonzero(np.isin(history.week_starts, wanted))
+    if len(indices) != len(wanted):
+        missing = sorted(set(wanted.tolist()) - set(history.week_starts.tolist()))
+        raise DataError(f"the history has no grid rows for target week(s) {missing[:5]}")
+    return indices
+
+
+def run_backtest(
+    history: GridHistory,
+    start: date,
+    end: date,
+    models: list[str],
+    overrides: dict[str, dict[str, Any]] | None = None,
+    progress: bool = False,
+    keep_predictions: bool = False,
+) -> BacktestResult:
+    """Score each model on every week from ``start`` to ``end`` (week_starts, inclusive).
+
+    A model forecasting target index i is given ``history`` rows 0..i-1 only.
+    """
+    if not models:
+        raise ValueError("give at least one model to backtest")
+    overrides = overrides or {}
+    indices = _target_indices(history, start, end)
+    targets = [history.week_starts[i].astype("datetime64[D]").item() for i in indices]
+    result = BacktestResult(models=list(models), target_weeks=targets)
+    for name in models:
+        forecaster = get_forecaster(name, **overrides.get(name, {}))
+        result.hyperparameters[name] = forecaster.hyperparameters()
+        started = time.perf_counter()
+        kept = []
+        for n, (i, target) in enumerate(zip(indices, targets, strict=True)):
+            past = history.through(target - timedelta(weeks=1))
+            fit_started = time.perf_counter()
+            if forecaster.trainable:
+                report = forecaster.fit(past) if n == 0 else forecaster.update(past)
+            fit_seconds = time.perf_counter() - fit_started
+            predicted = forecaster.predict(past)
+            if keep_predictions:
+                kept.append(predicted)
+            scores = score_forecast(predicted, history.crime[i], active_cells(past.crime))
+            result.rows.append(
+                {"model": name, "target_week": target, **scores, "fit_seconds": fit_seconds}
+            )
+            if progress or log.isEnabledFor(logging.INFO):
+                message = (
+                    f"{name} {target}: poisson_deviance {scores['poisson_deviance']:.4f} "
+                    f"pai_5pct {scores['pai_5pct']:.3f} fit {fit_seconds:.1f}s"
+                )
+                if forecaster.trainable:
+                    message += f" ({report.mode}, {report.epochs_run} epochs)"
+                if progress:
+                    print(message, flush=True)
+                log.info(message)
+        result.seconds[name] = time.perf_counter() - started
+        if keep_predictions:
+            result.predictions[name] = np.stack(kept)
+    return result
+
+
+def overrides_from_env() -> dict[str, dict[str, Any]]:
+    """Per-model budgets from ``CRIMEJOB_BACKTEST_OVERRIDES`` (JSON), if set."""
+    text = os.environ.get("CRIMEJOB_BACKTEST_OVERRIDES")
+    if not text:
+        return {}
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"CRIMEJOB_BACKTEST_OVERRIDES is not JSON: {exc}") from exc
+    if not isinstance(parsed, dict) or not all(isinstance(v, dict) for v in parsed.values()):
+        raise ValueError("CRIMEJOB_BACKTEST_OVERRIDES must map model names to objects")
+    return parsed
+
+
+def run_backtest_from_db(
+    engine: Engine,
+    start: date,
+    end: date,
+    models: list[str],
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> BacktestResult:
+    """The backtest on the grid rows in ``grid.weekly`` (what ``crimejob backtest`` runs).
+
+    Loads weeks up to ``end`` (the last target's actual counts are needed to
+    score it); :func:`run_backtest` hands each model only the weeks before
+    its target.
+    """
+    from crimejob.gridstore import load_history
+
+    history = load_history(engine, through=end)
+    if len(history) == 0:
+        raise DataError(f"grid.weekly has no weeks up to {end}; run crimejob aggregate first")
+    return run_backtest(
+        history, start, end, models, overrides if overrides is not None else overrides_from_env()
+    )

@@ -1,0 +1,101 @@
+"""The one contract every forecaster keeps (see the package docstring)."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crimejob.errors import DataError
+from crimejob.grid import N_COLS, N_ROWS
+from crimejob.history import GridHistory
+
+
+@dataclass
+class FitReport:
+    """What one fit or fine-tune did: which target weeks it trained and validated on."""
+
+    mode: str  # "retrain", "finetune" or "none" (baselines)
+    train_targets: list[date] = field(default_factory=list)
+    validation_targets: list[date] = field(default_factory=list)
+    epochs_run: int = 0
+    best_val_loss: float | None = None
+    seconds: float = 0.0
+
+    @property
+    def trained_through(self) -> date | None:
+        """The newest target week whose counts the weights were fitted to."""
+        return max(self.train_targets) if self.train_targets else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "train_weeks": len(self.train_targets),
+            "first_train_target": _iso(min(self.train_targets, default=None)),
+            "last_train_target": _iso(self.trained_through),
+            "validation_targets": [d.isoformat() for d in self.validation_targets],
+            "epochs_run": self.epochs_run,
+            "best_val_loss": self.best_val_loss,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day else None
+
+
+class Forecaster(abc.ABC):
+    """Fit on the grids of weeks up to W; predict the expected count of each cell in W+1."""
+
+    name: str = ""
+    #: Whether fit() learns weights (and so needs a registry version to forecast).
+    trainable: bool = False
+    #: Weeks of history predict() needs at least.
+    min_history: int = 1
+
+    def __init__(self, **hyperparameters: Any) -> None:
+        unknown = set(hyperparameters) - set(self.default_hyperparameters())
+        if unknown:
+            raise ValueError(f"{self.name}: unknown hyperparameter(s) {sorted(unknown)}")
+        self.hp: dict[str, Any] = {**self.default_hyperparameters(), **hyperparameters}
+
+    @classmethod
+    def default_hyperparameters(cls) -> dict[str, Any]:
+        return {}
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return dict(self.hp)
+
+    def fit(self, history: GridHistory) -> FitReport:
+        """Learn from every week in ``history`` (full retrain). Baselines learn nothing."""
+        return FitReport(mode="none")
+
+    def update(self, history: GridHistory) -> FitReport:
+        """Fine-tune on the newest weeks of ``history``, starting from the current state."""
+        return self.fit(history)
+
+    @abc.abstractmethod
+    def _predict(self, history: GridHistory) -> np.ndarray:
+        """(60, 75) expected counts for ``history.target_week``."""
+
+    def predict(self, history: GridHistory) -> np.ndarray:
+        """Expected counts (60, 75), float32, >= 0, for the week after ``history``'s last.
+
+        Reads nothing but ``history``: leakage is impossible by construction.
+        """
+        if len(history) < self.min_history:
+            raise DataError(
+                f"{self.name} needs {self.min_history} weeks of history, got {len(history)}"
+            )
+        out = np.asarray(self._predict(history), np.float32).reshape(N_ROWS, N_COLS)
+        return np.maximum(np.nan_to_num(out, nan=0.0, posinf=0.0), 0.0)
+
+    def save(self, path: Path) -> Path:
+        raise NotImplementedError(f"{self.name} has no artifact to save")
+
+    def load(self, path: Path) -> Forecaster:
+        raise NotImplementedError(f"{self.name} has no artifact to load")

@@ -1,0 +1,98 @@
+"""The forecaster contract and the baselines, on grids whose answers are known."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import pytest
+
+from crimejob.errors import DataError
+from crimejob.forecasters import (
+    BASELINES,
+    DEFAULT_MODEL,
+    available,
+    default_model,
+    get_forecaster,
+)
+from crimejob.forecasters.synthetic import synthetic_history
+from crimejob.history import GridHistory
+
+
+def ramp_history(weeks: int) -> GridHistory:
+    """Week t has t incidents in every cell: every baseline's answer is arithmetic."""
+    starts = np.array([date(2023, 1, 2) + timedelta(weeks=i) for i in range(weeks)], "datetime64[D]")
+    crime = np.broadcast_to(np.arange(weeks, dtype=np.float32)[:, None, None], (weeks, 60, 75))
+    return GridHistory(starts, crime.copy(), np.zeros((weeks, 60, 75, 3), np.float32))
+
+
+def test_every_name_is_available_and_an_unknown_one_is_refused():
+    assert set(BASELINES) == {"last_week", "mean_4w", "mean_13w", "mean_52w", "ewma"}
+    assert set(available()) == set(BASELINES) | {"seed_cnn", "rate_cnn"}
+    assert DEFAULT_MODEL == "rate_cnn"
+    with pytest.raises(ValueError, match="unknown model 'prophet'"):
+        get_forecaster("prophet")
+    with pytest.raises(ValueError, match="unknown hyperparameter"):
+        get_forecaster("mean_4w", window=3)
+
+
+def test_the_default_model_follows_crimejob_model(monkeypatch):
+    monkeypatch.delenv("CRIMEJOB_MODEL", raising=False)
+    assert default_model() == "rate_cnn"
+    monkeypatch.setenv("CRIMEJOB_MODEL", "seed_cnn")
+    assert default_model() == "seed_cnn"
+    monkeypatch.setenv("CRIMEJOB_MODEL", "nope")
+    with pytest.raises(ValueError, match="CRIMEJOB_MODEL"):
+        default_model()
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("last_week", 59.0),
+        ("mean_4w", (56 + 57 + 58 + 59) / 4),
+        ("mean_13w", sum(range(47, 60)) / 13),
+        ("mean_52w", sum(range(8, 60)) / 52),
+    ],
+)
+def test_baselines_predict_from_the_last_weeks(name, expected):
+    forecast = get_forecaster(name).predict(ramp_history(60))
+
+    assert forecast.shape == (60, 75) and forecast.dtype == np.float32
+    assert np.allclose(forecast, expected)
+
+
+def test_means_use_the_weeks_there_are_when_the_history_is_short():
+    assert np.allclose(get_forecaster("mean_52w").predict(ramp_history(10)), 4.5)
+
+
+def test_ewma_weighs_recent_weeks_by_their_half_life():
+    history = ramp_history(3)
+    history.crime[:] = 0
+    history.crime[-1] = 8  # weeks 0, 0, 8 with weights 1/4, 1/2, 1
+
+    forecast = get_forecaster("ewma", halflife_weeks=1.0).predict(history)
+
+    assert np.allclose(forecast, 8 / 1.75)
+
+
+def test_forecasts_are_non_negative_and_need_enough_history():
+    history = synthetic_history(weeks=12, seed=5)
+    for name in BASELINES:
+        forecast = get_forecaster(name).predict(history)
+        assert forecast.shape == (60, 75) and forecast.min() >= 0
+
+    with pytest.raises(DataError, match="needs 1 weeks"):
+        get_forecaster("last_week").predict(history.through(date(2000, 1, 3)))
+
+
+def test_synthetic_grids_have_la_like_rates_and_persistent_hotspots():
+    history = synthetic_history(weeks=104, seed=1)
+
+    assert 0.4 < history.crime.mean() < 0.6
+    first, second = history.crime[:52].sum(0), history.crime[52:].sum(0)
+    top = np.argsort(-first.ravel())[:225]
+    # The busiest 5% of cells in year one hold far more than 5% of year two.
+    assert second.ravel()[top].sum() / second.sum() > 0.2
+    assert set(np.unique(history.weather[..., 2])) <= {0.0, 1.0}
+    assert history.weather[..., 2].max() == 1.0  # real holidays are in there

@@ -1,0 +1,129 @@
+"""rate_cnn: shapes, its parameter budget, artifacts, determinism, and that it learns."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+from crimejob.forecasters import get_forecaster
+from crimejob.forecasters.keras_common import trailing_mean
+from crimejob.forecasters.rate_cnn import build_rate_cnn
+from crimejob.forecasters.synthetic import synthetic_history
+from crimejob.metrics import active_cells, mean_scores, score_forecast
+
+pytestmark = pytest.mark.slow
+
+TINY = {"epochs": 2, "max_train_windows": 6, "finetune_epochs": 1, "finetune_windows": 3}
+
+
+@pytest.fixture(scope="module")
+def history():
+    return synthetic_history(weeks=40, seed=4)
+
+
+def test_parameter_count_matches_the_architecture_computed_by_hand():
+    model = build_rate_cnn(window=8, filters=8, head_filters=16)
+
+    conv1 = 27 * 4 * 8 + 8  # 3x3x3 over log counts + 3 weather channels
+    conv2 = 27 * 8 * 8 + 8
+    collapse = 8 * 8 * 16 + 16  # one weight per lag: kernel (8, 1, 1)
+    map_conv = 9 * (16 + 1) * 16 + 16  # 3x3 over the 16 maps and the log rate
+    delta = 16 + 1 + 1
+    assert model.count_params() == conv1 + conv2 + collapse + map_conv + delta - 1 == 6129
+    assert tuple(model.output.shape) == (None, 60, 75, 1)
+    # Fully convolutional: nothing flattens the map.
+    assert not any(type(layer).__name__ in {"Flatten", "Dense"} for layer in model.layers)
+
+
+def test_untrained_it_forecasts_the_long_run_rate(history):
+    forecaster = get_forecaster("rate_cnn", epochs=0)
+    forecaster.fit(history)
+
+    rate = trailing_mean(history.crime, np.array([len(history) - 1]), 52)[0]
+
+    assert np.allclose(forecaster.predict(history), rate + 0.02, atol=1e-5)
+
+
+def test_a_saved_and_reloaded_model_predicts_the_same(history, tmp_path):
+    forecaster = get_forecaster("rate_cnn", **TINY)
+    forecaster.fit(history)
+    path = forecaster.save(tmp_path / "rate.keras")
+
+    reloaded = get_forecaster("rate_cnn", **TINY).load(path)
+
+    assert path.suffix == ".keras" and path.stat().st_size > 0
+    np.testing.assert_array_equal(reloaded.predict(history), forecaster.predict(history))
+
+
+def test_fits_are_deterministic_on_cpu_and_fine_tuning_moves_from_the_current_weights(history):
+    first = get_forecaster("rate_cnn", **TINY)
+    second = get_forecaster("rate_cnn", **TINY)
+    first.fit(history.through(history.last_week - timedelta(weeks=1)))
+    second.fit(history.through(history.last_week - timedelta(weeks=1)))
+    for a, b in zip(first.model.get_weights(), second.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    before = [w.copy() for w in first.model.get_weights()]
+    report = first.update(history)
+    after = first.model.get_weights()
+
+    assert report.mode == "finetune" and len(report.train_targets) == TINY["finetune_windows"]
+    moved = [np.abs(a - b).max() for a, b in zip(before, after, strict=True)]
+    assert max(moved) > 0  # it trained ...
+    # ... starting from where it was: one small epoch moves no weight far.
+    assert max(moved) < 0.05
+
+
+def test_it_learns_the_planted_weather_signal_and_beats_mean_4w():
+    """Persistent hotspots whose intensity follows last week's weather."""
+    history = synthetic_history(weeks=100, seed=11, temp_effect=0.5, rain_effect=0.3)
+    split = 80
+    budget = {"epochs": 12, "max_train_windows": 48, "patience": 3}
+    trained = get_forecaster("rate_cnn", **budget)
+    untrained = get_forecaster("rate_cnn", epochs=0)
+    train_history = history.through(history.week_starts[split - 1].item())
+    trained.fit(train_history)
+    untrained.fit(train_history)
+
+    def backtest(forecaster):
+        rows = []
+        for i in range(split, len(history)):
+            past = history.through(history.week_starts[i - 1].item())
+            predicted = forecaster.predict(past)
+            rows.append(score_forecast(predicted, history.crime[i], active_cells(past.crime)))
+        return mean_scores(rows)
+
+    ours, rate_only = backtest(trained), backtest(untrained)
+    mean_4w = backtest(get_forecaster("mean_4w"))
+
+    assert ours["poisson_deviance"] < mean_4w["poisson_deviance"]
+    assert ours["pai_5pct"] > mean_4w["pai_5pct"]
+    # It learned more than the long-run rate it starts from: the weather effect.
+    assert ours["poisson_deviance"] < rate_only["poisson_deviance"]
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_the_same_code_runs_under_another_keras_backend(backend, tmp_path):
+    pytest.importorskip(backend)
+    code = (
+        "import numpy as np\n"
+        "from crimejob.forecasters import get_forecaster\n"
+        "from crimejob.forecasters.synthetic import synthetic_history\n"
+        "h = synthetic_history(weeks=20, seed=1)\n"
+        "f = get_forecaster('rate_cnn', epochs=1, max_train_windows=2)\n"
+        "f.fit(h)\n"
+        "p = f.predict(h)\n"
+        "assert p.shape == (60, 75) and np.all(p >= 0)\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": backend}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("ok")
