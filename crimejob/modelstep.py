@@ -1,38 +1,47 @@
 """The weekly run's train step: fine-tune or retrain the production model, once per week.
 
-Idempotent: when a version of the model was already trained on data through
-``week`` (a rerun of the same week), nothing is trained again, so a rerun
-leaves the same rows and the same production model.
+Idempotent: a version already trained for ``week`` with the same design is
+reused, not trained again, so a rerun leaves the same rows and the same
+production model. ``CRIMEJOB_HYPERPARAMETERS`` (JSON) overrides the model's
+hyperparameters, e.g. ``{"epochs": 5}`` for a smaller training budget.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from datetime import date
 
 from sqlalchemy.engine import Engine
 
-from crimejob.gridstore import history_for_run
+from crimejob.errors import CrimejobError
+
+
+def hyperparameter_overrides() -> dict:
+    text = os.environ.get("CRIMEJOB_HYPERPARAMETERS", "").strip()
+    if not text:
+        return {}
+    try:
+        overrides = json.loads(text)
+    except ValueError as exc:
+        raise CrimejobError(f"CRIMEJOB_HYPERPARAMETERS is not JSON: {exc}") from exc
+    if not isinstance(overrides, dict):
+        raise CrimejobError("CRIMEJOB_HYPERPARAMETERS must be a JSON object")
+    return overrides
 
 
 def train_for_week(engine: Engine, week: date, mode: str = "auto") -> dict:
-    from crimejob.registry import version_trained_through
+    from crimejob.gridstore import history_for_run
     from crimejob.training import train
 
-    existing = version_trained_through(engine, week)
-    if existing is not None:
-        return {
-            "skipped": True,
-            "model_name": existing.model_name,
-            "version": str(existing.version),
-            "summary": f"{existing.model_name} v{existing.version} already trained through {week}",
-        }
     history = history_for_run(engine, week)
-    result = train(engine, week, mode=mode, history=history)
+    result = train(engine, week, mode=mode, overrides=hyperparameter_overrides(), history=history)
     return {
-        "skipped": False,
+        "skipped": bool(result.reused),
         "model_name": result.model_name,
-        "version": str(result.version),
+        "version": result.version,
         "promoted": bool(result.promoted),
         "mode": result.mode,
+        "reason": result.decision_reason or result.mode_reason,
         "summary": result.format().splitlines()[0],
     }

@@ -17,7 +17,9 @@ import pytest
 import sqlalchemy as sa
 
 # pgserver asks platformdirs for a runtime dir; give it one instead of a warning per run.
-os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+_RUNTIME_DIR = Path("/tmp/crimejob-runtime")
+_RUNTIME_DIR.mkdir(mode=0o700, exist_ok=True)
+os.environ.setdefault("XDG_RUNTIME_DIR", str(_RUNTIME_DIR))
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TEST_ROOT = Path(os.environ.get("CRIMEJOB_TEST_DATA_DIR", "/tmp/crimejob-tests"))

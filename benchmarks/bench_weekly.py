@@ -1,0 +1,133 @@
+"""Benchmark the weekly job on CPU: one run with fine-tuning (per-step times) and a backfill.
+
+    .venv/bin/python benchmarks/bench_weekly.py [--weeks 52] [--per-week 4000]
+
+Serves synthetic LAPD records (legacy format, LA-shaped clustering) and NCEI
+daily summaries from local servers speaking the real protocols, on a fresh
+database of the embedded PostgreSQL, and runs the real job:
+
+1. the first weekly run (bootstraps the history and retrains the model),
+2. the next week's run (the normal case: fine-tune), timed step by step,
+3. a backfill of ``--weeks`` further weeks (fine-tune each week, retrain by
+   policy): weeks per minute.
+
+Prints a table; targets: a fine-tune weekly run under 2 minutes here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import uuid
+from datetime import date, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def fresh_database() -> tuple[str, callable]:
+    import pgserver
+    import sqlalchemy as sa
+
+    server = pgserver.get_server("/tmp/crimejob-bench/pgdata", cleanup_mode=None)
+    base = sa.engine.make_url(server.get_uri()).set(drivername="postgresql+psycopg2")
+    name = f"bench_weekly_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
+                ),
+                {"n": name},
+            )
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+
+    return base.set(database=name).render_as_string(hide_password=False), drop
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weeks", type=int, default=52, help="backfill length")
+    parser.add_argument("--per-week", type=int, default=4000, help="records reported per week")
+    parser.add_argument("--history-weeks", type=int, default=104)
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="crimejob-bench-weekly-"))
+    url, drop = fresh_database()
+    os.environ.update(
+        CRIMEJOB_DATABASE_URL=url,
+        CRIMEJOB_DATA_DIR=str(workdir / "data"),
+        CRIMEJOB_MODEL_DIR=str(workdir / "models"),
+        CRIMEJOB_HISTORY_WEEKS=str(args.history_weeks),
+    )
+    from crimejob.db import get_engine, upgrade
+    from crimejob.pipeline import backfill, run_week
+    from tests.fakes.ncei import ncei_server
+    from tests.fakes.soda import LEGACY_ID, make_legacy_records, soda_server
+
+    first_week = date(2022, 1, 3)  # legacy dataset era, Monday
+    first_report = first_week - timedelta(weeks=args.history_weeks + 1)
+    last_week = first_week + timedelta(weeks=args.weeks + 1)
+    total_weeks = (last_week - first_report).days // 7 + 1
+    print(f"generating {args.per_week * total_weeks:,} records over {total_weeks} weeks ...")
+    records = make_legacy_records(
+        args.per_week * total_weeks, first_report, last_week + timedelta(days=6), seed=11
+    )
+    engine = get_engine(url)
+    upgrade(engine)
+    rows = []
+    try:
+        with (
+            soda_server({LEGACY_ID: records}),
+            ncei_server(start=first_report, end=last_week + timedelta(days=6)) as ncei,
+        ):
+            os.environ["CRIMEJOB_NCEI_URL"] = ncei.base_url
+            started = time.perf_counter()
+            bootstrap = run_week(engine, first_week)
+            rows.append(
+                ("first run (bootstrap + retrain)", bootstrap, time.perf_counter() - started)
+            )
+            started = time.perf_counter()
+            weekly = run_week(engine, first_week + timedelta(weeks=1))
+            rows.append(("weekly run (fine-tune)", weekly, time.perf_counter() - started))
+            started = time.perf_counter()
+            filled = backfill(
+                engine,
+                first_week + timedelta(weeks=2),
+                first_week + timedelta(weeks=args.weeks + 1),
+            )
+            backfill_seconds = time.perf_counter() - started
+    finally:
+        engine.dispose()
+        drop()
+
+    steps = list(weekly.step_seconds)
+    print()
+    print(f"{'run':<34}{'total s':>9}" + "".join(f"{s[:12]:>14}" for s in steps))
+    for label, result, seconds in rows:
+        print(
+            f"{label:<34}{seconds:>9.1f}"
+            + "".join(f"{result.step_seconds.get(s, 0.0):>14.2f}" for s in steps)
+        )
+    print()
+    print(f"{'backfill':<34}{'weeks':>9}{'seconds':>14}{'weeks/min':>14}")
+    print(
+        f"{'':<34}{len(filled.ran):>9}{backfill_seconds:>14.1f}"
+        f"{len(filled.ran) / (backfill_seconds / 60):>14.2f}"
+    )
+    print()
+    print("train step of the weekly run:", weekly.steps["train"]["summary"])
+
+
+if __name__ == "__main__":
+    main()
