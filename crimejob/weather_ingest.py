@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -32,10 +33,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from crimejob import rejects as rj
+from crimejob import runs
 from crimejob.calendar import load_holidays
 from crimejob.config import Settings, get_settings
 from crimejob.dbcopy import copy_frame
@@ -64,38 +65,24 @@ PLAUSIBLE = {"TMAX": (-80.0, 140.0), "TMIN": (-80.0, 140.0), "PRCP": (0.0, 50.0)
 def track_run(engine: Engine, kind: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Record a command in ops.runs: 'running' now, then 'succeeded' or 'failed' with a message.
 
-    The row is written in its own transactions, so a failure that rolls the
-    work back still leaves its record. Put counts into the yielded dict.
+    The row is written in its own transactions (:mod:`crimejob.runs`), so a
+    failure that rolls the work back still leaves its record. Put counts into
+    the yielded dict.
     """
-    with engine.begin() as conn:
-        run_id = conn.execute(
-            sa.text(
-                "INSERT INTO ops.runs (kind, params) VALUES (:kind, CAST(:params AS jsonb)) "
-                "RETURNING run_id"
-            ),
-            {"kind": kind, "params": json.dumps(params, default=str)},
-        ).scalar_one()
+    run_id = runs.start_run(engine, kind, params=params)
     counts: dict[str, Any] = {}
-    status, message = "succeeded", None
+    began = time.perf_counter()
     try:
         yield counts
     except BaseException as exc:
-        status, message = "failed", f"{type(exc).__name__}: {exc}"[:2000]
+        runs.finish_run(
+            engine, run_id, "failed", counts, {kind: round(time.perf_counter() - began, 3)},
+            f"{type(exc).__name__}: {exc}"[:2000],
+        )  # fmt: skip
         raise
-    finally:
-        with engine.begin() as conn:
-            conn.execute(
-                sa.text(
-                    "UPDATE ops.runs SET status = :status, message = :message, "
-                    "counts = CAST(:counts AS jsonb), finished_at = now() WHERE run_id = :id"
-                ),
-                {
-                    "status": status,
-                    "message": message,
-                    "counts": json.dumps(counts, default=str),
-                    "id": run_id,
-                },
-            )
+    runs.finish_run(
+        engine, run_id, "succeeded", counts, {kind: round(time.perf_counter() - began, 3)}
+    )
 
 
 # --- fetch --------------------------------------------------------------------------

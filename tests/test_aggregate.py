@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from crimejob import grid
+from crimejob import cli, grid
 from crimejob.aggregate import (
     MIN_REPORTED_DAYS,
     aggregate_weeks,
@@ -286,3 +286,25 @@ def test_weeks_touched_sees_weather_changes(clean_db):
     changed = make_daily_summaries([LAX], date(2024, 1, 6), date(2024, 1, 9), seed=9)
     report = load_weather_records(clean_db, changed)
     assert weeks_touched(clean_db, since) == {W1, W2} == report.weeks_touched
+
+
+def test_grid_weekly_refuses_a_cell_outside_the_grid(clean_db):
+    with pytest.raises(sa.exc.IntegrityError, match="weekly_cell_id_in_grid"):
+        with clean_db.begin() as conn:
+            conn.execute(sa.text("INSERT INTO grid.weekly (week_start, cell_id) VALUES (:w, 4500)"),
+                         {"w": W1})  # fmt: skip
+
+
+def test_the_cli_aggregates_and_prints_the_report(clean_db, capsys):
+    insert_crime(clean_db, random_incidents(100, [W1], seed=4))
+    assert cli.main(["aggregate", "--start", "2024-01-03", "--end", "2024-01-10"]) == 0
+    out = capsys.readouterr().out
+    violent = sum(1 for i in random_incidents(100, [W1], seed=4) if i["violent"])
+    assert f"aggregate {W1}..{W2}: 2 week(s), 9000 rows written, {violent} violent of 100" in out
+    assert "2 week(s) without weather" in out
+    counts = pd.read_sql(
+        "SELECT week_start, count(*) AS n, sum(violent_count) AS v FROM bi.weekly_counts "
+        "GROUP BY 1 ORDER BY 1",
+        clean_db,
+    )
+    assert counts.values.tolist() == [[W1, 4500, violent], [W2, 4500, 0]]
