@@ -22,7 +22,7 @@ from crimejob.aggregate import (
 from crimejob.dbcopy import copy_frame
 from crimejob.weather_ingest import load_weather_records
 from crimejob.weeks import week_start
-from tests.fakes.ncei import make_daily_summaries
+from tests.fakes.ncei import make_daily_summaries, to_csv
 
 LAX, USC = "USW00023174", "USW00093134"
 W1, W2, W3 = date(2024, 1, 1), date(2024, 1, 8), date(2024, 1, 15)
@@ -308,3 +308,32 @@ def test_the_cli_aggregates_and_prints_the_report(clean_db, capsys):
         clean_db,
     )
     assert counts.values.tolist() == [[W1, 4500, violent], [W2, 4500, 0]]
+
+
+def test_portal_export_and_ncei_csv_through_the_cli_give_dense_weeks_of_all_violent_incidents(
+    clean_db, shared_data, tmp_path, capsys
+):
+    """The issue's acceptance check, on the real 2020 portal sample and a generated NCEI CSV."""
+    weather = tmp_path / "ncei.csv"
+    weather.write_text(to_csv(make_daily_summaries(start=date(2019, 12, 30), end=date(2021, 1, 3))))
+    crime = shared_data / "lapd_legacy_sample874_2020_portalformat.csv.gz"
+    assert cli.main(["db", "upgrade"]) == 0
+    assert cli.main(["ingest", "crime", "--csv", str(crime)]) == 0
+    assert cli.main(["ingest", "weather", "--csv", str(weather)]) == 0
+    assert cli.main(["aggregate", "--start", "2019-12-30", "--end", "2021-01-03"]) == 0
+    assert "0 week(s) without weather" in capsys.readouterr().out
+    per_week = pd.read_sql(
+        "SELECT week_start, count(*) AS cells, sum(violent_count) AS violent "
+        "FROM bi.weekly_counts GROUP BY 1",
+        clean_db,
+    )
+    assert len(per_week) == 53 and set(per_week["cells"]) == {4500}
+    with clean_db.connect() as conn:
+        violent_inside = conn.execute(
+            sa.text("SELECT count(*) FROM raw.incidents WHERE is_violent AND cell_id >= 0")
+        ).scalar_one()
+        missing = conn.execute(
+            sa.text("SELECT count(*) FROM ops.rejects WHERE reason = 'missing_location'")
+        ).scalar_one()
+    assert per_week["violent"].sum() == violent_inside > 0
+    assert missing == 2  # the sample's two 0,0 rows are kept as rejects, not counted

@@ -341,3 +341,10 @@ def test_the_real_lax_2023_sample_loads_and_aggregates(clean_db, shared_data, mo
         week["prcp_in"].sum(), abs=1e-3
     )
     assert per_week[("total_rain_in", "min")].sum() > 1.0
+
+
+def test_an_empty_batch_loads_nothing_and_says_so(clean_db):
+    report = load_weather_records(clean_db, [])
+    assert (report.fetched, report.loaded, report.rejected_total) == (0, 0, 0)
+    assert report.format() == ("ncei-api: fetched 0, loaded 0, updated 0, unchanged 0, rejected 0")
+    assert count(clean_db, "raw.weather_daily") == 0
