@@ -11,6 +11,7 @@ kills, whatever happened.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import secrets
@@ -21,6 +22,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -381,3 +383,45 @@ def wait_for_runs(stack: AirflowStack, count: int, timeout: float) -> list[sa.Ro
         return runs if len(done) >= count else None
 
     return stack.wait_for(finished, timeout, f"{count} successful DAG run(s)")
+
+
+# --- the job's sources and settings --------------------------------------------
+
+FIRST = date(2023, 3, 6)  # the first week the DAG runs for in these tests (a Monday)
+HISTORY_WEEKS = 26  # weeks of grid history the first run bootstraps
+PER_WEEK = 400  # legacy records reported per week
+
+
+@contextlib.contextmanager
+def job_sources(weeks_after: int = 4) -> Iterator[tuple[Any, Any]]:
+    """Local SODA and NCEI servers with reports from before the history to after FIRST."""
+    from tests.fakes.ncei import ncei_server
+    from tests.fakes.soda import LEGACY_ID, make_legacy_records, soda_server
+
+    first_report = FIRST - timedelta(weeks=HISTORY_WEEKS + 4)
+    weeks = HISTORY_WEEKS + 4 + weeks_after
+    records = make_legacy_records(
+        PER_WEEK * weeks, first_report, first_report + timedelta(weeks=weeks, days=-1), seed=3
+    )
+    with (
+        soda_server({LEGACY_ID: records}, set_env=False) as soda,
+        ncei_server(start=first_report, end=FIRST + timedelta(weeks=weeks_after)) as ncei,
+    ):
+        yield soda, ncei
+
+
+def job_settings(tmp_path: Path, soda: Any, ncei: Any, database_url: str) -> dict[str, str]:
+    """The real job in a small, fast configuration; its database only via the connection."""
+    return {
+        "AIRFLOW_CONN_CRIMEJOB_DB": airflow_uri(database_url),
+        "CRIMEJOB_SODA_URL": soda.url,
+        "CRIMEJOB_NCEI_URL": ncei.base_url,
+        "CRIMEJOB_DATA_DIR": str(tmp_path / "data"),
+        "CRIMEJOB_MODEL_DIR": str(tmp_path / "models"),
+        "CRIMEJOB_HISTORY_WEEKS": str(HISTORY_WEEKS),
+        "CRIMEJOB_TRAILING_WEEKS": "4",
+        "CRIMEJOB_HTTP_MAX_ATTEMPTS": "3",
+        "CRIMEJOB_HTTP_BACKOFF_MAX": "0.05",
+        # the real training step, with few epochs
+        "CRIMEJOB_HYPERPARAMETERS": json.dumps({"epochs": 2, "finetune_epochs": 1}),
+    }

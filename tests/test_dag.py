@@ -5,12 +5,10 @@ consecutive weeks, leaves forecasts, errors and scores behind."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import sys
 import tempfile
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -20,9 +18,11 @@ import sqlalchemy as sa
 from tests.airflow_support import (
     DAG_ID,
     DAGS_FOLDER,
+    FIRST,
     AirflowStack,
     airflow_base_env,
-    airflow_uri,
+    job_settings,
+    job_sources,
     metadata_database,
 )
 
@@ -171,43 +171,11 @@ def test_database_comes_from_the_airflow_connection(dag_module, monkeypatch):
 
 # --- airflow dags test: the whole DAG against real servers -----------------------
 
-FIRST = date(2023, 3, 6)  # the first week the DAG runs for (a Monday)
-HISTORY_WEEKS = 26
-PER_WEEK = 400
-
 
 @pytest.fixture
 def sources():
-    """SODA and NCEI servers holding reports from before the history up to after week 2."""
-    from tests.fakes.ncei import ncei_server
-    from tests.fakes.soda import LEGACY_ID, make_legacy_records, soda_server
-
-    first_report = FIRST - timedelta(weeks=HISTORY_WEEKS + 4)
-    weeks = HISTORY_WEEKS + 8
-    records = make_legacy_records(
-        PER_WEEK * weeks, first_report, first_report + timedelta(weeks=weeks, days=-1), seed=3
-    )
-    with (
-        soda_server({LEGACY_ID: records}, set_env=False) as soda,
-        ncei_server(start=first_report, end=FIRST + timedelta(weeks=4)) as ncei,
-    ):
-        yield soda, ncei
-
-
-def job_settings(tmp_path: Path, soda, ncei, database_url: str) -> dict[str, str]:
-    """The real job in a small, fast configuration; its database only via the connection."""
-    return {
-        "AIRFLOW_CONN_CRIMEJOB_DB": airflow_uri(database_url),
-        "CRIMEJOB_SODA_URL": soda.url,
-        "CRIMEJOB_NCEI_URL": ncei.base_url,
-        "CRIMEJOB_DATA_DIR": str(tmp_path / "data"),
-        "CRIMEJOB_MODEL_DIR": str(tmp_path / "models"),
-        "CRIMEJOB_HISTORY_WEEKS": str(HISTORY_WEEKS),
-        "CRIMEJOB_TRAILING_WEEKS": "4",
-        "CRIMEJOB_HTTP_MAX_ATTEMPTS": "3",
-        "CRIMEJOB_HTTP_BACKOFF_MAX": "0.05",
-        "CRIMEJOB_HYPERPARAMETERS": json.dumps({"epochs": 2, "finetune_epochs": 1}),
-    }
+    with job_sources() as servers:
+        yield servers
 
 
 @pytest.mark.slow
