@@ -5,21 +5,54 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure  # drawn without pyplot: no display, no global state
+from sqlalchemy.engine import Engine
 
-matplotlib.use("Agg")  # files only; no display on servers or in Airflow workers
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
-from sqlalchemy.engine import Engine  # noqa: E402
-
-from crimejob.errors import DataError  # noqa: E402
-from crimejob.grid import LAT_MAX, LAT_MIN, LON_MAX, LON_MIN, N_CELLS, N_COLS, N_ROWS  # noqa: E402
+from crimejob.errors import DataError
+from crimejob.grid import (
+    COL_WIDTH,
+    LAT_MAX,
+    LAT_MIN,
+    LON_MAX,
+    LON_MIN,
+    N_CELLS,
+    N_COLS,
+    N_ROWS,
+    ROW_HEIGHT,
+)
 
 FLAG_SHARE = 0.05
 _EXTENT = (LON_MIN, LON_MAX, LAT_MIN, LAT_MAX)
+
+
+def outline_segments(mask: np.ndarray) -> np.ndarray:
+    """Line segments (lon, lat) along every edge between a flagged and an unflagged cell."""
+    padded = np.pad(mask.astype(bool), 1)
+    lon_edges = LON_MIN + np.arange(N_COLS + 1) * COL_WIDTH
+    lat_edges = LAT_MAX - np.arange(N_ROWS + 1) * ROW_HEIGHT
+    # horizontal edges: between row r-1 and r (r = 0..60), along column c
+    rows, cols = np.nonzero(padded[:-1, 1:-1] != padded[1:, 1:-1])
+    horizontal = np.stack(
+        [
+            np.stack([lon_edges[cols], lat_edges[rows]], -1),
+            np.stack([lon_edges[cols + 1], lat_edges[rows]], -1),
+        ],
+        1,
+    )
+    # vertical edges: between column c-1 and c (c = 0..75), along row r
+    rows, cols = np.nonzero(padded[1:-1, :-1] != padded[1:-1, 1:])
+    vertical = np.stack(
+        [
+            np.stack([lon_edges[cols], lat_edges[rows]], -1),
+            np.stack([lon_edges[cols], lat_edges[rows + 1]], -1),
+        ],
+        1,
+    )
+    return np.concatenate([horizontal, vertical]).reshape(-1, 2, 2)
 
 
 def _production_forecast(conn, week: date) -> pd.DataFrame:
@@ -48,15 +81,16 @@ def plot_week(engine: Engine, week: date, out: Path) -> Path:
             params={"w": week},
         )
         scores = pd.read_sql_query(
-            sa.text(
-                "SELECT * FROM ml.forecast_scores WHERE target_week = :w AND is_production"
-            ),
+            sa.text("SELECT * FROM ml.forecast_scores WHERE target_week = :w AND is_production"),
             conn,
             params={"w": week},
         )
     predicted = forecast["predicted"].to_numpy().reshape(N_ROWS, N_COLS)
     flagged = (forecast["rank"].to_numpy() <= round(FLAG_SHARE * N_CELLS)).reshape(N_ROWS, N_COLS)
-    model = f"{forecast['model_name'].iloc[0]} v{forecast['model_version'].iloc[0]}"
+    version = forecast["model_version"].iloc[0]
+    model = forecast["model_name"].iloc[0] + (
+        " (baseline)" if version == "baseline" else f" v{version}"
+    )
     has_actual = len(actual) == N_CELLS
     panels = [("forecast", predicted, "viridis")]
     if has_actual:
@@ -65,16 +99,19 @@ def plot_week(engine: Engine, week: date, out: Path) -> Path:
         panels += [("actual", observed, "viridis"), ("|error|", error, "magma")]
     vmax = max(float(np.percentile(np.concatenate([p[1].ravel() for p in panels[:2]]), 99.5)), 1.0)
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 5.2), squeeze=False)
+    fig = Figure(figsize=(5.2 * len(panels), 5.2))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (label, grid_values, cmap) in zip(axes[0], panels, strict=True):
         image = ax.imshow(
-            grid_values, extent=_EXTENT, origin="upper", cmap=cmap, vmin=0,
-            vmax=vmax if label != "|error|" else None, aspect="auto",
+            grid_values,
+            extent=_EXTENT,
+            origin="upper",
+            cmap=cmap,
+            vmin=0,
+            vmax=vmax if label != "|error|" else None,
+            aspect="auto",
         )
-        ax.contour(
-            np.linspace(LON_MIN, LON_MAX, N_COLS), np.linspace(LAT_MAX, LAT_MIN, N_ROWS),
-            flagged.astype(float), levels=[0.5], colors="red", linewidths=0.8,
-        )
+        ax.add_collection(LineCollection(outline_segments(flagged), colors="red", linewidths=0.9))
         ax.set_title(label)
         ax.set_xlabel("longitude")
         fig.colorbar(image, ax=ax, shrink=0.8)
@@ -93,7 +130,6 @@ def plot_week(engine: Engine, week: date, out: Path) -> Path:
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
-    plt.close(fig)
     return out
 
 
@@ -106,7 +142,8 @@ def plot_scores(engine: Engine, out: Path) -> Path:
     )
     if scores.empty:
         raise DataError("no scored weeks yet: run the weekly job for two weeks first")
-    fig, (ax_mae, ax_pai) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    fig = Figure(figsize=(10, 7))
+    ax_mae, ax_pai = fig.subplots(2, 1, sharex=True)
     for name, rows in scores.groupby("model_name"):
         production = rows["is_production"].any()
         style = {"linewidth": 2.4, "color": "black"} if production else {"linewidth": 1.0}
@@ -114,6 +151,8 @@ def plot_scores(engine: Engine, out: Path) -> Path:
         weeks = pd.to_datetime(rows["target_week"])
         ax_mae.plot(weeks, rows["mae"], marker=".", label=label, **style)
         ax_pai.plot(weeks, rows["pai_5pct"], marker=".", label=label, **style)
+    span = pd.to_datetime(scores["target_week"])
+    ax_pai.set_xlim(span.min() - pd.Timedelta(days=7), span.max() + pd.Timedelta(days=7))
     ax_mae.set_ylabel("MAE per cell-week (lower is better)")
     ax_pai.set_ylabel("PAI at 5% of cells (higher is better)")
     ax_pai.set_xlabel("target week")
@@ -122,5 +161,4 @@ def plot_scores(engine: Engine, out: Path) -> Path:
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
-    plt.close(fig)
     return out

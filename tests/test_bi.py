@@ -139,3 +139,15 @@ def test_every_bi_column_is_documented(engine):
         engine,
     )
     assert undocumented.empty, undocumented.to_string()
+
+
+def test_flagged_cells_are_outlined_edge_by_edge():
+    from crimejob.plot import outline_segments
+
+    mask = np.zeros((60, 75), dtype=bool)
+    mask[10, 20] = True  # one cell: four edges
+    assert len(outline_segments(mask)) == 4
+    mask[10, 21] = True  # two neighbours share an edge: six outer edges
+    assert len(outline_segments(mask)) == 6
+    mask[0, 0] = True  # a corner cell is outlined on the grid border too
+    assert len(outline_segments(mask)) == 10

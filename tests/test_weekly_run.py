@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from datetime import date, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -65,6 +66,11 @@ def sources(job_env):
             yield soda, ncei
         finally:
             os.environ.pop("CRIMEJOB_NCEI_URL", None)
+
+
+def job_env_paths(engine) -> tuple[Path, Path]:
+    out = Path(os.environ["CRIMEJOB_DATA_DIR"]) / "plots"
+    return out / "week.png", out / "scores.png"
 
 
 def _table(engine, sql: str) -> pd.DataFrame:
@@ -142,6 +148,12 @@ def test_consecutive_weeks_leave_forecasts_errors_and_scores(sources, job_env):
         "train",
         "forecast",
     }
+
+    # the maps and the scoreboard a person looks at
+    maps, board = job_env_paths(engine)
+    assert cli.main(["plot", "--week", str(week2), "--out", str(maps), "--scores", str(board)]) == 0
+    for png in (maps, board):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
 
     # a rerun of the same week changes nothing
     before = (
