@@ -73,7 +73,9 @@ _WEATHER = sa.text(
     """
 )
 
-_HOLIDAYS = sa.text("SELECT day, names FROM raw.holidays WHERE day BETWEEN :first AND :last_day")
+_HOLIDAYS = sa.text(
+    "SELECT day, names FROM raw.holidays WHERE day BETWEEN :first AND :last_day ORDER BY day"
+)
 
 _INSERT_WEEKS = sa.text(
     """
@@ -321,6 +323,8 @@ def _aggregate(conn: Connection, weeks: list[date], report: AggregateReport) -> 
             "cell_id": np.tile(np.arange(grid.N_CELLS), n_weeks),
             "violent_count": violent.ravel(),
             "incident_count": incidents.ravel(),
+            # 1e-4 deg F and inch are far below what a station measures, and
+            # short numbers keep the COPY of a million rows quick
             "mean_temp_f": np.round(cell_temp.ravel(), 4),
             "total_rain_in": np.round(cell_rain.ravel(), 4),
             "holiday": np.repeat(holiday, grid.N_CELLS),
