@@ -325,6 +325,32 @@ def test_csv_payloads_match_the_api_so_the_same_record_reads_unchanged(clean_db,
     assert (report.loaded, report.updated, report.unchanged) == (0, 0, 300)
 
 
+def _table_definition(engine) -> list:
+    return _rows(
+        engine,
+        "SELECT 'c', conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = 'raw.crime_records'::regclass "
+        "UNION ALL SELECT 'i', indexrelid::regclass::text, pg_get_indexdef(indexrelid) "
+        "FROM pg_index WHERE indrelid = 'raw.crime_records'::regclass ORDER BY 1, 2",
+    )
+
+
+def test_a_csv_into_an_empty_table_keeps_its_indexes_and_constraints(clean_db, tmp_path):
+    before = _table_definition(clean_db)
+    assert any("FOREIGN KEY" in d for _, _, d in before)
+    assert sum(kind == "i" for kind, _, _ in before) >= 3
+    path = write_portal_csv(legacy_frame(200, *WEEK, seed=21), tmp_path / "export.csv")
+    assert ingest_crime_csv(clean_db, path).loaded == 200
+    assert _table_definition(clean_db) == before
+    with pytest.raises(sa.exc.IntegrityError, match="crime_records_pkey"):
+        with clean_db.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO raw.crime_records SELECT * FROM raw.crime_records LIMIT 1"
+                )
+            )
+
+
 def test_csv_rerun_of_the_same_file_changes_nothing(clean_db, tmp_path):
     frame = legacy_frame(500, date(2020, 1, 6), date(2020, 6, 28), seed=16, outside_grid=0.02)
     path = write_portal_csv(frame, tmp_path / "export.csv")
@@ -359,17 +385,32 @@ def test_a_csv_that_is_not_a_portal_export_fails_and_writes_nothing(clean_db, tm
     assert _scalar(clean_db, "SELECT status FROM ops.runs") == "failed"
 
 
-def test_a_csv_failing_midway_leaves_nothing_partial(clean_db, tmp_path, monkeypatch):
-    from crimejob import crime_ingest
-
+def test_a_malformed_csv_fails_naming_the_line_and_writes_nothing(clean_db, tmp_path):
     frame = legacy_frame(300, *WEEK, seed=18)
     path = write_portal_csv(frame, tmp_path / "export.csv")
     with path.open("a") as handle:
         handle.write('999999999,"01/02/2023 12:00:00 AM,unterminated quote\n')
-    monkeypatch.setattr(crime_ingest, "CSV_CHUNK_ROWS", 100)
-    with pytest.raises(SourceError, match=r"export.csv is not a readable CSV file: .*EOF"):
+    with pytest.raises(
+        SourceError, match=r"export.csv is not a readable CSV file: unterminated CSV quoted field"
+    ) as failure:
+        ingest_crime_csv(clean_db, path)
+    assert "line 303" in str(failure.value)
+    assert _scalar(clean_db, "SELECT count(*) FROM raw.crime_records") == 0
+
+
+def test_a_failure_after_the_merge_rolls_the_whole_file_back(clean_db, tmp_path, monkeypatch):
+    from crimejob import crime_ingest
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    frame = legacy_frame(300, *WEEK, seed=18, missing_location=0.05)
+    path = write_portal_csv(frame, tmp_path / "export.csv")
+    monkeypatch.setattr(crime_ingest, "_store_csv_rejects", fail)
+    with pytest.raises(RuntimeError, match="disk full"):
         ingest_crime_csv(clean_db, path)
     assert _scalar(clean_db, "SELECT count(*) FROM raw.crime_records") == 0
+    assert _scalar(clean_db, "SELECT status FROM ops.runs") == "failed"
 
 
 def test_cli_ingest_crime_csv_prints_the_counts(clean_db, tmp_path, capsys):

@@ -21,8 +21,10 @@ with its reason (``crimejob.rejects``) and its raw payload.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,13 +175,30 @@ class Mapped:
 # --- parsing helpers ------------------------------------------------------------
 
 
+def _per_distinct(values: pd.Series, func, missing) -> np.ndarray:
+    """``func`` applied to the distinct values only, spread back to every row.
+
+    Sources repeat a few thousand distinct dates, times and codes across a
+    million rows, and pandas string methods run per element, so this is where
+    most of the mapping time would otherwise go. ``missing`` fills NaN rows.
+    """
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    mapped = np.asarray(func(pd.Series(np.asarray(uniques, dtype=object), dtype=object)))
+    out = np.append(mapped, np.array([missing], dtype=mapped.dtype if len(mapped) else object))
+    return out[codes]  # code -1 (missing) picks the appended value
+
+
+def _clean(uniques: pd.Series) -> pd.Series:
+    """Stripped strings, NaN for blanks (and for anything that is not a string)."""
+    stripped = uniques.str.strip()
+    return stripped.where(stripped != "", np.nan)
+
+
 def _strings(frame: pd.DataFrame, column: str) -> pd.Series:
     """The column as stripped strings, NaN where missing or blank."""
     if column not in frame:
         return pd.Series(np.nan, index=frame.index, dtype=object)
-    values = frame[column].astype(object)
-    stripped = values.where(values.isna(), values.astype(str).str.strip())
-    return stripped.where(stripped != "", np.nan)
+    return pd.Series(_per_distinct(frame[column], _clean, np.nan), index=frame.index, dtype=object)
 
 
 # Portal CSV exports: "03/01/2020 12:00:00 AM" (untouched) and "11/6/2022 0:00"
@@ -187,11 +206,8 @@ def _strings(frame: pd.DataFrame, column: str) -> pd.Series:
 _CSV_FORMATS = ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y")
 
 
-def parse_timestamps(values: pd.Series) -> pd.Series:
-    """Parse source dates (SODA floating timestamps or either portal CSV format) to naive
-    LA wall-clock times; NaT where unparseable. Unique values are parsed once."""
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    text = pd.Series(uniques, dtype=object).astype(str).str.strip()
+def _parse_distinct_timestamps(text: pd.Series) -> np.ndarray:
+    text = text.astype(str).str.strip()
     parsed = pd.to_datetime(text, format="ISO8601", errors="coerce")
     for fmt in _CSV_FORMATS:
         todo = parsed.isna()
@@ -200,10 +216,21 @@ def parse_timestamps(values: pd.Series) -> pd.Series:
         parsed[todo] = pd.to_datetime(text[todo], format=fmt, errors="coerce")
     if getattr(parsed.dt, "tz", None) is not None:  # an offset would mean instants, not LA time
         parsed = parsed.dt.tz_convert("America/Los_Angeles").dt.tz_localize(None)
-    taken = parsed.to_numpy(dtype="datetime64[us]")[np.where(codes < 0, 0, codes)]
-    result = pd.Series(taken, index=values.index, dtype="datetime64[us]")
-    result[codes < 0] = pd.NaT
-    return result
+    return parsed.to_numpy(dtype="datetime64[us]")
+
+
+def parse_timestamps(values: pd.Series) -> pd.Series:
+    """Parse source dates (SODA floating timestamps or either portal CSV format) to naive
+    LA wall-clock times; NaT where missing or unparseable."""
+    parsed = _per_distinct(values, _parse_distinct_timestamps, np.datetime64("NaT", "us"))
+    return pd.Series(parsed, index=values.index, dtype="datetime64[us]")
+
+
+def _distinct_times(text: pd.Series) -> np.ndarray:
+    number = pd.to_numeric(text.astype(str).str.strip(), errors="coerce")
+    hours, minutes = number // 100, number % 100
+    valid = number.notna() & (number >= 0) & (hours < 24) & (minutes < 60) & (number % 1 == 0)
+    return np.where(valid, (hours * 60 + minutes).fillna(-1), -1).astype("int64")
 
 
 def parse_time_of_day(values: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -212,12 +239,17 @@ def parse_time_of_day(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     Returns ``(minutes, bad)``: a missing time counts as midnight; a value that is
     not a time of day (``2460``, ``ab``) is flagged bad.
     """
-    number = pd.to_numeric(values, errors="coerce")
-    hours, minutes = number // 100, number % 100
-    valid = number.notna() & (number >= 0) & (hours < 24) & (minutes < 60) & (number % 1 == 0)
-    bad = values.notna() & ~valid
-    total = (hours * 60 + minutes).where(valid, 0).astype("int64")
-    return total, bad
+    total = pd.Series(_per_distinct(values, _distinct_times, 0), index=values.index)
+    return total.clip(lower=0), total < 0
+
+
+def _numbers(frame: pd.DataFrame, column: str) -> pd.Series:
+    if column not in frame:
+        return pd.Series(np.nan, index=frame.index)
+    values = _per_distinct(
+        frame[column], lambda u: pd.to_numeric(_clean(u), errors="coerce"), np.nan
+    )
+    return pd.Series(values.astype(float), index=frame.index)
 
 
 def _coordinates(frame: pd.DataFrame, adapter: DatasetAdapter) -> tuple[pd.Series, pd.Series]:
@@ -225,32 +257,66 @@ def _coordinates(frame: pd.DataFrame, adapter: DatasetAdapter) -> tuple[pd.Serie
     lon = pd.Series(np.nan, index=frame.index)
     for lat_field, lon_field in adapter.coordinate_fields:
         take = lat.isna() & lon.isna()
-        lat = lat.where(~take, pd.to_numeric(_strings(frame, lat_field), errors="coerce"))
-        lon = lon.where(~take, pd.to_numeric(_strings(frame, lon_field), errors="coerce"))
-    return lat.astype(float), lon.astype(float)
+        lat = lat.where(~take, _numbers(frame, lat_field))
+        lon = lon.where(~take, _numbers(frame, lon_field))
+    return lat, lon
 
 
-def _offense_codes(frame: pd.DataFrame, adapter: DatasetAdapter) -> tuple[pd.Series, ...]:
-    """Distinct codes per record in field order, as columns (NaN where none)."""
-    columns = [_strings(frame, field) for field in adapter.code_fields]
-    # Codes may arrive as "110.0" from a spreadsheet; keep them as written otherwise.
-    columns = [c.str.replace(r"\.0$", "", regex=True) for c in columns]
-    kept = []
-    for i, column in enumerate(columns):
-        repeat = pd.Series(False, index=frame.index)
-        for earlier in columns[:i]:
-            repeat |= column == earlier
-        kept.append(column.where(~repeat))
-    return tuple(kept)
+@dataclass(frozen=True)
+class Offenses:
+    """Per record: its distinct codes in field order as a text[] literal, the code that
+    must be known (the first given), and whether any code is violent."""
+
+    literal: pd.Series
+    first: pd.Series
+    known: pd.Series
+    violent: pd.Series
 
 
-def _array_literal(columns: tuple[pd.Series, ...]) -> pd.Series:
-    """PostgreSQL text[] literals, e.g. ``{624,998}``, from code columns (NaN skipped)."""
-    joined = columns[0].fillna("")
-    for column in columns[1:]:
-        joined = joined + "," + column.fillna("")
-    joined = joined.str.replace(r",{2,}", ",", regex=True).str.strip(",")
-    return "{" + joined + "}"
+def _code(value) -> str | None:
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    # A spreadsheet may have turned codes into floats ("110.0"); otherwise as written.
+    return value[:-2] if value.endswith(".0") else (value or None)
+
+
+def _offenses(frame: pd.DataFrame, adapter: DatasetAdapter) -> Offenses:
+    """Codes from all code fields, worked out once per distinct combination of codes."""
+    present = [f for f in adapter.code_fields if f in frame]
+    if not present:
+        none = pd.Series(np.nan, index=frame.index, dtype=object)
+        no = pd.Series(False, index=frame.index)
+        return Offenses(pd.Series("{}", index=frame.index), none, no, no)
+    factorized = [pd.factorize(frame[f], use_na_sentinel=True) for f in present]
+    # One integer per combination (mixed radix over each field's distinct codes, 0 = none).
+    key = np.zeros(len(frame), dtype=np.int64)
+    radix = 1
+    for codes, uniques in factorized:
+        key += (codes.astype(np.int64) + 1) * radix
+        radix *= len(uniques) + 1
+        if radix > 2**62:
+            raise ValueError("too many distinct offense codes to combine")
+    inverse, combos = pd.factorize(key)
+    pattern = re.compile(adapter.code_pattern)
+    literals, firsts, known, violent = [], [], [], []
+    for combo in combos:
+        codes = []
+        for _, uniques in factorized:
+            digit = int(combo % (len(uniques) + 1))
+            combo //= len(uniques) + 1
+            codes.append(_code(uniques[digit - 1]) if digit else None)
+        distinct = list(dict.fromkeys(c for c in codes if c))
+        literals.append("{" + ",".join(distinct) + "}")
+        firsts.append(distinct[0] if distinct else np.nan)
+        known.append(bool(distinct) and pattern.match(distinct[0]) is not None)
+        violent.append(any(c in adapter.violent_codes for c in distinct))
+    return Offenses(
+        literal=pd.Series(np.array(literals, dtype=object)[inverse], index=frame.index),
+        first=pd.Series(np.array(firsts, dtype=object)[inverse], index=frame.index),
+        known=pd.Series(np.array(known, dtype=bool)[inverse], index=frame.index),
+        violent=pd.Series(np.array(violent, dtype=bool)[inverse], index=frame.index),
+    )
 
 
 # --- mapping --------------------------------------------------------------------
@@ -265,53 +331,53 @@ def map_frame(frame: pd.DataFrame, adapter: DatasetAdapter) -> tuple[pd.DataFram
     """
     out = frame.copy()
     key = _strings(frame, adapter.key_field)
-    incident = _strings(frame, adapter.incident_field)
-    reported = parse_timestamps(_strings(frame, adapter.report_field))
-    occurred_date = parse_timestamps(_strings(frame, adapter.occurred_field))
-    minutes, bad_time = parse_time_of_day(_strings(frame, adapter.time_field))
-    has_time = _strings(frame, adapter.time_field).notna()
+    incident = (
+        key if adapter.incident_field == adapter.key_field
+        else _strings(frame, adapter.incident_field)
+    )  # fmt: skip
+    report_text = _strings(frame, adapter.report_field)
+    occurred_text = _strings(frame, adapter.occurred_field)
+    time_text = _strings(frame, adapter.time_field)
+    reported = parse_timestamps(report_text)
+    occurred_date = parse_timestamps(occurred_text)
+    minutes, bad_time = parse_time_of_day(time_text)
     # Legacy dates are midnight with the time in time_occ; k7nn-b2ep dates carry the
     # time themselves. Use time_occ when given, else the timestamp as sent.
     occurred = occurred_date.where(
-        ~has_time, occurred_date.dt.normalize() + pd.to_timedelta(minutes, unit="min")
+        time_text.isna(), occurred_date.dt.normalize() + pd.to_timedelta(minutes, unit="min")
     )
-    codes = _offense_codes(frame, adapter)
-    any_code = pd.concat(codes, axis=1).notna().any(axis=1)
-    known = codes[0].str.match(adapter.code_pattern).fillna(False).astype(bool)
-    for column in codes[1:]:
-        # Secondary legacy codes hold placeholders (998); only the primary must be known.
-        known |= codes[0].isna() & column.str.match(adapter.code_pattern).fillna(False).astype(bool)
-    violent = pd.Series(False, index=frame.index)
-    for column in codes:
-        violent |= column.isin(adapter.violent_codes)
+    offenses = _offenses(frame, adapter)
     lat, lon = _coordinates(frame, adapter)
     cell, where = cell_of(lat.to_numpy(), lon.to_numpy())
 
     reason = pd.Series("", index=frame.index, dtype=object)
     detail = pd.Series(None, index=frame.index, dtype=object)
 
-    def flag(mask: pd.Series, why: str, text: pd.Series | str) -> None:
-        hit = mask & (reason == "")
-        reason[hit] = why
-        detail[hit] = text[hit] if isinstance(text, pd.Series) else text
+    def flag(mask: pd.Series, why: str, explain) -> None:
+        """Give rows not yet rejected this reason; ``explain(rows)`` words the detail."""
+        hit = mask.to_numpy() & (reason.to_numpy() == "")
+        if hit.any():
+            reason[hit] = why
+            detail[hit] = explain(hit)
 
-    flag(key.isna(), R.MISSING_KEY, f"no {adapter.key_field}")
-    flag(incident.isna(), R.MISSING_KEY, f"no {adapter.incident_field}")
+    def shown(name: str, values: pd.Series):
+        return lambda hit: f"{name}=" + values[hit].fillna("<missing>").astype(str)
+
+    flag(key.isna(), R.MISSING_KEY, lambda hit: f"no {adapter.key_field}")
+    flag(incident.isna(), R.MISSING_KEY, lambda hit: f"no {adapter.incident_field}")
+    flag(reported.isna(), R.BAD_DATE, shown(adapter.report_field, report_text))
+    flag(occurred_date.isna(), R.BAD_DATE, shown(adapter.occurred_field, occurred_text))
+    flag(bad_time, R.BAD_DATE, shown(adapter.time_field, time_text))
     flag(
-        reported.isna(),
-        R.BAD_DATE,
-        f"{adapter.report_field}=" + _strings(frame, adapter.report_field).fillna("<missing>"),
+        offenses.first.isna(), R.MISSING_CODE, lambda hit: f"no {'/'.join(adapter.code_fields)}"
     )
-    flag(
-        occurred_date.isna(),
-        R.BAD_DATE,
-        f"{adapter.occurred_field}=" + _strings(frame, adapter.occurred_field).fillna("<missing>"),
-    )
-    flag(bad_time, R.BAD_DATE, f"{adapter.time_field}=" + _strings(frame, adapter.time_field))
-    flag(~any_code, R.MISSING_CODE, f"no {'/'.join(adapter.code_fields)}")
-    flag(~known, R.UNKNOWN_CODE, f"{adapter.code_fields[0]}=" + codes[0].fillna("<missing>"))
+    flag(~offenses.known, R.UNKNOWN_CODE, shown(adapter.code_fields[0], offenses.first))
     where_series = pd.Series(where, index=frame.index)
-    coords = "lat,lon=" + lat.astype(str) + "," + lon.astype(str)
+
+    def coords(hit):
+        # (pandas 3 keeps NaN missing through astype(str); format keeps it visible)
+        return "lat,lon=" + lat[hit].map("{}".format) + "," + lon[hit].map("{}".format)
+
     flag(where_series == R.MISSING_LOCATION, R.MISSING_LOCATION, coords)
     flag(where_series == R.OUTSIDE_GRID, R.OUTSIDE_GRID, coords)
 
@@ -327,8 +393,8 @@ def map_frame(frame: pd.DataFrame, adapter: DatasetAdapter) -> tuple[pd.DataFram
     out["lat"] = lat
     out["lon"] = lon
     out["cell_id"] = cell
-    out["offense_codes"] = _array_literal(codes)
-    out["is_violent"] = violent
+    out["offense_codes"] = offenses.literal
+    out["is_violent"] = offenses.violent
     out["detail"] = detail
     return out, reason
 
@@ -406,34 +472,55 @@ def field_name(display_name: str) -> str:
 CSV_REQUIRED = ("dr_no", "date_rptd", "date_occ", "time_occ", "crm_cd", "lat", "lon")
 
 
-def read_portal_csv(path: Path, chunksize: int = 200_000) -> Iterator[pd.DataFrame]:
-    """Read a portal CSV export in chunks, columns renamed to SODA field names, all values
-    strings (NaN for an empty field). The original header is in ``frame.attrs['header']``.
-
-    A file without the legacy columns is rejected whole with a SourceError naming them.
-    """
+def open_text(path: Path):
+    """A CSV export as text, gzipped or not (a UTF-8 byte-order mark is skipped)."""
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", newline="") as handle:
+    return opener(path, "rt", encoding="utf-8-sig", newline="")
+
+
+def portal_header(path: Path) -> list[str]:
+    """The export's header row; a file without the legacy columns is a SourceError naming them."""
+    with open_text(path) as handle:
+        header = next(csv.reader(handle), [])
+    names = [field_name(c) for c in header]
+    missing = [f for f in CSV_REQUIRED if f not in names]
+    if missing:
+        raise SourceError(
+            f"{path.name} is not an LAPD portal export: no column(s) "
+            f"{', '.join(missing)} (header: {', '.join(header)})"
+        )
+    return header
+
+
+def mapped_fields(adapter: DatasetAdapter) -> set[str]:
+    """The source fields the mapping reads (a bulk reader need not convert the others)."""
+    fields = {adapter.key_field, adapter.incident_field, adapter.report_field,
+              adapter.occurred_field, adapter.time_field, *adapter.code_fields}  # fmt: skip
+    for pair in adapter.coordinate_fields:
+        fields.update(pair)
+    return fields
+
+
+def read_portal_csv(
+    path: Path, chunksize: int = 200_000, fields: set[str] | None = None
+) -> Iterator[pd.DataFrame]:
+    """Read a portal CSV export in chunks, columns renamed to SODA field names, all values
+    strings (NaN for an empty field); only ``fields`` when given. The original header is
+    in ``frame.attrs['header']``."""
+    header = portal_header(path)
+    names = [field_name(c) for c in header]
+    wanted = [i for i, n in enumerate(names) if fields is None or n in fields]
+    with open_text(path) as handle:
         reader = pd.read_csv(
             handle,
-            dtype=str,
+            dtype=object,
             keep_default_na=False,
             na_values=[""],
             chunksize=chunksize,
-            skipinitialspace=False,
+            usecols=wanted,
         )
-        header: list[str] | None = None
         for chunk in _chunks(reader, path):
-            if header is None:
-                header = list(chunk.columns)
-                names = [field_name(c) for c in header]
-                missing = [f for f in CSV_REQUIRED if f not in names]
-                if missing:
-                    raise SourceError(
-                        f"{path.name} is not an LAPD portal export: no column(s) "
-                        f"{', '.join(missing)} (header: {', '.join(header)})"
-                    )
-            chunk.columns = names
+            chunk.columns = [names[i] for i in wanted]
             chunk.attrs["header"] = header
             yield chunk
 
@@ -444,14 +531,6 @@ def _chunks(reader, path: Path) -> Iterator[pd.DataFrame]:
         yield from reader
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise SourceError(f"{path.name} is not a readable CSV file: {exc}") from exc
-
-
-def csv_reject_payloads(frame: pd.DataFrame, mask: pd.Series) -> list[dict]:
-    """The rejected rows as they stood in the file: display-name header, empty fields kept."""
-    header = frame.attrs.get("header") or list(frame.columns)
-    raw = frame.loc[mask, [field_name(h) for h in header]].fillna("")
-    raw.columns = header
-    return raw.to_dict(orient="records")
 
 
 def read_crime_codes(path: Path) -> pd.DataFrame:

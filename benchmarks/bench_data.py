@@ -1,0 +1,177 @@
+"""Crime data path at backfill scale: bulk CSV import, bare COPY, aggregation, API week; a table.
+
+    .venv/bin/python benchmarks/bench_data.py [--rows 1000000] [--week-rows 4000]
+
+Generates a realistic LAPD portal CSV export (legacy dataset, report dates over
+five years 2020-2024, points clustered around the 21 LAPD area centres plus a
+uniform background, ~2% at 0,0 and ~1% outside the grid, a realistic crm_cd
+mix), then, in a throwaway database on the embedded PostgreSQL (or the server
+in CRIMEJOB_DATABASE_URL):
+
+1. a bare ``COPY`` of the file into an unindexed table of text columns;
+2. ``ingest_crime_csv`` of the same file (the target: at most 3x the bare COPY);
+3. the same import again (every record unchanged);
+4. ``aggregate_weeks`` over every week the records fall in (target: under 60 s);
+5. ``ingest_crime_api`` of one week served by the fake SODA server over HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import uuid
+from datetime import date
+from pathlib import Path
+
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from crimejob.crime_ingest import ingest_crime_api, ingest_crime_csv  # noqa: E402
+from crimejob.db import upgrade  # noqa: E402
+from tests.fakes.soda import (  # noqa: E402
+    LEGACY_ID,
+    PORTAL_HEADER,
+    legacy_frame,
+    make_legacy_records,
+    soda_server,
+    write_portal_csv,
+)
+
+WORK_DIR = Path("/tmp/crimejob-bench")
+
+
+def server_url() -> sa.URL:
+    url = os.environ.get("CRIMEJOB_DATABASE_URL")
+    if url:
+        return sa.engine.make_url(url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    import pgserver
+
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(str(WORK_DIR / "pgdata"), cleanup_mode=None)
+    return sa.engine.make_url(server.get_uri()).set(drivername="postgresql+psycopg2")
+
+
+def bare_copy(engine: sa.Engine, path: Path) -> int:
+    """COPY the file as it is into an unindexed table of text columns."""
+    columns = ", ".join(f'"{name}" text' for name in PORTAL_HEADER.values())
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE TABLE bare_copy ({columns})")
+        cursor = conn.connection.driver_connection.cursor()
+        with path.open() as handle:
+            cursor.copy_expert("COPY bare_copy FROM STDIN WITH (FORMAT csv, HEADER true)", handle)
+        rows = cursor.rowcount
+        cursor.close()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the CSV export")
+    parser.add_argument("--week-rows", type=int, default=4_000, help="records in the API week")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    csv_path = WORK_DIR / f"crime_export_{args.rows}.csv"
+    results: list[tuple[str, str, str]] = []
+
+    started = time.perf_counter()
+    frame = legacy_frame(
+        args.rows, date(2020, 1, 1), date(2024, 12, 29), seed=args.seed,
+        missing_location=0.02, outside_grid=0.01,
+    )  # fmt: skip
+    write_portal_csv(frame, csv_path)
+    del frame
+    size_mb = csv_path.stat().st_size / 1e6
+    results.append(
+        ("generate portal CSV", f"{time.perf_counter() - started:.1f} s",
+         f"{args.rows:,} rows, {size_mb:.0f} MB")
+    )  # fmt: skip
+
+    server = server_url()
+    name = f"crimejob_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = server.set(database=name)
+    os.environ["CRIMEJOB_DATABASE_URL"] = url.render_as_string(hide_password=False)
+    engine = sa.create_engine(url)
+    try:
+        upgrade(engine)
+
+        started = time.perf_counter()
+        copied = bare_copy(engine, csv_path)
+        bare_s = time.perf_counter() - started
+        results.append(
+            ("bare COPY (unindexed, text)", f"{bare_s:.1f} s", f"{copied / bare_s:,.0f} rows/s")
+        )
+
+        started = time.perf_counter()
+        report = ingest_crime_csv(engine, csv_path)
+        import_s = time.perf_counter() - started
+        results.append(
+            ("ingest_crime_csv", f"{import_s:.1f} s",
+             f"{args.rows / import_s:,.0f} rows/s; loaded {report.loaded:,}, "
+             f"rejected {report.rejected_total:,}")
+        )  # fmt: skip
+        results.append(
+            ("  ratio to bare COPY", f"{import_s / bare_s:.2f} x", "target: at most 3 x")
+        )
+
+        started = time.perf_counter()
+        again = ingest_crime_csv(engine, csv_path)
+        rerun_s = time.perf_counter() - started
+        results.append(
+            ("ingest_crime_csv again", f"{rerun_s:.1f} s",
+             f"loaded {again.loaded}, updated {again.updated}, unchanged {again.unchanged:,}")
+        )  # fmt: skip
+
+        from crimejob.aggregate import aggregate_weeks
+
+        with engine.connect() as conn:
+            first, last = conn.execute(
+                sa.text(
+                    "SELECT min(week_start), max(week_start) FROM raw.crime_records "
+                    "WHERE week_start >= '2020-01-01'"
+                )
+            ).one()
+        started = time.perf_counter()
+        aggregate_weeks(engine, first, last)
+        agg_s = time.perf_counter() - started
+        weeks = (last - first).days // 7 + 1
+        results.append(
+            ("aggregate_weeks", f"{agg_s:.1f} s",
+             f"{weeks} weeks {first}..{last}; target: under 60 s")
+        )  # fmt: skip
+
+        week = (date(2025, 1, 6), date(2025, 1, 12))
+        records = make_legacy_records(args.week_rows, *week, seed=args.seed + 1,
+                                      serial_start=90000, missing_location=0.02)  # fmt: skip
+        with soda_server({LEGACY_ID: records}):
+            started = time.perf_counter()
+            api = ingest_crime_api(engine, *week, datasets=[LEGACY_ID])
+            api_s = time.perf_counter() - started
+        results.append(
+            ("ingest_crime_api, one week", f"{api_s:.2f} s",
+             f"{len(records) / api_s:,.0f} records/s; loaded {api.loaded:,}, "
+             f"rejected {api.rejected_total}")
+        )  # fmt: skip
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+    width = max(len(r[0]) for r in results)
+    print(f"\n{'step':<{width}}  {'time':>10}  detail")
+    print(f"{'-' * width}  {'-' * 10}  {'-' * 40}")
+    for step, elapsed, detail in results:
+        print(f"{step:<{width}}  {elapsed:>10}  {detail}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
