@@ -21,7 +21,9 @@ from crimejob.history import GridHistory
 
 def ramp_history(weeks: int) -> GridHistory:
     """Week t has t incidents in every cell: every baseline's answer is arithmetic."""
-    starts = np.array([date(2023, 1, 2) + timedelta(weeks=i) for i in range(weeks)], "datetime64[D]")
+    starts = np.array(
+        [date(2023, 1, 2) + timedelta(weeks=i) for i in range(weeks)], "datetime64[D]"
+    )
     crime = np.broadcast_to(np.arange(weeks, dtype=np.float32)[:, None, None], (weeks, 60, 75))
     return GridHistory(starts, crime.copy(), np.zeros((weeks, 60, 75, 3), np.float32))
 

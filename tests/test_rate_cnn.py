@@ -44,7 +44,7 @@ def test_untrained_it_forecasts_the_long_run_rate(history):
     forecaster = get_forecaster("rate_cnn", epochs=0)
     forecaster.fit(history)
 
-    rate = trailing_mean(history.crime, np.array([len(history) - 1]), 52)[0]
+    rate = trailing_mean(history.crime, np.array([len(history) - 1]), 104)[0]
 
     assert np.allclose(forecaster.predict(history), rate + 0.02, atol=1e-5)
 

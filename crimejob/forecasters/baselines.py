@@ -27,9 +27,9 @@ class LastWeek(Forecaster):
 class MeanOfWeeks(Forecaster):
     """The mean of the last ``weeks`` weeks (fewer if the history is shorter)."""
 
-    def __init__(self, name: str, weeks: int, **hyperparameters: Any) -> None:
+    def __init__(self, name: str, default_weeks: int, **hyperparameters: Any) -> None:
         self.name = name
-        self._weeks = weeks
+        self._weeks = default_weeks
         super().__init__(**hyperparameters)
 
     def default_hyperparameters(self) -> dict[str, Any]:  # type: ignore[override]

@@ -133,6 +133,7 @@ class KerasForecaster(Forecaster):
     def __init__(self, **hyperparameters: Any) -> None:
         super().__init__(**hyperparameters)
         self.model = None
+        self._compiled = False
         self.min_history = int(self.hp["window"])
 
     # --- what a subclass provides ---------------------------------------------
@@ -179,6 +180,7 @@ class KerasForecaster(Forecaster):
         train, val = self._split(history, n_val, self.hp["max_train_windows"])
         seed_everything(int(self.hp["seed"]))
         self.model = self.build_model(history, train)
+        self._compiled = False
         return self._train(
             history,
             train,
@@ -224,7 +226,13 @@ class KerasForecaster(Forecaster):
         )
         if epochs <= 0:
             return report
-        self.model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=self.loss())
+        if self._compiled:
+            # Keep the compiled train/predict functions: recompiling retraces them,
+            # which costs more than a weekly fine-tune of rate_cnn itself.
+            self.model.optimizer.learning_rate = learning_rate
+        else:
+            self.model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=self.loss())
+            self._compiled = True
         stopper = keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=int(self.hp["patience"]), restore_best_weights=True
         )
@@ -278,4 +286,5 @@ class KerasForecaster(Forecaster):
 
         configure_keras()
         self.model = keras.saving.load_model(Path(path), compile=False)
+        self._compiled = False
         return self
