@@ -7,10 +7,17 @@ DISTINCT FROM`` statement, so a rerun over the same records changes nothing
 and counts them as unchanged. Records that cannot be used go to ``ops.rejects``
 with their reason in the same transaction.
 
+The CSV path is built for the million-row backfill: PostgreSQL parses the file
+itself, pandas reads only the fields the mapping needs, the payload is built in
+SQL, and a load into an empty table builds its indexes after the rows are in.
+
 Decisions worth knowing:
 
 - Transactions: one per dataset window (API), one for the whole file (CSV), so
   a failure leaves nothing partial behind.
+- Which dataset serves which report dates is ``settings.crime_datasets``; each
+  dataset is asked only for its own dates (so legacy records reported after
+  the NIBRS switch are not fetched unless ``datasets`` names the legacy set).
 - A record rejected in an earlier run that now arrives usable is loaded, and
   its earlier rejects (same source and key) are deleted: ``ops.rejects`` holds
   what is unusable now. A record loaded earlier that now arrives unusable keeps
@@ -21,15 +28,15 @@ Decisions worth knowing:
   fields left out, dates as floating timestamps, ``time_occ`` as four digits.
   The same record therefore reads the same whether the API or the export
   loaded it. Rejected CSV rows keep the row exactly as it was in the file.
-- A natural key that appears twice in one batch keeps its last record; the
-  earlier copy is rejected as ``duplicate_key``.
+- A natural key that appears twice in one batch (API window or CSV file) keeps
+  its last record; the earlier copy is rejected as ``duplicate_key``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,6 +53,7 @@ from crimejob.dbcopy import copy_frame
 from crimejob.errors import SourceError
 from crimejob.rejects import store_rejects
 from crimejob.reports import IngestReport
+from crimejob.runs import finish_run, start_run
 from crimejob.sources import lapd
 from crimejob.sources.soda import SodaClient, WindowQuery
 
@@ -188,14 +196,8 @@ def _load_api_batch(conn: Connection, dataset_id: str, records: list[dict]) -> I
 @contextmanager
 def _run(engine: Engine, params: dict, report: IngestReport) -> Iterator[None]:
     """Record the ingest in ops.runs: 'running' now, then its counts and how it ended."""
-    with engine.begin() as conn:
-        run_id = conn.execute(
-            sa.text(
-                "INSERT INTO ops.runs (kind, params) VALUES ('ingest_crime', CAST(:p AS jsonb)) "
-                "RETURNING run_id"
-            ),
-            {"p": json.dumps(params, default=str)},
-        ).scalar_one()
+    run_id = start_run(engine, "ingest_crime", params=params)
+    started = time.perf_counter()
     status, message = "succeeded", None
     try:
         yield
@@ -203,14 +205,10 @@ def _run(engine: Engine, params: dict, report: IngestReport) -> Iterator[None]:
         status, message = "failed", str(exc)[:2000]
         raise
     finally:
-        with engine.begin() as conn:
-            conn.execute(
-                sa.text(
-                    "UPDATE ops.runs SET status = :s, counts = CAST(:c AS jsonb), message = :m, "
-                    "finished_at = now() WHERE run_id = :id"
-                ),
-                {"s": status, "c": json.dumps(report.as_dict()), "m": message, "id": run_id},
-            )
+        finish_run(
+            engine, run_id, status, counts=report.as_dict(),
+            step_seconds={"ingest": round(time.perf_counter() - started, 3)}, message=message,
+        )  # fmt: skip
 
 
 def _load(engine: Engine, fetched: list[tuple[str, list[dict]]], report: IngestReport) -> None:

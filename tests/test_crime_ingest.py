@@ -443,3 +443,9 @@ def test_payloads_are_stored_as_json_objects(clean_db):
     assert kinds == [("object",)]
     text = _scalar(clean_db, "SELECT payload::text FROM raw.crime_records LIMIT 1")
     assert all(isinstance(v, str) for v in json.loads(text).values())
+
+
+def test_an_empty_window_loads_nothing_and_succeeds(clean_db):
+    report = load_crime_records(clean_db, [(LEGACY_ID, []), (NIBRS_2026_ID, [])])
+    assert (report.fetched, report.loaded, report.rejected_total) == (0, 0, 0)
+    assert _scalar(clean_db, "SELECT status FROM ops.runs") == "succeeded"
