@@ -287,9 +287,6 @@ def _aggregate(conn: Connection, weeks: list[date], report: AggregateReport) -> 
     first, last = weeks[0], weeks[-1]
     last_day = last + timedelta(days=6)
     params = {"first": first, "last": last, "last_day": last_day}
-    # Grouping a backfill's million offenses into incidents spilled ~95 MB to disk
-    # at the default 4 MB (EXPLAIN ANALYZE); let this one transaction use more.
-    conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")
     load_holidays(conn, range(first.year, last_day.year + 1))
 
     counts = pd.read_sql_query(_COUNTS, conn, params=params)
