@@ -27,7 +27,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from crimejob.config import Settings, get_settings
 from crimejob.errors import SourceError
@@ -105,6 +111,8 @@ class SodaClient:
         """Every record of the window, verified complete and free of repeats."""
         retrying = Retrying(
             stop=stop_after_attempt(self.window_attempts),
+            # A dataset being republished settles in seconds: wait before asking again.
+            wait=wait_exponential_jitter(initial=1.0, max=self.settings.http_backoff_max_s),
             retry=retry_if_exception_type(WindowInconsistent),
             reraise=False,
         )
