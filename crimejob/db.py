@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -30,12 +31,15 @@ _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 @lru_cache(maxsize=4)
 def _embedded_server(pgdata: str):
-    import pgserver  # imported lazily: only needed without a configured URL
-
     Path(pgdata).mkdir(parents=True, exist_ok=True)
-    # cleanup_mode=None leaves the server running for the next command, which
-    # finds it through the pid file instead of paying the start-up again.
-    return pgserver.get_server(pgdata, cleanup_mode=None)
+    with warnings.catch_warnings():
+        # pgserver asks platformdirs for a runtime dir it does not need here
+        warnings.simplefilter("ignore")
+        import pgserver  # imported lazily: only needed without a configured URL
+
+        # cleanup_mode=None leaves the server running for the next command, which
+        # finds it through the pid file instead of paying the start-up again.
+        return pgserver.get_server(pgdata, cleanup_mode=None)
 
 
 def embedded_url(database: str = EMBEDDED_DATABASE) -> str:
