@@ -60,17 +60,21 @@ def free_port() -> int:
 def redis_broker() -> Iterator[str]:
     """A Redis database (1..15) claimed for this test, as a Celery broker URL.
 
-    Skips the test with the reason when Redis is not reachable. The claim is a
+    ``CRIMEJOB_TEST_REDIS`` (``host:port``) names another server. Skips the
+    test with the reason when Redis is not reachable. The claim is a
     key in database 0 with an expiry, so concurrent test runs never share a
     broker database and a crashed run's claim lapses on its own.
     """
     import redis
 
-    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_timeout=2)
+    host, _, port = os.environ.get("CRIMEJOB_TEST_REDIS", f"{REDIS_HOST}:{REDIS_PORT}").partition(
+        ":"
+    )
+    client = redis.Redis(host=host, port=int(port or REDIS_PORT), socket_timeout=2)
     try:
         client.ping()
     except redis.RedisError as exc:
-        pytest.skip(f"Redis is not reachable at {REDIS_HOST}:{REDIS_PORT} ({exc})")
+        pytest.skip(f"Redis is not reachable at {host}:{port} ({exc}); the Celery test needs it")
     token = uuid.uuid4().hex
     for number in random.sample(range(1, 16), 15):
         key = f"crimejob-tests:broker-db:{number}"
@@ -78,11 +82,13 @@ def redis_broker() -> Iterator[str]:
             break
     else:
         pytest.skip("all Redis databases 1..15 are claimed by other test runs")
-    redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=number).flushdb()
+    broker = redis.Redis(host=host, port=int(port or REDIS_PORT), db=number)
+    broker.flushdb()
     try:
-        yield f"redis://{REDIS_HOST}:{REDIS_PORT}/{number}"
+        yield f"redis://{host}:{port or REDIS_PORT}/{number}"
     finally:
-        redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=number).flushdb()
+        broker.flushdb()
+        broker.close()
         if client.get(key) == token.encode():
             client.delete(key)
         client.close()
@@ -321,6 +327,15 @@ class AirflowStack:
                 ),
                 {"d": dag_id},
             ).all()
+
+
+def timings(task_instances: list[sa.Row]) -> str:
+    """Seconds per task instance, as a table for the test's output (``pytest -s``)."""
+    lines = [f"{'run_id':<48} {'task_id':<20} {'hostname':<14} seconds"]
+    for ti in task_instances:
+        seconds = (ti.end_date - ti.start_date).total_seconds() if ti.end_date else float("nan")
+        lines.append(f"{ti.run_id:<48} {ti.task_id:<20} {str(ti.hostname):<14} {seconds:7.1f}")
+    return "\n".join(lines)
 
 
 def service_settings(

@@ -24,6 +24,7 @@ from tests.airflow_support import (
     metadata_database,
     service_settings,
     start_core_services,
+    timings,
     wait_for_runs,
 )
 
@@ -64,6 +65,7 @@ def test_backfill_create_runs_two_weeks_in_order(tmp_path, clean_db, database_ur
             )
             runs = wait_for_runs(stack, 2, timeout=900)
             task_instances = stack.task_instances()
+            print(timings(task_instances))
         finally:
             stack.stop()
 

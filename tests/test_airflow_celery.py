@@ -29,6 +29,7 @@ from tests.airflow_support import (
     redis_broker,
     service_settings,
     start_core_services,
+    timings,
     wait_for_runs,
 )
 
@@ -78,6 +79,7 @@ def test_train_runs_on_the_gpu_worker_and_every_other_task_on_the_cpu_worker(
             stack.cli("dags", "trigger", DAG_ID, "--conf", json.dumps({"week": str(FIRST)}))
             runs = wait_for_runs(stack, 1, timeout=600)
             task_instances = stack.task_instances()
+            print(timings(task_instances))
         finally:
             stack.stop()
 

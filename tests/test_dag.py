@@ -24,6 +24,7 @@ from tests.airflow_support import (
     job_settings,
     job_sources,
     metadata_database,
+    timings,
 )
 
 LA = ZoneInfo("America/Los_Angeles")
@@ -196,6 +197,7 @@ def test_airflow_dags_test_runs_two_weeks_end_to_end(tmp_path, sources, clean_db
                 assert "Traceback" not in result.stderr, result.stderr[-4000:]
             runs = stack.dag_runs()
             tis = stack.task_instances()
+            print(timings(tis))
         finally:
             stack.stop()
 
