@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import random
+import re
 import secrets
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -45,6 +48,28 @@ def worker_hostname() -> str:
     Celery test can see which worker ran the train task.
     """
     return os.environ.get("CRIMEJOB_TEST_WORKER_NAME") or socket.getfqdn()
+
+
+@contextlib.contextmanager
+def airflow_in_process() -> Iterator[None]:
+    """Import Airflow in the test process without keeping its logging set-up.
+
+    Importing Airflow configures logging with a handler on the sys.stdout of
+    that moment, pytest's capture, which is closed by the time other
+    libraries log at exit. The root logger is put back as it was.
+    """
+    if "airflow" not in sys.modules:  # keep Airflow's config files out of ~/airflow
+        os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="crimejob-airflow-"))
+        os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        import airflow  # noqa: F401
+
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 def free_port() -> int:
@@ -104,9 +129,9 @@ def _admin_engine(server_url: URL) -> sa.Engine:
 
 
 def _template_name() -> str:
-    from airflow import __version__ as airflow_version
+    from importlib.metadata import version  # not `import airflow`: see airflow_in_process
 
-    return "airflow_template_" + airflow_version.replace(".", "_").replace("+", "_")
+    return "airflow_template_" + re.sub(r"[^a-z0-9]", "_", version("apache-airflow-core"))
 
 
 def _ensure_template(server_url: URL, tmp_home: Path) -> str:

@@ -5,9 +5,6 @@ consecutive weeks, leaves forecasts, errors and scores behind."""
 from __future__ import annotations
 
 import importlib.util
-import os
-import sys
-import tempfile
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -21,6 +18,7 @@ from tests.airflow_support import (
     FIRST,
     AirflowStack,
     airflow_base_env,
+    airflow_in_process,
     job_settings,
     job_sources,
     metadata_database,
@@ -41,12 +39,10 @@ PIPELINE = [
 @pytest.fixture(scope="module")
 def dag():
     """The DAG as the dag-processor sees it (parsed from the dags folder)."""
-    if "airflow" not in sys.modules:  # keep Airflow's config out of ~/airflow
-        os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="crimejob-airflow-"))
-        os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-    from airflow.dag_processing.dagbag import DagBag
+    with airflow_in_process():
+        from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(DAGS_FOLDER))
+        bag = DagBag(dag_folder=str(DAGS_FOLDER))
     assert bag.import_errors == {}
     return bag.dags[DAG_ID]
 
