@@ -155,6 +155,18 @@ def test_dockerfiles_copy_only_files_that_exist():
                     assert (ROOT / source).exists(), f"{dockerfile}: {source} does not exist"
 
 
+def test_build_context_sends_what_the_dockerfiles_copy():
+    """Each Dockerfile's own .dockerignore excludes everything but what it copies."""
+    for dockerfile in ("docker/Dockerfile", "docker/Dockerfile.gpu"):
+        ignore = (ROOT / f"{dockerfile}.dockerignore").read_text().splitlines()
+        assert "*" in ignore  # .venv, .crimejob, models and .git stay out of the context
+        kept = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+        for line in (ROOT / dockerfile).read_text().splitlines():
+            if line.startswith("COPY"):
+                for source in (w for w in line.split()[1:-1] if not w.startswith("--")):
+                    assert source.rstrip("/") in kept, f"{dockerfile}: {source} is ignored"
+
+
 _INTERPOLATION = re.compile(r"\$\{([A-Z0-9_]+)(:?[-?][^}]*)?\}")
 _SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|TOKEN")
 

@@ -153,6 +153,20 @@ def test_the_week_comes_from_the_data_interval_or_the_week_param(dag_module):
     assert module.run_week(_context(data_interval_start=None)) == latest_complete_week()
 
 
+def test_backfill_runs_do_not_stop_on_an_incomplete_week(dag_module):
+    from types import SimpleNamespace
+
+    from airflow.sdk.api.datamodels._generated import DagRunType
+
+    def context(run_type):
+        return _context(dag_run=SimpleNamespace(run_type=run_type))
+
+    assert dag_module._is_backfill(context(DagRunType.BACKFILL))
+    assert not dag_module._is_backfill(context(DagRunType.SCHEDULED))
+    assert not dag_module._is_backfill(context(DagRunType.MANUAL))
+    assert not dag_module._is_backfill(_context())
+
+
 def test_database_comes_from_the_airflow_connection(dag_module, monkeypatch):
     module = dag_module
     monkeypatch.delenv("AIRFLOW_CONN_CRIMEJOB_DB", raising=False)
