@@ -134,11 +134,13 @@ def _template_name() -> str:
     return "airflow_template_" + re.sub(r"[^a-z0-9]", "_", version("apache-airflow-core"))
 
 
-def _ensure_template(server_url: URL, tmp_home: Path) -> str:
-    """A database holding a freshly migrated Airflow schema, built once per Airflow version.
+def _clone_template(server_url: URL, name: str, tmp_home: Path) -> None:
+    """Create database ``name`` from a template holding a freshly migrated Airflow schema.
 
-    Built under a temporary name and renamed when complete, so a crashed
-    build never leaves a half-migrated template behind.
+    The template is built once per Airflow version, under a temporary name and
+    renamed when complete, so a crashed build never leaves a half-migrated
+    template behind. An advisory lock serialises builds and clones of test
+    sessions running side by side.
     """
     template = _template_name()
     admin = _admin_engine(server_url)
@@ -153,8 +155,7 @@ def _ensure_template(server_url: URL, tmp_home: Path) -> str:
                     building = f"{template}_building"
                     conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{building}"'))
                     conn.execute(sa.text(f'CREATE DATABASE "{building}"'))
-                    url = server_url.set(database=building)
-                    env = airflow_base_env(tmp_home, url)
+                    env = airflow_base_env(tmp_home, server_url.set(database=building))
                     result = subprocess.run(
                         [AIRFLOW, "db", "migrate"],
                         env=env,
@@ -165,22 +166,20 @@ def _ensure_template(server_url: URL, tmp_home: Path) -> str:
                     if result.returncode != 0:
                         raise RuntimeError(f"airflow db migrate failed:\n{result.stderr[-3000:]}")
                     conn.execute(sa.text(f'ALTER DATABASE "{building}" RENAME TO "{template}"'))
+                conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
             finally:
                 conn.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:t))"), {"t": template})
     finally:
         admin.dispose()
-    return template
 
 
 @contextlib.contextmanager
 def metadata_database(server_url: str | URL, tmp_home: Path) -> Iterator[URL]:
     """A migrated Airflow metadata database of its own on the test PostgreSQL server."""
     server_url = make_url(server_url).set(drivername="postgresql+psycopg2")
-    template = _ensure_template(server_url, tmp_home / "template-home")
     name = f"airflow_test_{uuid.uuid4().hex[:10]}"
+    _clone_template(server_url, name, tmp_home / "template-home")
     admin = _admin_engine(server_url)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
     try:
         yield server_url.set(database=name)
     finally:
