@@ -188,9 +188,13 @@ def _per_distinct(values: pd.Series, func, missing) -> np.ndarray:
     return out[codes]  # code -1 (missing) picks the appended value
 
 
+# What a value is trimmed of (the bulk CSV path trims keys the same way in SQL).
+WHITESPACE = " \t\r\n"
+
+
 def _clean(uniques: pd.Series) -> pd.Series:
     """Stripped strings, NaN for blanks (and for anything that is not a string)."""
-    stripped = uniques.str.strip()
+    stripped = uniques.str.strip(WHITESPACE)
     return stripped.where(stripped != "", np.nan)
 
 
