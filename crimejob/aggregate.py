@@ -52,6 +52,7 @@ MIN_REPORTED_DAYS = 5
 IDW_POWER = 2.0
 EARTH_RADIUS_KM = 6371.0088
 _AT_STATION_KM = 1e-6  # closer than this, a cell centre *is* the station
+_LOCK_KEY = 774412  # advisory lock held while grid rows are replaced (db.py uses 774411)
 
 _COUNTS = sa.text(
     """
@@ -287,6 +288,9 @@ def _aggregate(conn: Connection, weeks: list[date], report: AggregateReport) -> 
     first, last = weeks[0], weeks[-1]
     last_day = last + timedelta(days=6)
     params = {"first": first, "last": last, "last_day": last_day}
+    # Two aggregations of overlapping weeks (a CLI run beside the DAG) would
+    # both delete and then collide on insert; they take turns instead.
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
     load_holidays(conn, range(first.year, last_day.year + 1))
 
     counts = pd.read_sql_query(_COUNTS, conn, params=params)

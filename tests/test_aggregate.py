@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 
 import numpy as np
@@ -12,6 +14,7 @@ import sqlalchemy as sa
 
 from crimejob import cli, grid
 from crimejob.aggregate import (
+    _LOCK_KEY,
     MIN_REPORTED_DAYS,
     aggregate_weeks,
     default_series,
@@ -337,3 +340,31 @@ def test_portal_export_and_ncei_csv_through_the_cli_give_dense_weeks_of_all_viol
         ).scalar_one()
     assert per_week["violent"].sum() == violent_inside > 0
     assert missing == 2  # the sample's two 0,0 rows are kept as rejects, not counted
+
+
+def test_an_aggregation_waits_while_another_is_replacing_grid_rows(clean_db):
+    insert_crime(clean_db, random_incidents(100, [W1], seed=6))
+    watcher_engine = clean_db.execution_options(isolation_level="AUTOCOMMIT")
+    # exit order: watcher, then holder (its rollback frees the lock), then the pool
+    with (
+        ThreadPoolExecutor(max_workers=1) as pool,
+        clean_db.connect() as holder,
+        watcher_engine.connect() as watcher,
+    ):
+        holder.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+        future = pool.submit(aggregate_weeks, clean_db, W1, W1)
+        waiting = 0
+        for _ in range(300):  # until the aggregation is seen blocked on the lock
+            waiting = watcher.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
+                )
+            ).scalar_one()
+            if waiting or future.done():
+                break
+            time.sleep(0.1)
+        assert waiting == 1 and not future.done()
+        assert weekly(clean_db).empty  # nothing written while it waits
+        holder.rollback()  # the other aggregation finishes
+        assert future.result(timeout=120).rows_written == 4500
