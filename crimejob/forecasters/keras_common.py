@@ -10,7 +10,12 @@ TensorFlow, op determinism is switched on, so a CPU fit is repeatable.
 Windows: a sample is "the ``window`` weeks ending at week index t" as input
 and the counts of week t+1 as target. Validation is always the newest
 targets (time-ordered, never shuffled into training); training samples are
-shuffled among themselves only.
+shuffled among themselves only. A retrain validates on the newest 20% of
+targets; a fine-tune trains on the ``finetune_windows`` targets before the
+newest ``finetune_validation_weeks`` and stops early on those. So the
+weights lag the data by the validation weeks, while every forecast's inputs
+still end with the newest week; the gate in :mod:`crimejob.training` relies
+on those weeks being unseen.
 """
 
 from __future__ import annotations
@@ -267,7 +272,7 @@ class KerasForecaster(Forecaster):
         out = self.model.predict(inputs, batch_size=self.batch_size, verbose=0)
         return np.maximum(np.asarray(out, np.float32)[..., 0], 0.0)
 
-    def count_params(self, history: GridHistory | None = None) -> int:
+    def count_params(self) -> int:
         if self.model is None:
             raise DataError(f"{self.name} has no model built yet")
         return int(self.model.count_params())
