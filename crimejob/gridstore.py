@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from datetime import date, datetime, timedelta
 
 import numpy as np
@@ -52,8 +51,8 @@ def load_history(
     before that moment (LA local time), so a backfilled week sees the data
     that existed then, not late reports that arrived afterwards.
     Weeks must be dense (4,500 rows each) and consecutive; a gap is an error
-    rather than a silent shift of the time axis. Missing weather is filled
-    with the week's mean over cells, then with 0.
+    rather than a silent shift of the time axis. Missing weather is carried
+    forward from the cell's previous week.
     """
     params = {"through": through, "since": since}
     if reported_before is not None:
@@ -76,12 +75,12 @@ def load_history(
         raise ValueError(f"grid.weekly is not dense for weeks {list(bad.index[:5])}")
     t = len(unique_weeks)
     crime = frame["violent_count"].to_numpy(np.float32).reshape(t, N_ROWS, N_COLS)
-    weather = frame[list(WEATHER_FEATURES)].to_numpy(np.float64).reshape(t, N_CELLS, 3)
-    with warnings.catch_warnings():  # an all-missing week is fine: it becomes 0 below
-        warnings.simplefilter("ignore", RuntimeWarning)
-        week_mean = np.nanmean(weather, axis=1, keepdims=True)
-    weather = np.where(np.isnan(weather), week_mean, weather)
-    weather = np.nan_to_num(weather, nan=0.0).astype(np.float32).reshape(t, N_ROWS, N_COLS, 3)
+    weather = frame[list(WEATHER_FEATURES)].to_numpy(np.float64).reshape(t, N_CELLS * 3)
+    # A week no station reported (NCEI lags a few days behind, so often the newest
+    # one) keeps the cell's values of the week before; only a history that starts
+    # without weather borrows from the first week that has it. 0 only if none has.
+    weather = pd.DataFrame(weather).ffill().bfill().fillna(0.0).to_numpy(np.float32)
+    weather = weather.reshape(t, N_ROWS, N_COLS, 3)
     return GridHistory(unique_weeks, crime, weather)
 
 

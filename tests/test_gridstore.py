@@ -1,0 +1,75 @@
+"""Reading grid rows back as the arrays every forecaster sees."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from crimejob.gridstore import contiguous_since, history_for_run, load_history
+from tests.synthetic import write_weeks
+
+FIRST = date(2023, 1, 2)
+
+
+def test_history_stops_at_the_week_asked_for(clean_db):
+    weeks = write_weeks(clean_db, FIRST, 6)
+    history = load_history(clean_db, weeks[3])
+    assert len(history) == 4 and history.last_week == weeks[3]
+    assert history.target_week == weeks[4]
+    counts = sa.text("SELECT violent_count FROM grid.weekly WHERE week_start = :w ORDER BY cell_id")
+    with clean_db.connect() as conn:
+        expected = [r[0] for r in conn.execute(counts, {"w": weeks[3]})]
+    np.testing.assert_array_equal(history.crime[-1].ravel(), expected)
+
+
+def test_a_week_without_weather_keeps_each_cells_values_of_the_week_before(clean_db):
+    weeks = write_weeks(clean_db, FIRST, 3)
+    with clean_db.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE grid.weekly SET mean_temp_f = NULL, total_rain_in = NULL "
+                "WHERE week_start = :w"
+            ),
+            {"w": weeks[2]},
+        )
+    history = load_history(clean_db, weeks[2])
+    np.testing.assert_array_equal(history.weather[2, ..., :2], history.weather[1, ..., :2])
+    assert history.weather[2, ..., 0].min() > 30  # deg F, not a zero from nowhere
+
+
+def test_a_gap_in_the_weeks_is_an_error_and_runs_use_the_unbroken_stretch(clean_db):
+    write_weeks(clean_db, FIRST, 2)
+    later = write_weeks(clean_db, FIRST + timedelta(weeks=4), 3, seed=1)
+    with pytest.raises(ValueError, match="consecutive"):
+        load_history(clean_db, later[-1])
+    assert contiguous_since(clean_db, later[-1]) == later[0]
+    assert len(history_for_run(clean_db, later[-1])) == 3
+
+
+def test_a_run_counts_only_incidents_reported_before_its_week_ended(clean_db):
+    week = write_weeks(clean_db, FIRST, 2)[1]
+    with clean_db.begin() as conn:
+        conn.execute(sa.text("UPDATE grid.weekly SET violent_count = 0"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO raw.crime_records (source, record_id, incident_id, series, "
+                "occurred_at, reported_at, week_start, lat, lon, cell_id, offense_codes, "
+                "is_violent, payload) VALUES "
+                "('2nrs-mtv8', '1', '1', 'legacy', :occ, :on_time, :w, 34, -118.3, 7, "
+                " '{230}', true, '{}'),"
+                "('2nrs-mtv8', '2', '2', 'legacy', :occ, :late, :w, 34, -118.3, 7, "
+                " '{230}', true, '{}')"
+            ),
+            {
+                "occ": datetime.combine(week, datetime.min.time()) + timedelta(hours=30),
+                "on_time": datetime.combine(week, datetime.min.time()) + timedelta(days=6),
+                "late": datetime.combine(week, datetime.min.time()) + timedelta(days=7, hours=1),
+                "w": week,
+            },
+        )
+    as_of_run = history_for_run(clean_db, week)
+    assert as_of_run.crime[-1].ravel()[7] == 1  # the late report is not seen
+    assert as_of_run.crime.sum() == 1
