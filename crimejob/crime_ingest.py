@@ -199,21 +199,33 @@ def _load_api_batch(conn: Connection, dataset_id: str, records: list[dict]) -> I
 
 
 @contextmanager
-def _run(engine: Engine, params: dict, report: IngestReport) -> Iterator[None]:
-    """Record the ingest in ops.runs: 'running' now, then its counts and how it ended."""
+def _run(engine: Engine, params: dict, report: IngestReport) -> Iterator[dict[str, float]]:
+    """Record the ingest in ops.runs: 'running' now, then its counts, how it ended and
+    the seconds of each step (the body adds its steps to the dict it is given)."""
     run_id = start_run(engine, "ingest_crime", params=params)
     started = time.perf_counter()
+    steps: dict[str, float] = {}
     status, message = "succeeded", None
     try:
-        yield
+        yield steps
     except BaseException as exc:
         status, message = "failed", str(exc)[:2000]
         raise
     finally:
+        steps["total"] = time.perf_counter() - started
         finish_run(
             engine, run_id, status, counts=report.as_dict(),
-            step_seconds={"ingest": round(time.perf_counter() - started, 3)}, message=message,
+            step_seconds={k: round(v, 3) for k, v in steps.items()}, message=message,
         )  # fmt: skip
+
+
+@contextmanager
+def _timed(steps: dict[str, float], name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        steps[name] = steps.get(name, 0.0) + time.perf_counter() - started
 
 
 def _load(engine: Engine, fetched: list[tuple[str, list[dict]]], report: IngestReport) -> None:
@@ -337,10 +349,11 @@ def ingest_crime_csv(engine: Engine, path: Path, source: str | None = None) -> I
     adapter = lapd.adapter_for(dataset_id)
     report = IngestReport(source=f"csv:{path.name}")
     params = {"csv": str(path), "dataset": dataset_id}
-    with _run(engine, params, report), engine.begin() as conn:
+    with _run(engine, params, report) as steps, engine.begin() as conn:
         header = lapd.portal_header(path)
         fields = [lapd.field_name(h) for h in header]
-        copied = _stage_raw(conn, path, header, fields)
+        with _timed(steps, "copy_raw"):
+            copied = _stage_raw(conn, path, header, fields)
         conn.exec_driver_sql(
             "CREATE TEMP TABLE _csv_mapped (line bigint, occurred_at timestamp, "
             "reported_at timestamp, date_occ_ts timestamp, week_start date, "
@@ -354,24 +367,26 @@ def ingest_crime_csv(engine: Engine, path: Path, source: str | None = None) -> I
         keys: list[pd.Series] = []
         offenses: dict[str, tuple[int, bool]] = {}
         first_line = 2  # line 1 is the header
-        for chunk in lapd.read_portal_csv(path, CSV_CHUNK_ROWS, lapd.mapped_fields(adapter)):
-            chunk.index = pd.RangeIndex(first_line, first_line + len(chunk))
-            first_line += len(chunk)
-            keys.append(_stage_chunk(conn, chunk, adapter, path.name, report, offenses))
-        if report.fetched != copied:
-            raise SourceError(
-                f"{path.name}: PostgreSQL read {copied} rows but pandas read {report.fetched}; "
-                "the file is not a consistent CSV"
-            )
-        _stage_offenses(conn, offenses)
-        _reject_duplicates(conn, pd.concat(keys) if keys else pd.Series(dtype=object), report)
-        _create_staging_view(conn, adapter, fields)
-        valid = conn.exec_driver_sql("SELECT count(*) FROM _csv_mapped").scalar_one()
+        with _timed(steps, "read_map_stage"):
+            for chunk in lapd.read_portal_csv(path, CSV_CHUNK_ROWS, lapd.mapped_fields(adapter)):
+                chunk.index = pd.RangeIndex(first_line, first_line + len(chunk))
+                first_line += len(chunk)
+                keys.append(_stage_chunk(conn, chunk, adapter, path.name, report, offenses))
+            if report.fetched != copied:
+                raise SourceError(
+                    f"{path.name}: PostgreSQL read {copied} rows but pandas read "
+                    f"{report.fetched}; the file is not a consistent CSV"
+                )
+            _stage_offenses(conn, offenses)
+            _reject_duplicates(conn, pd.concat(keys) if keys else pd.Series(dtype=object), report)
+            _create_staging_view(conn, adapter, fields)
+            valid = conn.exec_driver_sql("SELECT count(*) FROM _csv_mapped").scalar_one()
         lateral = _csv_payload_lateral(fields)
-        with _deferred_indexes(conn) as deferred:
+        with _deferred_indexes(conn, steps) as deferred, _timed(steps, "merge"):
             load = _insert_into_empty if deferred else _merge
             loaded, updated, weeks = load(conn, "_csv_in", _CSV_PAYLOAD, lateral)
-        _store_csv_rejects(conn, dataset_id, header, fields)
+        with _timed(steps, "rejects"):
+            _store_csv_rejects(conn, dataset_id, header, fields)
         conn.exec_driver_sql("DROP VIEW _csv_in")
         report.loaded, report.updated = loaded, updated
         report.unchanged = valid - loaded - updated
@@ -380,7 +395,7 @@ def ingest_crime_csv(engine: Engine, path: Path, source: str | None = None) -> I
 
 
 @contextmanager
-def _deferred_indexes(conn: Connection) -> Iterator[bool]:
+def _deferred_indexes(conn: Connection, steps: dict[str, float]) -> Iterator[bool]:
     """Into an empty raw.crime_records, load first and index after.
 
     PostgreSQL's advice for populating a table: one sorted index build and one
@@ -418,12 +433,13 @@ def _deferred_indexes(conn: Connection) -> Iterator[bool]:
         return
     savepoint.commit()
     yield True
-    for name, _, definition in constraints:
-        conn.exec_driver_sql(
-            f'ALTER TABLE raw.crime_records ADD CONSTRAINT "{name}" {definition}'
-        )
-    for _, definition in indexes:
-        conn.exec_driver_sql(definition)
+    with _timed(steps, "build_indexes"):
+        for name, _, definition in constraints:
+            conn.exec_driver_sql(
+                f'ALTER TABLE raw.crime_records ADD CONSTRAINT "{name}" {definition}'
+            )
+        for _, definition in indexes:
+            conn.exec_driver_sql(definition)
 
 
 def _insert_into_empty(

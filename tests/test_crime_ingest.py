@@ -342,6 +342,10 @@ def test_a_csv_into_an_empty_table_keeps_its_indexes_and_constraints(clean_db, t
     path = write_portal_csv(legacy_frame(200, *WEEK, seed=21), tmp_path / "export.csv")
     assert ingest_crime_csv(clean_db, path).loaded == 200
     assert _table_definition(clean_db) == before
+    steps = _scalar(clean_db, "SELECT step_seconds FROM ops.runs")
+    assert {"copy_raw", "read_map_stage", "merge", "build_indexes", "rejects", "total"} == set(
+        steps
+    )
     with pytest.raises(sa.exc.IntegrityError, match="crime_records_pkey"):
         with clean_db.begin() as conn:
             conn.execute(

@@ -204,7 +204,12 @@ def legacy_frame(
     serial_start: int = 0,
 ) -> pd.DataFrame:
     """``n`` legacy (2nrs-mtv8) records reported in [start, end], one column per SODA field,
-    values as the API sends them, NaN for a field the API would leave out."""
+    values as the API sends them, NaN for a field the API would leave out.
+
+    ``dr_no`` is year + area + a serial counted from ``serial_start`` per year and
+    area, unique within one call; give calls that share years different
+    ``serial_start`` values (e.g. 0 and 50000) to keep their keys apart.
+    """
     rng = np.random.default_rng(seed)
     reported, occurred_day, minutes = _report_and_occurrence(rng, n, start, end, late_share)
     lat, lon, area = sample_points(
