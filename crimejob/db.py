@@ -13,12 +13,14 @@ import logging
 import os
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from crimejob.config import PROJECT_ROOT, get_settings
 
@@ -73,6 +75,17 @@ def _engine_for(url: str) -> Engine:
 def get_engine(url: str | None = None) -> Engine:
     """A pooled engine for ``url`` (default: :func:`database_url`), shared per process."""
     return _engine_for(url or database_url())
+
+
+@contextmanager
+def connect(bind: Engine | Connection) -> Iterator[Connection]:
+    """Use a Connection as it is (inside the caller's transaction), or open one from
+    an Engine for the block: read helpers accept either."""
+    if isinstance(bind, Connection):
+        yield bind
+        return
+    with bind.connect() as conn:
+        yield conn
 
 
 @dataclass(frozen=True)

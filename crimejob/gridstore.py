@@ -9,6 +9,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from crimejob.db import connect
 from crimejob.grid import N_CELLS, N_COLS, N_ROWS
 from crimejob.history import WEATHER_FEATURES, GridHistory
 
@@ -86,7 +87,7 @@ def load_history(
 
 def aggregated_weeks(bind: Engine | Connection) -> list[date]:
     """Every week that has grid rows, oldest first."""
-    with _connect(bind) as conn:
+    with connect(bind) as conn:
         rows = conn.execute(sa.text("SELECT week_start FROM grid.weeks ORDER BY week_start"))
         return [r.week_start for r in rows]
 
@@ -104,24 +105,6 @@ def contiguous_since(bind: Engine | Connection, through: date) -> date | None:
     while first - timedelta(weeks=1) in weeks:
         first -= timedelta(weeks=1)
     return first
-
-
-class _connect:
-    """Use a Connection as is, or open one from an Engine for the block."""
-
-    def __init__(self, bind: Engine | Connection):
-        self.bind = bind
-        self.conn: Connection | None = None
-
-    def __enter__(self) -> Connection:
-        if isinstance(self.bind, Connection):
-            return self.bind
-        self.conn = self.bind.connect()
-        return self.conn
-
-    def __exit__(self, *exc) -> None:
-        if self.conn is not None:
-            self.conn.close()
 
 
 def history_for_run(bind: Engine | Connection, week: date) -> GridHistory:

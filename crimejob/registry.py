@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from crimejob.config import get_settings
+from crimejob.db import connect
 from crimejob.errors import DataError
 from crimejob.forecasters import BASELINES, Forecaster, default_model, get_forecaster
 
@@ -108,7 +109,7 @@ def production_version(
         f"SELECT {_COLUMNS} FROM ml.model_versions WHERE model_name = :m AND promoted "
         "ORDER BY version DESC LIMIT 1"
     )
-    with _connect(bind) as conn:
+    with connect(bind) as conn:
         row = conn.execute(query, {"m": name}).first()
     return _from_row(row) if row else None
 
@@ -117,7 +118,7 @@ def get_version(bind: Engine | Connection, model_name: str, version: int) -> Mod
     query = sa.text(
         f"SELECT {_COLUMNS} FROM ml.model_versions WHERE model_name = :m AND version = :v"
     )
-    with _connect(bind) as conn:
+    with connect(bind) as conn:
         row = conn.execute(query, {"m": model_name, "v": version}).first()
     if row is None:
         raise DataError(f"{model_name} v{version} is not in the registry")
@@ -129,7 +130,7 @@ def versions(bind: Engine | Connection, model_name: str) -> list[ModelVersion]:
     query = sa.text(
         f"SELECT {_COLUMNS} FROM ml.model_versions WHERE model_name = :m ORDER BY version"
     )
-    with _connect(bind) as conn:
+    with connect(bind) as conn:
         return [_from_row(r) for r in conn.execute(query, {"m": model_name})]
 
 
@@ -142,7 +143,7 @@ def find_version_for_week(
         "AND design_hash = :d AND (CAST(:mode AS text) IS NULL OR mode = :mode) "
         "ORDER BY version DESC LIMIT 1"
     )
-    with _connect(bind) as conn:
+    with connect(bind) as conn:
         row = conn.execute(query, {"m": model_name, "w": week, "d": design, "mode": mode}).first()
     return _from_row(row) if row else None
 
@@ -284,7 +285,7 @@ def record_decision(conn: Connection, version: ModelVersion, decision: dict[str,
 
 def decisions(bind: Engine | Connection, model_name: str) -> list[dict[str, Any]]:
     """Every gate decision for a model, oldest first."""
-    with _connect(bind) as conn:
+    with connect(bind) as conn:
         rows = conn.execute(
             sa.text(
                 "SELECT * FROM ml.promotion_decisions WHERE model_name = :m ORDER BY decision_id"
@@ -315,20 +316,3 @@ def _nan_to_none(value: Any) -> Any:
         return [_nan_to_none(v) for v in value]
     return value
 
-
-class _connect:
-    """Use a Connection as is, or open one from an Engine for the block."""
-
-    def __init__(self, bind: Engine | Connection) -> None:
-        self.bind = bind
-        self.conn: Connection | None = None
-
-    def __enter__(self) -> Connection:
-        if isinstance(self.bind, Connection):
-            return self.bind
-        self.conn = self.bind.connect()
-        return self.conn
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.conn is not None:
-            self.conn.close()

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 
 from crimejob.dbcopy import copy_frame
 from crimejob.grid import N_CELLS
-from crimejob.metrics import score_forecast
+from crimejob.metrics import METRIC_KEYS, score_forecast
 
 _FORECASTS = sa.text(
     """
@@ -34,20 +34,7 @@ _ACTIVE = sa.text(
     GROUP BY cell_id HAVING sum(violent_count) > 0
     """
 )
-SCORE_COLUMNS = (
-    "mae",
-    "rmse",
-    "poisson_deviance",
-    "mae_active",
-    "rmse_active",
-    "poisson_deviance_active",
-    "hit_rate_1pct",
-    "pai_1pct",
-    "pei_1pct",
-    "hit_rate_5pct",
-    "pai_5pct",
-    "pei_5pct",
-)
+SCORE_COLUMNS = tuple(k for k in METRIC_KEYS if k != "actual_total")
 
 
 def active_cells(conn, through: date) -> np.ndarray:
@@ -72,7 +59,8 @@ def score_target_week(engine: Engine, week: date) -> dict:
         for model_name, rows in forecasts.groupby("model_name", sort=True):
             predicted = rows["predicted"].to_numpy()
             through = rows["history_through"].iloc[0]
-            metrics = score_forecast(predicted, actual, active_cells(conn, through))
+            active = active_cells(conn, through)
+            metrics = score_forecast(predicted, actual, active)
             first = rows.iloc[0]
             errors.append(
                 pd.DataFrame(
@@ -97,7 +85,7 @@ def score_target_week(engine: Engine, week: date) -> dict:
                     **{k: metrics.get(k) for k in SCORE_COLUMNS},
                     "actual_total": int(actual.sum()),
                     "predicted_total": float(predicted.sum()),
-                    "active_cells": int(active_cells(conn, through).sum()),
+                    "active_cells": int(active.sum()),
                 }
             )
         conn.execute(sa.text("DELETE FROM ml.forecast_errors WHERE target_week = :w"), {"w": week})
