@@ -8,10 +8,16 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from crimejob.forecasters.synthetic import store_history, synthetic_history
 from crimejob.gridstore import contiguous_since, history_for_run, load_history
-from tests.synthetic import write_weeks
 
 FIRST = date(2023, 1, 2)
+
+
+def write_weeks(engine, first: date, n_weeks: int, seed: int = 0) -> list[date]:
+    history = synthetic_history(weeks=n_weeks, start=first, seed=seed)
+    store_history(engine, history)
+    return [w.astype("datetime64[D]").item() for w in history.week_starts]
 
 
 def test_history_stops_at_the_week_asked_for(clean_db):

@@ -96,7 +96,7 @@ def synthetic_history(
 
 
 def store_history(engine: Engine, history: GridHistory) -> int:
-    """Write ``history`` as ``grid.weekly`` rows (replacing those weeks), with COPY.
+    """Write ``history`` as ``grid.weekly`` and ``grid.weeks`` rows (replacing those weeks).
 
     For tests and benchmarks that exercise the database path on synthetic grids.
     """
@@ -112,9 +112,21 @@ def store_history(engine: Engine, history: GridHistory) -> int:
             "holiday": history.weather[..., 2].reshape(-1).astype(np.int64),
         }
     )
+    totals = history.crime.reshape(t, -1).sum(axis=1).astype(np.int64)
+    weeks = pd.DataFrame(
+        {
+            "week_start": history.week_starts,
+            "series": "legacy",
+            "incident_total": totals,
+            "violent_total": totals,
+        }
+    )
+    week_list = [w.astype("datetime64[D]").item() for w in history.week_starts]
     with engine.begin() as conn:
-        conn.execute(
-            sa.text("DELETE FROM grid.weekly WHERE week_start = ANY(:weeks)"),
-            {"weeks": [w.astype("datetime64[D]").item() for w in history.week_starts]},
-        )
+        for table in ("grid.weekly", "grid.weeks"):
+            conn.execute(
+                sa.text(f"DELETE FROM {table} WHERE week_start = ANY(:weeks)"),
+                {"weeks": week_list},
+            )
+        copy_frame(conn, weeks, "grid.weeks", list(weeks.columns))
         return copy_frame(conn, frame, "grid.weekly", list(frame.columns))
