@@ -24,7 +24,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+os.makedirs("/tmp/crimejob-runtime", mode=0o700, exist_ok=True)  # for pgserver
+os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp/crimejob-runtime")
 
 FILL = """
 INSERT INTO ml.forecasts (target_week, model_name, cell_id, model_version, predicted, rank,

@@ -27,7 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
+os.makedirs("/tmp/crimejob-runtime", mode=0o700, exist_ok=True)  # for pgserver
+os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp/crimejob-runtime")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
