@@ -8,26 +8,9 @@ hyperparameters, e.g. ``{"epochs": 5}`` for a smaller training budget.
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import date
 
 from sqlalchemy.engine import Engine
-
-from crimejob.errors import CrimejobError
-
-
-def hyperparameter_overrides() -> dict:
-    text = os.environ.get("CRIMEJOB_HYPERPARAMETERS", "").strip()
-    if not text:
-        return {}
-    try:
-        overrides = json.loads(text)
-    except ValueError as exc:
-        raise CrimejobError(f"CRIMEJOB_HYPERPARAMETERS is not JSON: {exc}") from exc
-    if not isinstance(overrides, dict):
-        raise CrimejobError("CRIMEJOB_HYPERPARAMETERS must be a JSON object")
-    return overrides
 
 
 def train_for_week(engine: Engine, week: date, mode: str = "auto") -> dict:
@@ -35,7 +18,7 @@ def train_for_week(engine: Engine, week: date, mode: str = "auto") -> dict:
     from crimejob.training import train
 
     history = history_for_run(engine, week)
-    result = train(engine, week, mode=mode, overrides=hyperparameter_overrides(), history=history)
+    result = train(engine, week, mode=mode, history=history)
     return {
         "skipped": bool(result.reused),
         "model_name": result.model_name,

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.engine import Engine
 
-from crimejob.errors import DataError
+from crimejob.errors import CrimejobError, DataError
 from crimejob.forecasters import BASELINES, Forecaster, default_model, get_forecaster
 from crimejob.history import GridHistory
 from crimejob.metrics import active_cells, mean_scores, score_forecast
@@ -151,9 +151,9 @@ def hyperparameter_overrides() -> dict[str, Any]:
     try:
         parsed = json.loads(text)
     except ValueError as exc:
-        raise ValueError(f"CRIMEJOB_HYPERPARAMETERS is not JSON: {exc}") from exc
+        raise CrimejobError(f"CRIMEJOB_HYPERPARAMETERS is not JSON: {exc}") from exc
     if not isinstance(parsed, dict):
-        raise ValueError("CRIMEJOB_HYPERPARAMETERS must be a JSON object")
+        raise CrimejobError("CRIMEJOB_HYPERPARAMETERS must be a JSON object")
     return parsed
 
 
