@@ -12,38 +12,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-import uuid
 from datetime import date, timedelta
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from scratch import scratch_database  # also puts the project on sys.path
 
 from crimejob import grid  # noqa: E402
 from crimejob.aggregate import aggregate_weeks  # noqa: E402
-from crimejob.db import upgrade  # noqa: E402
 from crimejob.dbcopy import copy_frame  # noqa: E402
 from crimejob.weather_ingest import load_weather_records  # noqa: E402
 from tests.fakes.ncei import make_daily_summaries  # noqa: E402
 
 FIRST_WEEK = date(2020, 1, 6)
-
-
-def server_url() -> sa.URL:
-    url = os.environ.get("CRIMEJOB_DATABASE_URL")
-    if url:
-        return sa.engine.make_url(url.replace("postgresql://", "postgresql+psycopg2://", 1))
-    import pgserver
-
-    root = Path("/tmp/crimejob-bench")
-    root.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(str(root / "pgdata"), cleanup_mode=None)
-    return sa.engine.make_url(server.get_uri()).set(drivername="postgresql+psycopg2")
 
 
 def crime_frame(n_incidents: int, n_weeks: int, seed: int = 0) -> pd.DataFrame:
@@ -87,43 +70,35 @@ def main() -> None:
     parser.add_argument("--weeks", type=int, default=260)
     args = parser.parse_args()
 
-    base = server_url()
-    name = f"crimejob_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    engine = sa.create_engine(base.set(database=name))
     rows = []
-    try:
-        upgrade(engine)
-        began = time.perf_counter()
-        crime = crime_frame(args.incidents, args.weeks)
-        columns = [
-            "source", "record_id", "incident_id", "series", "occurred_at", "reported_at",
-            "week_start", "lat", "lon", "cell_id", "offense_codes", "is_violent", "payload",
-        ]  # fmt: skip
-        with engine.begin() as conn:
-            copy_frame(conn, crime, "raw.crime_records", columns)
-            conn.exec_driver_sql("ANALYZE raw.crime_records")
-        last_week = FIRST_WEEK + timedelta(weeks=args.weeks - 1)
-        weather = make_daily_summaries(start=FIRST_WEEK, end=last_week + timedelta(days=6))
-        load_weather_records(engine, weather)
-        setup = time.perf_counter() - began
+    with scratch_database("aggregate") as url:
+        engine = sa.create_engine(url)
+        try:
+            began = time.perf_counter()
+            crime = crime_frame(args.incidents, args.weeks)
+            columns = [
+                "source", "record_id", "incident_id", "series", "occurred_at", "reported_at",
+                "week_start", "lat", "lon", "cell_id", "offense_codes", "is_violent", "payload",
+            ]  # fmt: skip
+            with engine.begin() as conn:
+                copy_frame(conn, crime, "raw.crime_records", columns)
+                conn.exec_driver_sql("ANALYZE raw.crime_records")
+            last_week = FIRST_WEEK + timedelta(weeks=args.weeks - 1)
+            weather = make_daily_summaries(start=FIRST_WEEK, end=last_week + timedelta(days=6))
+            load_weather_records(engine, weather)
+            setup = time.perf_counter() - began
 
-        for label, start in (
-            (f"full: {args.weeks} weeks", FIRST_WEEK),
-            (f"rerun: {args.weeks} weeks", FIRST_WEEK),
-            ("weekly window: 8 weeks", last_week - timedelta(weeks=7)),
-        ):
-            t0 = time.perf_counter()
-            report = aggregate_weeks(engine, start, last_week)
-            rows.append((label, len(report.weeks), report.rows_written, report.violent_total,
-                         time.perf_counter() - t0))  # fmt: skip
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+            for label, start in (
+                (f"full: {args.weeks} weeks", FIRST_WEEK),
+                (f"rerun: {args.weeks} weeks", FIRST_WEEK),
+                ("weekly window: 8 weeks", last_week - timedelta(weeks=7)),
+            ):
+                t0 = time.perf_counter()
+                report = aggregate_weeks(engine, start, last_week)
+                rows.append((label, len(report.weeks), report.rows_written, report.violent_total,
+                             time.perf_counter() - t0))  # fmt: skip
+        finally:
+            engine.dispose()
 
     print(f"setup: {len(crime):,} crime records ({args.incidents:,} incidents), "
           f"{len(weather):,} station-days, {setup:.1f} s; {os.cpu_count()} CPU(s)")  # fmt: skip

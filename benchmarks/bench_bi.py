@@ -13,19 +13,12 @@ Target: milliseconds.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
-import uuid
 from datetime import date
-from pathlib import Path
 
 import sqlalchemy as sa
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.makedirs("/tmp/crimejob-runtime", mode=0o700, exist_ok=True)  # for pgserver
-os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp/crimejob-runtime")
+from scratch import scratch_database
 
 FILL = """
 INSERT INTO ml.forecasts (target_week, model_name, cell_id, model_version, predicted, rank,
@@ -68,23 +61,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=25)
     args = parser.parse_args()
 
-    import pgserver
+    with scratch_database("bi") as url:
+        run(url, args)
 
-    from crimejob.db import upgrade
 
-    server = pgserver.get_server("/tmp/crimejob-bench/pgdata", cleanup_mode=None)
-    base = sa.engine.make_url(server.get_uri()).set(drivername="postgresql+psycopg2")
-    name = f"bench_bi_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    owner = sa.create_engine(base.set(database=name))
-    bi = sa.create_engine(base.set(database=name, username="crimejob_bi", password=None))
+def run(url: sa.URL, args: argparse.Namespace) -> None:
+    owner = sa.create_engine(url)
+    bi = sa.create_engine(url.set(username="crimejob_bi", password=None))
     models = ["rate_cnn", "last_week", "mean_4w", "mean_13w", "mean_52w", "ewma"][: args.models]
     first = date(2021, 1, 4)
     mid = date.fromordinal(first.toordinal() + 7 * (args.weeks // 2))
     try:
-        upgrade(owner)
         started = time.perf_counter()
         with owner.begin() as conn:
             for statement in filter(str.strip, FILL.split(";")):
@@ -124,14 +111,6 @@ def main() -> None:
     finally:
         owner.dispose()
         bi.dispose()
-        with admin.connect() as conn:
-            conn.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
-                ),
-                {"n": name},
-            )
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
 
 
 if __name__ == "__main__":

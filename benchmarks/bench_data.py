@@ -18,19 +18,15 @@ in CRIMEJOB_DATABASE_URL):
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-import uuid
 from datetime import date
 from pathlib import Path
 
 import sqlalchemy as sa
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from scratch import WORK_DIR, scratch_database  # also puts the project on sys.path
 
 from crimejob.crime_ingest import ingest_crime_api, ingest_crime_csv  # noqa: E402
-from crimejob.db import upgrade  # noqa: E402
 from tests.fakes.soda import (  # noqa: E402
     LEGACY_ID,
     PORTAL_HEADER,
@@ -39,19 +35,6 @@ from tests.fakes.soda import (  # noqa: E402
     soda_server,
     write_portal_csv,
 )
-
-WORK_DIR = Path("/tmp/crimejob-bench")
-
-
-def server_url() -> sa.URL:
-    url = os.environ.get("CRIMEJOB_DATABASE_URL")
-    if url:
-        return sa.engine.make_url(url.replace("postgresql://", "postgresql+psycopg2://", 1))
-    import pgserver
-
-    WORK_DIR.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(str(WORK_DIR / "pgdata"), cleanup_mode=None)
-    return sa.engine.make_url(server.get_uri()).set(drivername="postgresql+psycopg2")
 
 
 def bare_copy(engine: sa.Engine, path: Path) -> int:
@@ -117,16 +100,15 @@ def main(argv: list[str] | None = None) -> int:
          f"{args.rows:,} rows, {size_mb:.0f} MB")
     )  # fmt: skip
 
-    server = server_url()
-    name = f"crimejob_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = server.set(database=name)
-    os.environ["CRIMEJOB_DATABASE_URL"] = url.render_as_string(hide_password=False)
+    with scratch_database("data") as url:
+        measure(url, args, csv_path, results)
+    print_results(results)
+    return 0
+
+
+def measure(url: sa.URL, args: argparse.Namespace, csv_path: Path, results: list) -> None:
     engine = sa.create_engine(url)
     try:
-        upgrade(engine)
 
         started = time.perf_counter()
         copied = bare_copy(engine, csv_path)
@@ -195,16 +177,14 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
     finally:
         engine.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
+
+def print_results(results: list) -> None:
     width = max(len(r[0]) for r in results)
     print(f"\n{'step':<{width}}  {'time':>10}  detail")
     print(f"{'-' * width}  {'-' * 10}  {'-' * 40}")
     for step, elapsed, detail in results:
         print(f"{step:<{width}}  {elapsed:>10}  {detail}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -18,42 +18,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
-import uuid
 from datetime import date, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.makedirs("/tmp/crimejob-runtime", mode=0o700, exist_ok=True)  # for pgserver
-os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp/crimejob-runtime")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def fresh_database() -> tuple[str, callable]:
-    import pgserver
-    import sqlalchemy as sa
-
-    server = pgserver.get_server("/tmp/crimejob-bench/pgdata", cleanup_mode=None)
-    base = sa.engine.make_url(server.get_uri()).set(drivername="postgresql+psycopg2")
-    name = f"bench_weekly_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
-                ),
-                {"n": name},
-            )
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-
-    return base.set(database=name).render_as_string(hide_password=False), drop
+from scratch import scratch_database
 
 
 def main() -> None:
@@ -64,14 +34,12 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="crimejob-bench-weekly-"))
-    url, drop = fresh_database()
     os.environ.update(
-        CRIMEJOB_DATABASE_URL=url,
         CRIMEJOB_DATA_DIR=str(workdir / "data"),
         CRIMEJOB_MODEL_DIR=str(workdir / "models"),
         CRIMEJOB_HISTORY_WEEKS=str(args.history_weeks),
     )
-    from crimejob.db import get_engine, upgrade
+    from crimejob.db import get_engine
     from crimejob.pipeline import backfill, run_week
     from tests.fakes.ncei import ncei_server
     from tests.fakes.soda import LEGACY_ID, make_legacy_records, soda_server
@@ -84,33 +52,26 @@ def main() -> None:
     records = make_legacy_records(
         args.per_week * total_weeks, first_report, last_week + timedelta(days=6), seed=11
     )
-    engine = get_engine(url)
-    upgrade(engine)
     rows = []
-    try:
-        with (
-            soda_server({LEGACY_ID: records}),
-            ncei_server(start=first_report, end=last_week + timedelta(days=6)) as ncei,
-        ):
-            os.environ["CRIMEJOB_NCEI_URL"] = ncei.base_url
-            started = time.perf_counter()
-            bootstrap = run_week(engine, first_week)
-            rows.append(
-                ("first run (bootstrap + retrain)", bootstrap, time.perf_counter() - started)
-            )
-            started = time.perf_counter()
-            weekly = run_week(engine, first_week + timedelta(weeks=1))
-            rows.append(("weekly run (fine-tune)", weekly, time.perf_counter() - started))
-            started = time.perf_counter()
-            filled = backfill(
-                engine,
-                first_week + timedelta(weeks=2),
-                first_week + timedelta(weeks=args.weeks + 1),
-            )
-            backfill_seconds = time.perf_counter() - started
-    finally:
+    with (
+        scratch_database("weekly") as url,
+        soda_server({LEGACY_ID: records}),
+        ncei_server(start=first_report, end=last_week + timedelta(days=6)) as ncei,
+    ):
+        os.environ["CRIMEJOB_NCEI_URL"] = ncei.base_url
+        engine = get_engine(url.render_as_string(hide_password=False))
+        started = time.perf_counter()
+        bootstrap = run_week(engine, first_week)
+        rows.append(("first run (bootstrap + retrain)", bootstrap, time.perf_counter() - started))
+        started = time.perf_counter()
+        weekly = run_week(engine, first_week + timedelta(weeks=1))
+        rows.append(("weekly run (fine-tune)", weekly, time.perf_counter() - started))
+        started = time.perf_counter()
+        filled = backfill(
+            engine, first_week + timedelta(weeks=2), first_week + timedelta(weeks=args.weeks + 1)
+        )
+        backfill_seconds = time.perf_counter() - started
         engine.dispose()
-        drop()
 
     steps = list(weekly.step_seconds)
     print()
