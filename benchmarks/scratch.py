@@ -40,7 +40,7 @@ def server_url() -> sa.URL:
 @contextmanager
 def scratch_database(prefix: str = "bench") -> Iterator[sa.URL]:
     """Create and migrate a database, yield its URL, drop it afterwards."""
-    from crimejob.db import _engine_for, upgrade
+    from crimejob.db import _engine_for, drop_database, upgrade
 
     base = server_url()
     name = f"crimejob_{prefix}_{uuid.uuid4().hex[:8]}"
@@ -61,6 +61,5 @@ def scratch_database(prefix: str = "bench") -> Iterator[sa.URL]:
         else:
             os.environ["CRIMEJOB_DATABASE_URL"] = previous
         _engine_for.cache_clear()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+        drop_database(base, name)

@@ -77,6 +77,27 @@ def get_engine(url: str | None = None) -> Engine:
     return _engine_for(url or database_url())
 
 
+def drop_database(server_url: str | sa.URL, name: str) -> None:
+    """Drop database ``name`` on the server at ``server_url``, ending its sessions first.
+
+    For throwaway databases (tests, benchmarks) that must go even when a
+    pooled connection was left open.
+    """
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :n AND pid <> pg_backend_pid()"
+                ),
+                {"n": name},
+            )
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+    finally:
+        admin.dispose()
+
+
 @contextmanager
 def connect(bind: Engine | Connection) -> Iterator[Connection]:
     """Use a Connection as it is (inside the caller's transaction), or open one from

@@ -37,9 +37,3 @@ def copy_frame(conn: Connection, frame: pd.DataFrame, table: str, columns: Seque
         cursor.close()
     return len(frame)
 
-
-def temp_table_like(conn: Connection, name: str, like: str) -> None:
-    """A temporary table with ``like``'s columns (no constraints), dropped at commit."""
-    conn.exec_driver_sql(
-        f"CREATE TEMP TABLE {name} (LIKE {like} INCLUDING DEFAULTS) ON COMMIT DROP"
-    )

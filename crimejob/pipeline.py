@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 
 from sqlalchemy.engine import Engine
 
@@ -191,6 +191,3 @@ def backfill(
     result.seconds = time.perf_counter() - started
     return result
 
-
-def previous_week(week: date) -> date:
-    return week_start(week) - timedelta(weeks=1)

@@ -34,6 +34,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
+from crimejob.db import drop_database
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = REPO_ROOT / "dags"
 DAG_ID = "crimejob_weekly"
@@ -179,20 +181,10 @@ def metadata_database(server_url: str | URL, tmp_home: Path) -> Iterator[URL]:
     server_url = make_url(server_url).set(drivername="postgresql+psycopg2")
     name = f"airflow_test_{uuid.uuid4().hex[:10]}"
     _clone_template(server_url, name, tmp_home / "template-home")
-    admin = _admin_engine(server_url)
     try:
         yield server_url.set(database=name)
     finally:
-        with admin.connect() as conn:
-            conn.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :n AND pid <> pg_backend_pid()"
-                ),
-                {"n": name},
-            )
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+        drop_database(server_url, name)
 
 
 def airflow_uri(url: str | URL) -> str:

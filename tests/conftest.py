@@ -63,19 +63,11 @@ def database_url() -> Iterator[str]:
             os.environ.pop("CRIMEJOB_DATABASE_URL", None)
         else:
             os.environ["CRIMEJOB_DATABASE_URL"] = previous
-        from crimejob.db import _engine_for
+        from crimejob.db import _engine_for, drop_database
 
         _engine_for.cache_clear()
-        with admin.connect() as conn:
-            conn.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :n AND pid <> pg_backend_pid()"
-                ),
-                {"n": name},
-            )
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()
+        drop_database(server_url, name)
 
 
 @pytest.fixture(scope="session")
