@@ -43,11 +43,14 @@ def _engine():
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from crimejob.db import database_url, upgrade
+    from crimejob.db import database_url, upgrade, view_files
 
     applied = upgrade(_engine())
     url = database_url()
-    print(f"database {url.split('@')[-1]}: applied {len(applied)} migration(s)")
+    print(
+        f"database {url.split('@')[-1]}: applied {len(applied)} migration(s), "
+        f"re-created the views of {len(view_files())} file(s) in sql/views"
+    )
     for name in applied:
         print(f"  {name}")
     return 0
@@ -131,7 +134,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     week = args.week or latest_complete_week()
     try:
         result = run_week(
-            _engine(), week, allow_incomplete=args.allow_incomplete, mode=args.mode,
+            _engine(),
+            week,
+            allow_incomplete=args.allow_incomplete,
+            mode=args.mode,
             offline=args.offline,
         )
     except IncompleteWeekError as exc:
@@ -145,7 +151,12 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from crimejob.pipeline import backfill
 
     result = backfill(
-        _engine(), args.start, args.end, force=args.force, progress=True, offline=args.offline,
+        _engine(),
+        args.start,
+        args.end,
+        force=args.force,
+        progress=True,
+        offline=args.offline,
         mode=args.mode,
     )
     print(result.format())

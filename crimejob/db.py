@@ -2,15 +2,23 @@
 
 With no URL configured, a real PostgreSQL server from the ``pgserver`` wheel is
 started under the project's data directory and reused by every later command,
-so a fresh machine needs no database set-up. Migrations are plain SQL files in
-``sql/``, applied in name order and recorded in ``ops.schema_migrations``.
+so a fresh machine needs no database set-up.
+
+The schema is plain SQL in two kinds of file (the pattern of Flyway's versioned
+and repeatable migrations):
+
+- ``sql/migrations/NNN_name.sql``: tables and data, applied once each in name
+  order and recorded with a checksum in ``ops.schema_migrations``. An applied
+  file that has since changed is an error: write a new migration instead.
+- ``sql/views/NN_name.sql``: one view per file, then the BI role's grants.
+  Every upgrade drops the views and re-creates them from these files, so an
+  edited view reaches every existing database on its next ``db upgrade``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -23,12 +31,21 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from crimejob.config import PROJECT_ROOT, get_settings
+from crimejob.errors import CrimejobError
 
 log = logging.getLogger(__name__)
 
 EMBEDDED_DATABASE = "crimejob"
-SQL_DIR = Path(os.environ.get("CRIMEJOB_SQL_DIR", PROJECT_ROOT / "sql"))
+SQL_DIR = PROJECT_ROOT / "sql"
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+_VIEW_FILE_NAME = re.compile(r"^(\d{2})_[a-z0-9_]+\.sql$")
+_CREATES_VIEW = re.compile(
+    r"\bCREATE\s+(?:OR\s+REPLACE\s+)?VIEW\s+([a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*)", re.I
+)
+
+
+class MigrationChangedError(CrimejobError):
+    """An applied migration file was edited: the database and the file now disagree."""
 
 
 @lru_cache(maxsize=4)
@@ -61,9 +78,11 @@ def database_url() -> str:
     """The configured database URL, or the embedded server's."""
     url = get_settings().database_url
     if url:
-        return url.replace("postgresql://", "postgresql+psycopg2://", 1) if url.startswith(
-            "postgresql://"
-        ) else url
+        return (
+            url.replace("postgresql://", "postgresql+psycopg2://", 1)
+            if url.startswith("postgresql://")
+            else url
+        )
     return embedded_url()
 
 
@@ -121,27 +140,57 @@ class Migration:
 
 
 def migrations(sql_dir: Path = SQL_DIR) -> list[Migration]:
-    """The migration files in apply order; a badly named file is an error, not skipped."""
+    """The versioned migrations in apply order; a badly named file is an error, not skipped."""
     found = []
-    for path in sorted(sql_dir.glob("*.sql")):
+    for path in sorted((sql_dir / "migrations").glob("*.sql")):
         match = _MIGRATION_NAME.match(path.name)
         if not match:
             raise ValueError(f"migration file {path.name} must be named NNN_snake_case.sql")
         found.append(Migration(match.group(1), path.stem, path))
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):
-        raise ValueError(f"two migrations share a version number in {sql_dir}")
+        raise ValueError(f"two migrations share a version number in {sql_dir / 'migrations'}")
     return found
 
 
+def view_files(sql_dir: Path = SQL_DIR) -> list[Path]:
+    """The repeatable view files in apply order (``NN_name.sql``; dependencies first)."""
+    found = sorted((sql_dir / "views").glob("*.sql"))
+    for path in found:
+        if not _VIEW_FILE_NAME.match(path.name):
+            raise ValueError(f"view file {path.name} must be named NN_snake_case.sql")
+    return found
+
+
+def _drop_views(conn: Connection, files: list[Path]) -> None:
+    """Drop every bi view and every view a file in ``sql/views`` creates (re-created next)."""
+    named = {m.group(1).lower() for path in files for m in _CREATES_VIEW.finditer(path.read_text())}
+    bi_views = conn.execute(
+        sa.text("SELECT schemaname || '.' || viewname FROM pg_views WHERE schemaname = 'bi'")
+    ).scalars()
+    for qualified in sorted(named | set(bi_views)):
+        schema, name = qualified.split(".")
+        quote = conn.dialect.identifier_preparer.quote
+        conn.exec_driver_sql(f"DROP VIEW IF EXISTS {quote(schema)}.{quote(name)} CASCADE")
+
+
+def _run_script(conn: Connection, path: Path) -> None:
+    # exec_driver_sql sends the file as one multi-statement string, so the SQL
+    # files stay plain psql-compatible scripts.
+    conn.exec_driver_sql(path.read_text().replace("%", "%%"))
+
+
 def upgrade(engine: Engine | None = None, sql_dir: Path = SQL_DIR) -> list[str]:
-    """Apply every migration not yet recorded, all in one transaction.
+    """Apply every migration not yet recorded, then re-create every view, in one transaction.
 
     Safe to run twice and from two processes at once (an advisory lock
-    serialises them). Returns the names of the migrations applied now.
+    serialises them). Views are dropped first, so a migration may change a
+    table a view reads. Returns the names of the migrations applied now.
+    Raises :class:`MigrationChangedError` if an applied migration was edited.
     """
     engine = engine or get_engine()
     applied_now: list[str] = []
+    views = view_files(sql_dir)
     with engine.begin() as conn:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(774411)"))
         conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS ops"))
@@ -158,18 +207,24 @@ def upgrade(engine: Engine | None = None, sql_dir: Path = SQL_DIR) -> list[str]:
             )
         )
         done = {
-            row.version: row.checksum
-            for row in conn.execute(sa.text("SELECT version, checksum FROM ops.schema_migrations"))
+            row.version: (row.name, row.checksum)
+            for row in conn.execute(
+                sa.text("SELECT version, name, checksum FROM ops.schema_migrations")
+            )
         }
+        pending = []
         for migration in migrations(sql_dir):
-            if migration.version in done:
-                if done[migration.version] != migration.checksum:
-                    log.warning("migration %s changed after it was applied", migration.name)
-                continue
+            if migration.version not in done:
+                pending.append(migration)
+            elif done[migration.version][1] != migration.checksum:
+                raise MigrationChangedError(
+                    f"migration {migration.path.name} was edited after it was applied to this "
+                    "database; restore it and put the change in a new migration"
+                )
+        _drop_views(conn, views)
+        for migration in pending:
             log.info("applying migration %s", migration.name)
-            # exec_driver_sql sends the file as one multi-statement string, so
-            # the SQL files stay plain psql-compatible scripts.
-            conn.exec_driver_sql(migration.path.read_text().replace("%", "%%"))
+            _run_script(conn, migration.path)
             conn.execute(
                 sa.text(
                     "INSERT INTO ops.schema_migrations (version, name, checksum) "
@@ -178,4 +233,9 @@ def upgrade(engine: Engine | None = None, sql_dir: Path = SQL_DIR) -> list[str]:
                 {"v": migration.version, "n": migration.name, "c": migration.checksum},
             )
             applied_now.append(migration.name)
+        # Old migrations created views of their own; the files in sql/views are the truth.
+        _drop_views(conn, views)
+        for path in views:
+            log.info("creating views of %s", path.name)
+            _run_script(conn, path)
     return applied_now

@@ -70,13 +70,28 @@ def database_url() -> Iterator[str]:
         drop_database(server_url, name)
 
 
+@pytest.fixture
+def scratch_database_url() -> Iterator[str]:
+    """An empty database of its own (not migrated), dropped after the test."""
+    from crimejob.db import drop_database
+
+    server_url = sa.engine.make_url(_server_url())
+    name = f"crimejob_scratch_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    try:
+        yield server_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        drop_database(server_url, name)
+
+
 @pytest.fixture(scope="session")
 def engine(database_url: str) -> Iterator[sa.Engine]:
     engine = sa.create_engine(database_url)
     yield engine
     engine.dispose()
-
-
 
 
 @pytest.fixture

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
+import pytest
 import sqlalchemy as sa
 
 from crimejob import grid
-from crimejob.db import migrations, upgrade
+from crimejob.db import SQL_DIR, MigrationChangedError, migrations, upgrade, view_files
 
 
 def test_migrations_are_recorded_and_safe_to_run_twice(engine):
@@ -17,6 +20,69 @@ def test_migrations_are_recorded_and_safe_to_run_twice(engine):
         assert [r.name for r in recorded] == [m.name for m in migrations()]
         schemas = {r[0] for r in conn.execute(sa.text("SELECT nspname FROM pg_namespace"))}
     assert {"raw", "grid", "ml", "ops", "bi"} <= schemas
+
+
+def _copy_sql(tmp_path):
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(SQL_DIR, sql_dir)
+    return sql_dir
+
+
+def test_an_edited_view_file_reaches_an_existing_database_on_upgrade(
+    scratch_database_url, tmp_path
+):
+    sql_dir = _copy_sql(tmp_path)
+    scratch = sa.create_engine(scratch_database_url)
+    try:
+        upgrade(scratch, sql_dir)
+        view = sql_dir / "views" / "10_bi_grid_cells.sql"
+        text = view.read_text()
+        view.write_text(
+            text.replace(
+                "lat_center, lon_center, geojson\nFROM",
+                "lat_center, lon_center, geojson, row + col AS diagonal\nFROM",
+            )
+        )
+        assert upgrade(scratch, sql_dir) == []  # no migration pending: only views re-created
+        with scratch.connect() as conn:
+            columns = (
+                conn.execute(
+                    sa.text(
+                        "SELECT column_name FROM information_schema.columns "
+                        "WHERE table_schema = 'bi' AND table_name = 'grid_cells' "
+                        "ORDER BY ordinal_position"
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            # the re-created view is still readable by the BI role (grants re-applied)
+            granted = conn.execute(
+                sa.text("SELECT has_table_privilege('crimejob_bi', 'bi.grid_cells', 'SELECT')")
+            ).scalar_one()
+        assert columns[-1] == "diagonal"
+        assert granted
+    finally:
+        scratch.dispose()
+
+
+def test_an_edited_applied_migration_is_an_error_not_a_warning(scratch_database_url, tmp_path):
+    sql_dir = _copy_sql(tmp_path)
+    scratch = sa.create_engine(scratch_database_url)
+    try:
+        upgrade(scratch, sql_dir)
+        first = sorted((sql_dir / "migrations").glob("*.sql"))[0]
+        first.write_text(first.read_text() + "\n-- an afterthought\n")
+        with pytest.raises(MigrationChangedError, match=first.name):
+            upgrade(scratch, sql_dir)
+    finally:
+        scratch.dispose()
+
+
+def test_every_view_file_creates_views_and_the_bi_role_comes_last():
+    files = view_files()
+    assert files and files[-1].name.endswith("bi_role.sql")
+    assert all("CREATE VIEW" in f.read_text() for f in files[:-1])
 
 
 def test_grid_cells_table_matches_the_python_grid(engine):
