@@ -5,6 +5,12 @@ forecast for the same week is written beside it, so next week's scoreboard
 compares them on the same actuals. When no trained version has been promoted
 yet, the fallback baseline (``CRIMEJOB_FALLBACK_MODEL``, default ``mean_13w``)
 is production: analysts always get a forecast, and it says which model made it.
+
+Each cell's row also carries its predictive distribution (``prob_any``, the 90%
+interval ``predicted_low``..``predicted_high``, the forecast's ``dispersion``:
+:mod:`crimejob.uncertainty`) and its hotspot flags at 1% and 5% of the area
+(:func:`crimejob.metrics.flag_weights`: a zero forecast is never flagged, cells
+tied at the boundary share the slots left). Tied cells share a rank.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from crimejob.errors import DataError
 from crimejob.grid import N_CELLS
 from crimejob.gridstore import history_for_run
 from crimejob.history import GridHistory
+from crimejob.metrics import BUDGETS, budget_cells, flag_weights
+from crimejob.uncertainty import Predictive, dispersion_from_history
 
 BASELINE_VERSION = "baseline"
 
@@ -33,6 +41,7 @@ class ModelForecast:
     model_version: str
     is_production: bool
     predicted: np.ndarray  # (4500,) by cell_id
+    dispersion: float = 0.0  # NB2 alpha of the predictive distribution; 0 = Poisson
 
 
 def fallback_model() -> str:
@@ -40,11 +49,31 @@ def fallback_model() -> str:
 
 
 def rank_cells(predicted: np.ndarray) -> np.ndarray:
-    """Rank 1 = highest prediction; ties broken by cell_id, lower first."""
-    order = np.lexsort((np.arange(len(predicted)), -predicted))
-    rank = np.empty(len(predicted), dtype=np.int64)
-    rank[order] = np.arange(1, len(predicted) + 1)
-    return rank
+    """Rank 1 = highest prediction; tied cells share the best rank of their tie (1, 2, 2, 4).
+
+    No cell_id order decides anything: every zero forecast shares the last rank.
+    """
+    values = np.asarray(predicted, np.float64)
+    higher = np.sort(-values)
+    return np.searchsorted(higher, -values, side="left").astype(np.int64) + 1
+
+
+def cell_columns(predicted: np.ndarray, dispersion: float) -> dict[str, np.ndarray]:
+    """Rank, predictive distribution and hotspot flags of each cell of one forecast."""
+    predictive = Predictive(predicted, dispersion)
+    low, high = predictive.interval()
+    columns = {
+        "rank": rank_cells(predicted),
+        "prob_any": predictive.prob_any(),
+        "predicted_low": low.astype(np.int64),
+        "predicted_high": high.astype(np.int64),
+        "dispersion": float(dispersion),
+    }
+    for label in ("1pct", "5pct"):
+        columns[f"flag_{label}"] = flag_weights(
+            predicted, budget_cells(len(predicted), BUDGETS[label])
+        )
+    return columns
 
 
 def make_forecasts(engine: Engine, history: GridHistory) -> list[ModelForecast]:
@@ -62,6 +91,7 @@ def make_forecasts(engine: Engine, history: GridHistory) -> list[ModelForecast]:
                 str(production.version),
                 True,
                 model.predict(history).reshape(N_CELLS).astype(np.float64),
+                dispersion_from_history(model, history),
             )
         )
     fallback = fallback_model()
@@ -76,6 +106,7 @@ def make_forecasts(engine: Engine, history: GridHistory) -> list[ModelForecast]:
                 BASELINE_VERSION,
                 production is None and name == fallback,
                 forecaster.predict(history).reshape(N_CELLS).astype(np.float64),
+                dispersion_from_history(forecaster, history),
             )
         )
     return results
@@ -97,10 +128,10 @@ def write_forecasts(
                 "cell_id": np.arange(N_CELLS),
                 "model_version": f.model_version,
                 "predicted": f.predicted,
-                "rank": rank_cells(f.predicted),
                 "is_production": f.is_production,
                 "history_through": history_through,
                 "run_id": run_id,
+                **cell_columns(f.predicted, f.dispersion),
             }
         )
         for f in forecasts

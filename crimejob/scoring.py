@@ -3,6 +3,11 @@
 Every model that forecast the week (the production model and each baseline) is
 scored on the same actuals, so ``bi.forecast_scores`` is an honest scoreboard.
 Rescoring a week replaces its rows in one transaction.
+
+Beside the metrics, each model's week gets its error in every LAPD division
+(``ml.forecast_scores_by_area``), the disparity across divisions, the stability of
+its flags against its previous week and the coverage of its 90% intervals
+(:mod:`crimejob.accountability`).
 """
 
 from __future__ import annotations
@@ -14,13 +19,21 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from crimejob.accountability import (
+    disparity,
+    load_areas,
+    previous_forecast,
+    scores_by_area,
+    week_extras,
+)
 from crimejob.dbcopy import copy_frame
 from crimejob.grid import N_CELLS
 from crimejob.metrics import METRIC_KEYS, score_forecast
 
 _FORECASTS = sa.text(
     """
-    SELECT model_name, model_version, is_production, history_through, cell_id, predicted
+    SELECT model_name, model_version, is_production, history_through, cell_id, predicted,
+           predicted_low, predicted_high, dispersion
     FROM ml.forecasts WHERE target_week = :week ORDER BY model_name, cell_id
     """
 )
@@ -55,13 +68,35 @@ def score_target_week(engine: Engine, week: date) -> dict:
         if len(actual_rows) != N_CELLS:
             return {"week": str(week), "scored_models": [], "note": "week not aggregated yet"}
         actual = actual_rows["violent_count"].to_numpy()
-        errors, scores = [], []
+        areas = load_areas(conn)
+        errors, scores, area_frames = [], [], []
         for model_name, rows in forecasts.groupby("model_name", sort=True):
             predicted = rows["predicted"].to_numpy()
             through = rows["history_through"].iloc[0]
             active = active_cells(conn, through)
             metrics = score_forecast(predicted, actual, active)
             first = rows.iloc[0]
+            has_interval = rows["predicted_low"].notna().all() and pd.notna(first.dispersion)
+            low = rows["predicted_low"].to_numpy(np.float64) if has_interval else None
+            high = rows["predicted_high"].to_numpy(np.float64) if has_interval else None
+            extras = week_extras(
+                predicted,
+                actual,
+                active,
+                previous_forecast(conn, week, model_name, N_CELLS),
+                float(first.dispersion) if has_interval else None,
+                low,
+                high,
+            )
+            by_area = scores_by_area(predicted, actual, areas, low, high)
+            area_frames.append(
+                by_area.assign(
+                    target_week=week,
+                    model_name=model_name,
+                    model_version=first.model_version,
+                    is_production=bool(first.is_production),
+                )
+            )
             errors.append(
                 pd.DataFrame(
                     {
@@ -85,14 +120,22 @@ def score_target_week(engine: Engine, week: date) -> dict:
                     **{k: metrics.get(k) for k in SCORE_COLUMNS},
                     "actual_total": int(actual.sum()),
                     "active_cells": int(active.sum()),
+                    **extras,
+                    **disparity(by_area),
                 }
             )
         conn.execute(sa.text("DELETE FROM ml.forecast_errors WHERE target_week = :w"), {"w": week})
         conn.execute(sa.text("DELETE FROM ml.forecast_scores WHERE target_week = :w"), {"w": week})
+        conn.execute(
+            sa.text("DELETE FROM ml.forecast_scores_by_area WHERE target_week = :w"), {"w": week}
+        )
         error_frame = pd.concat(errors, ignore_index=True)
         copy_frame(conn, error_frame, "ml.forecast_errors", list(error_frame.columns))
         score_frame = pd.DataFrame(scores)
         copy_frame(conn, score_frame, "ml.forecast_scores", list(score_frame.columns))
+        area_frame = pd.concat(area_frames, ignore_index=True)
+        if not area_frame.empty:
+            copy_frame(conn, area_frame, "ml.forecast_scores_by_area", list(area_frame.columns))
     production = [s for s in scores if s["is_production"]]
     return {
         "week": str(week),

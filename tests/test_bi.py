@@ -22,9 +22,9 @@ def _forecast(name: str, seed: int, production: bool) -> ModelForecast:
     return ModelForecast(name, "7" if production else "baseline", production, values)
 
 
-def test_rank_is_one_for_the_highest_cell_and_ties_go_to_the_lower_cell_id():
+def test_rank_is_one_for_the_highest_cell_and_tied_cells_share_a_rank():
     predicted = np.array([0.5, 2.0, 0.5, 3.0, 0.0])
-    assert list(rank_cells(predicted)) == [3, 2, 4, 1, 5]
+    assert list(rank_cells(predicted)) == [3, 2, 3, 1, 5]
 
 
 def test_forecast_latest_returns_the_newest_production_forecast_ranked(clean_db):
@@ -96,6 +96,7 @@ def bi_engine(database_url, clean_db):
         "bi.forecast_latest",
         "bi.forecast_errors",
         "bi.forecast_scores",
+        "bi.forecast_scores_by_area",
     ],
 )
 def test_bi_role_reads_every_bi_view(bi_engine, view):

@@ -6,7 +6,9 @@ SELECT target_week, model_name, model_version, mae, rmse, poisson_deviance,
        hit_rate_1pct, pai_1pct, pei_1pct, hit_rate_5pct, pai_5pct, pei_5pct,
        actual_total, is_production, mae_active, rmse_active, poisson_deviance_active,
        predicted_total, active_cells, scored_at,
-       hit_rate_10pct, pai_10pct, pei_10pct, mass_ratio
+       hit_rate_10pct, pai_10pct, pei_10pct, mass_ratio,
+       jaccard_1pct, jaccard_5pct, coverage_90, coverage_90_active, pit_coverage_90,
+       dispersion, area_pei_5pct_spread, area_deviance_spread, area_worst_deviance
 FROM ml.forecast_scores;
 COMMENT ON VIEW bi.forecast_scores IS 'Weekly scoreboard: each model''s metrics on the same target week.';
 COMMENT ON COLUMN bi.forecast_scores.target_week IS 'Monday of the week that was forecast.';
@@ -33,3 +35,12 @@ COMMENT ON COLUMN bi.forecast_scores.hit_rate_10pct IS 'Share of incidents in th
 COMMENT ON COLUMN bi.forecast_scores.pai_10pct IS 'Predictive accuracy index at 10%.';
 COMMENT ON COLUMN bi.forecast_scores.pei_10pct IS 'Predictive efficiency index at 10%.';
 COMMENT ON COLUMN bi.forecast_scores.mass_ratio IS 'predicted_total / actual_total: 1 = the forecast expected as many incidents as happened; above 1 over-forecasts.';
+COMMENT ON COLUMN bi.forecast_scores.jaccard_1pct IS 'Stability: overlap (weighted Jaccard, 1 = the same cells) of the cells flagged at 1% with the same model''s flags of the week before. NULL without a forecast of the week before.';
+COMMENT ON COLUMN bi.forecast_scores.jaccard_5pct IS 'Stability: overlap of the cells flagged at 5% with the same model''s flags of the week before.';
+COMMENT ON COLUMN bi.forecast_scores.coverage_90 IS 'Share of all cells whose actual count fell inside its 90% interval (predicted_low..predicted_high). Integer intervals hold at least 90%, so a calibrated model scores 90% or more.';
+COMMENT ON COLUMN bi.forecast_scores.coverage_90_active IS 'coverage_90 over the active cells only (any incident in the history), where there is something to miss.';
+COMMENT ON COLUMN bi.forecast_scores.pit_coverage_90 IS 'Randomised-PIT coverage of the active cells: each count spread over its probability step; exactly 90% expected for a calibrated forecast. Below 90: intervals too narrow; above: too wide.';
+COMMENT ON COLUMN bi.forecast_scores.dispersion IS 'Negative-binomial dispersion of the forecast''s predictive distribution (0 = Poisson).';
+COMMENT ON COLUMN bi.forecast_scores.area_pei_5pct_spread IS 'Disparity: best minus worst PEI at 5% across LAPD divisions (each at its own 5% budget; divisions with an incident). Compare with the baselines on the same week.';
+COMMENT ON COLUMN bi.forecast_scores.area_deviance_spread IS 'Disparity: highest minus lowest mean Poisson deviance per cell across divisions (deviance grows with a division''s crime level: compare models on the same week).';
+COMMENT ON COLUMN bi.forecast_scores.area_worst_deviance IS 'The division with the highest mean Poisson deviance that week.';
