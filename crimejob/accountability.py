@@ -111,9 +111,7 @@ def disparity(by_area: pd.DataFrame) -> dict[str, Any]:
         out["area_deviance_spread"] = float(
             by_area["poisson_deviance"].max() - by_area["poisson_deviance"].min()
         )
-    out["area_worst_deviance"] = str(
-        by_area.loc[by_area["poisson_deviance"].idxmax(), "area_name"]
-    )
+    out["area_worst_deviance"] = str(by_area.loc[by_area["poisson_deviance"].idxmax(), "area_name"])
     return out
 
 

@@ -9,6 +9,14 @@ any incident in that history). Networks behave as production does: a full
 retrain before the first target, then a fine-tune (``update``) week to week;
 baselines have nothing to fit.
 
+Uncertainty: each forecast's predictive distribution is the one production
+writes (:mod:`crimejob.uncertainty`: negative binomial with the dispersion fitted
+on the model's own errors over the 13 weeks before, inside the history it was
+given). Per week the rows carry its coverage (conservative, all and active
+cells; randomised PIT on active cells), the dispersion, and the flags' Jaccard
+overlap with the model's previous week; per model, a reliability table
+(predicted against observed by decile, pooled over all target weeks).
+
 Budgets: a model's hyperparameters can be overridden per model (``epochs``,
 ``max_train_windows``, ``finetune_epochs``, ``finetune_windows``, ...), from
 the ``overrides`` argument or, for the CLI, the environment variable
@@ -24,6 +32,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -34,7 +43,21 @@ from sqlalchemy.engine import Engine
 from crimejob.errors import DataError
 from crimejob.forecasters import get_forecaster
 from crimejob.history import GridHistory
-from crimejob.metrics import METRIC_KEYS, active_cells, mean_scores, score_forecast
+from crimejob.metrics import (
+    METRIC_KEYS,
+    active_cells,
+    flag_jaccard,
+    mean_scores,
+    score_forecast,
+)
+from crimejob.uncertainty import (
+    Predictive,
+    dispersion_from_history,
+    format_reliability,
+    interval_coverage,
+    pit_coverage,
+    reliability_table,
+)
 from crimejob.weeks import weeks_between
 
 log = logging.getLogger(__name__)
@@ -55,6 +78,27 @@ _COLUMNS = (
     ("pei_10pct", "PEI@10%"),
     ("mass_ratio", "mass"),
 )
+#: Per-week figures beside the metrics: uncertainty and stability (see the module doc).
+EXTRA_KEYS = (
+    "coverage_90",
+    "coverage_90_active",
+    "pit_coverage_90",
+    "pit_coverage_90_all",
+    "interval_width_active",
+    "dispersion",
+    "jaccard_1pct",
+    "jaccard_5pct",
+)
+_EXTRA_COLUMNS = (
+    ("coverage_90", "cov90"),
+    ("coverage_90_active", "cov90act"),
+    ("pit_coverage_90", "PIT90act"),
+    ("pit_coverage_90_all", "PIT90all"),
+    ("interval_width_active", "width"),
+    ("dispersion", "alpha"),
+    ("jaccard_1pct", "Jac@1%"),
+    ("jaccard_5pct", "Jac@5%"),
+)
 
 
 @dataclass
@@ -68,6 +112,24 @@ class BacktestResult:
     hyperparameters: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: model -> (weeks, 60, 75) forecasts, kept only when asked (keep_predictions=True)
     predictions: dict[str, np.ndarray] = field(default_factory=dict)
+    #: model -> predicted against observed by decile, pooled over the target weeks
+    reliability: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def extra_means(self) -> dict[str, dict[str, float]]:
+        """Mean of each uncertainty and stability figure per model (NaN weeks skipped)."""
+        out = {}
+        for model in self.models:
+            table = np.array(
+                [[r.get(k, np.nan) for k in EXTRA_KEYS] for r in self.rows if r["model"] == model],
+                np.float64,
+            ).reshape(-1, len(EXTRA_KEYS))
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                means = (
+                    np.nanmean(table, axis=0) if len(table) else np.full(len(EXTRA_KEYS), np.nan)
+                )
+            out[model] = {k: float(v) for k, v in zip(EXTRA_KEYS, means, strict=True)}
+        return out
 
     def means(self) -> dict[str, dict[str, float]]:
         """Mean of each metric per model, over the target weeks (NaN weeks skipped)."""
@@ -95,6 +157,20 @@ class BacktestResult:
             hp = self.hyperparameters.get(model)
             if hp:
                 lines.append(f"  {model}: {json.dumps(hp, sort_keys=True, default=str)}")
+        header = f"{'model':<10} " + " ".join(f"{label:>8}" for _, label in _EXTRA_COLUMNS)
+        lines += [
+            "",
+            "90% intervals (cov90: share inside, all cells; cov90act: active cells; "
+            "PIT90: randomised PIT, 0.90 expected when calibrated), dispersion, stability",
+            header,
+            "-" * len(header),
+        ]
+        for model, extra in self.extra_means().items():
+            cells = " ".join(f"{extra[key]:>8.4f}" for key, _ in _EXTRA_COLUMNS)
+            lines.append(f"{model:<10} {cells}")
+        for model, rows in self.reliability.items():
+            lines += ["", f"reliability of {model} (active cells, pooled weeks)"]
+            lines.append(format_reliability(rows))
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
@@ -114,6 +190,12 @@ class BacktestResult:
             "means": {
                 m: {k: clean(v) for k, v in scores.items()} for m, scores in self.means().items()
             },
+            "extra_metrics": list(EXTRA_KEYS),
+            "extra_means": {
+                m: {k: clean(v) for k, v in extra.items()}
+                for m, extra in self.extra_means().items()
+            },
+            "reliability": self.reliability,
             "seconds": self.seconds,
             "hyperparameters": self.hyperparameters,
             "rows": [{k: clean(v) for k, v in row.items()} for row in self.rows],
@@ -154,6 +236,8 @@ def run_backtest(
         result.hyperparameters[name] = forecaster.hyperparameters()
         started = time.perf_counter()
         kept = []
+        previous = None
+        pooled: dict[str, list[np.ndarray]] = {"mean": [], "actual": [], "prob": []}
         for n, (i, target) in enumerate(zip(indices, targets, strict=True)):
             past = history.through(target - timedelta(weeks=forecaster.horizon))
             fit_started = time.perf_counter()
@@ -163,9 +247,20 @@ def run_backtest(
             predicted = forecaster.predict(past)
             if keep_predictions:
                 kept.append(predicted)
-            scores = score_forecast(predicted, history.crime[i], active_cells(past.incidents))
+            active = active_cells(past.incidents)
+            scores = score_forecast(predicted, history.crime[i], active)
+            extra = _uncertainty(
+                forecaster, past, predicted, history.crime[i], active, previous, pooled
+            )
+            previous = predicted
             result.rows.append(
-                {"model": name, "target_week": target, **scores, "fit_seconds": fit_seconds}
+                {
+                    "model": name,
+                    "target_week": target,
+                    **scores,
+                    **extra,
+                    "fit_seconds": fit_seconds,
+                }
             )
             if progress or log.isEnabledFor(logging.INFO):
                 message = (
@@ -178,9 +273,51 @@ def run_backtest(
                     print(message, flush=True)
                 log.info(message)
         result.seconds[name] = time.perf_counter() - started
+        if pooled["mean"]:
+            result.reliability[name] = reliability_table(
+                np.concatenate(pooled["mean"]),
+                np.concatenate(pooled["actual"]),
+                np.concatenate(pooled["prob"]),
+            )
         if keep_predictions:
             result.predictions[name] = np.stack(kept)
     return result
+
+
+def _uncertainty(
+    forecaster,
+    past: GridHistory,
+    predicted: np.ndarray,
+    actual: np.ndarray,
+    active: np.ndarray,
+    previous: np.ndarray | None,
+    pooled: dict[str, list[np.ndarray]],
+) -> dict[str, float]:
+    """Coverage, dispersion and stability of one forecast (see the module docstring)."""
+    mask = np.asarray(active, bool).ravel()
+    mu, y = np.asarray(predicted, np.float64).ravel(), np.asarray(actual, np.float64).ravel()
+    dispersion = dispersion_from_history(forecaster, past)
+    predictive = Predictive(mu, dispersion)
+    low, high = predictive.interval()
+    prob = predictive.prob_any()
+    pooled["mean"].append(mu[mask])
+    pooled["actual"].append(y[mask])
+    pooled["prob"].append(prob[mask])
+    nan = float("nan")
+    return {
+        "coverage_90": interval_coverage(y, low, high),
+        "coverage_90_active": interval_coverage(y[mask], low[mask], high[mask])
+        if mask.any()
+        else nan,
+        "pit_coverage_90": pit_coverage(y[mask], Predictive(mu[mask], dispersion))
+        if mask.any()
+        else nan,
+        "pit_coverage_90_all": pit_coverage(y, predictive),
+        "interval_width_active": float(np.mean(high[mask] - low[mask])) if mask.any() else nan,
+        "dispersion": dispersion,
+        "jaccard_1pct": nan if previous is None else flag_jaccard(previous, predicted, 0.01),
+        "jaccard_5pct": nan if previous is None else flag_jaccard(previous, predicted, 0.05),
+    }
 
 
 def overrides_from_env() -> dict[str, dict[str, Any]]:
