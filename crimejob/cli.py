@@ -179,6 +179,26 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_map(args: argparse.Namespace) -> int:
+    from crimejob.maps import week_map
+
+    out = Path(args.out or f"forecast_{args.week}.html")
+    week_map(_engine(), args.week, out)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    from crimejob.cards import write_card
+
+    card = write_card(_engine(), out=Path(args.out) if args.out else None, store=args.store)
+    if args.out:
+        print(f"wrote {args.out} ({card.model_name} {card.model_version})")
+    else:
+        print(card.text)
+    return 0
+
+
 # --- parser -------------------------------------------------------------------
 
 
@@ -251,6 +271,18 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out")
     plot.add_argument("--scores", help="write weekly MAE and PAI against baselines")
     plot.set_defaults(func=cmd_plot)
+
+    fmap = sub.add_parser("map", help="an interactive HTML map of a week's production forecast")
+    fmap.add_argument("--week", type=_week, required=True, help="the target week")
+    fmap.add_argument("--out", help="the HTML file (default forecast_WEEK.html)")
+    fmap.set_defaults(func=cmd_map)
+
+    card = sub.add_parser("card", help="the model card of the production model (Markdown)")
+    card.add_argument("--out", help="write it to this file (default: print it)")
+    card.add_argument(
+        "--store", action="store_true", help="also store it with the version (ml.model_cards)"
+    )
+    card.set_defaults(func=cmd_card)
     return parser
 
 
