@@ -123,3 +123,32 @@ def test_dispersion_from_history_uses_only_the_weeks_the_forecaster_could_see():
     assert 0.6 < alpha < 1.0
     # a history too short to forecast any week from gives Poisson, not an error
     assert dispersion_from_history(get_forecaster("mean_4w"), history.select(slice(0, 1))) == 0
+
+
+def test_the_backtest_reports_coverage_near_90_and_a_reliability_table():
+    import json
+
+    from crimejob.backtest import run_backtest
+
+    rng = np.random.default_rng(5)
+    rate = rng.gamma(0.5, 0.8, (30, 30))
+    weeks = 90
+    crime = np.stack([_nb_counts(rng, rate, 0.4) for _ in range(weeks)]).astype(np.float32)
+    starts = np.datetime64(date(2022, 1, 3), "D") + 7 * np.arange(weeks)
+    history = GridHistory(starts, crime, np.zeros((weeks, 30, 30, 3), np.float32))
+
+    result = run_backtest(history, history.week(60), history.last_week, ["mean_52w", "last_week"])
+
+    data = json.loads(json.dumps(result.to_json()))
+    steady = data["extra_means"]["mean_52w"]
+    # a stationary world: a long mean with its fitted dispersion is close to calibrated
+    assert 0.86 < steady["pit_coverage_90"] < 0.94
+    assert steady["coverage_90_active"] >= 0.9
+    assert 0.3 < steady["dispersion"] < 0.7
+    # last week's counts as the mean: a noisy forecast, honestly much wider
+    assert data["extra_means"]["last_week"]["dispersion"] > steady["dispersion"]
+    rows = data["reliability"]["mean_52w"]
+    assert [r["decile"] for r in rows] == list(range(1, 11))
+    assert rows[-1]["mean_predicted"] > rows[0]["mean_predicted"]
+    assert abs(rows[-1]["mean_observed"] / rows[-1]["mean_predicted"] - 1) < 0.15
+    assert "PIT90act" in result.format_table()

@@ -1,0 +1,180 @@
+"""Model cards, the bi views that say which model and why, and the feedback-loop check."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from crimejob.cli import main
+from crimejob.feedback import World, format_check, run_check, simulate
+from crimejob.forecast_store import ModelForecast, write_forecasts
+from crimejob.forecasters import get_forecaster
+from crimejob.forecasters.synthetic import store_history, synthetic_history
+from crimejob.grid import N_CELLS
+from crimejob.history import GridHistory
+from crimejob.runs import finish_run, start_run
+from crimejob.scoring import score_target_week
+
+WEEK = date(2024, 1, 1)
+
+
+def _small_history(rate: np.ndarray, weeks: int = 30, seed: int = 0) -> GridHistory:
+    rng = np.random.default_rng(seed)
+    crime = rng.poisson(rate, (weeks, *rate.shape)).astype(np.float32)
+    starts = np.datetime64(date(2023, 1, 2), "D") + 7 * np.arange(weeks)
+    return GridHistory(starts, crime, np.zeros((weeks, *rate.shape, 3), np.float32))
+
+
+def test_patrols_that_feed_the_model_make_its_flags_stick():
+    # 20 x 20 cells; the hotspots slide from the left half to the right half
+    start = np.full((20, 20), 0.05)
+    start[:, :10] += np.linspace(0.0, 2.0, 10)
+    end = np.fliplr(start)
+    world = World(start, end, report_rate=0.5, discovery=0.9)
+    history = _small_history(start * 0.5)
+    model = get_forecaster("mean_13w")
+
+    fed = [simulate(model, history, world, "all_records", weeks=30, seed=s) for s in range(3)]
+    clean = [simulate(model, history, world, "public_only", weeks=30, seed=s) for s in range(3)]
+
+    stuck_fed = np.mean([r.summary()["stuck"] for r in fed])
+    stuck_clean = np.mean([r.summary()["stuck"] for r in clean])
+    assert stuck_fed > stuck_clean
+    # the model is given more per incident where it flagged, only when police records feed it
+    assert fed[0].summary()["recorded_lift"] > 1.3
+    assert clean[0].summary()["recorded_lift"] == pytest.approx(1.0, abs=0.15)
+
+
+def test_the_check_reports_every_model_under_both_designs():
+    rate = np.random.default_rng(2).gamma(0.5, 0.5, (20, 20))
+    rows = run_check({"mean_4w": get_forecaster("mean_4w")}, _small_history(rate), weeks=6)
+
+    assert [(r["model"], r["design"]) for r in rows] == [
+        ("mean_4w", "all_records"),
+        ("mean_4w", "public_only"),
+    ]
+    assert "release wk" in format_check(rows)
+
+
+@pytest.fixture
+def production_weeks(clean_db):
+    """Ten weeks of grid rows, two scored weeks with a production baseline and others."""
+    history = synthetic_history(weeks=10, start=WEEK - timedelta(weeks=9), seed=4)
+    store_history(clean_db, history)
+    with clean_db.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO grid.cell_areas (cell_id, area_code, area_name, incidents, share) "
+                "SELECT cell_id, 1 + (cell_id % 75) / 38, "
+                "CASE WHEN cell_id % 75 < 38 THEN 'Central' ELSE 'Rampart' END, 1, 1.0 "
+                "FROM grid.cells"
+            )
+        )
+    for target in (WEEK - timedelta(weeks=1), WEEK):
+        index = history.index_of(target)
+        past = history.select(slice(0, index))
+        forecasts = []
+        for name in ("mean_4w", "last_week", "ewma"):
+            model = get_forecaster(name)
+            forecasts.append(
+                ModelForecast(name, "baseline", name == "mean_4w",
+                              model.predict(past).ravel().astype(float), 0.2)
+            )  # fmt: skip
+        write_forecasts(clean_db, target, past.last_week, forecasts)
+        score_target_week(clean_db, target)
+        run = start_run(clean_db, "weekly", target - timedelta(weeks=1))
+        finish_run(clean_db, run, "succeeded")
+    return clean_db
+
+
+def test_crimejob_card_writes_the_production_models_card(production_weeks, tmp_path):
+    out = tmp_path / "card.md"
+
+    assert main(["card", "--out", str(out), "--store"]) == 0
+
+    card = out.read_text()
+    assert card.startswith("# Model card: mean_4w (baseline)")
+    for heading in ("Intended use", "Out of scope", "Data and known breaks",
+                    "Metrics against every baseline", "Errors by division", "Calibration",
+                    "Stability", "Feedback loop"):  # fmt: skip
+        assert f"## {heading}" in card
+    assert "NIBRS" in card and "publication lag" in card
+    assert "| last_week |" in card and "| ewma |" in card  # every baseline, paired
+    assert "| Central |" in card and "| Rampart |" in card
+    assert "all_records" in card and "public_only" in card
+    stored = pd.read_sql("SELECT * FROM bi.model_cards", production_weeks)
+    assert stored["model_name"].tolist() == ["mean_4w"] and stored["card"][0] == card
+
+
+def test_week_status_says_which_weeks_are_complete(production_weeks):
+    status = pd.read_sql(
+        "SELECT * FROM bi.week_status WHERE last_run_id IS NOT NULL ORDER BY week_start",
+        production_weeks,
+    )
+
+    assert status["complete"].tolist() == [True, True]
+    assert status["forecast_model"].tolist() == ["mean_4w", "mean_4w"]
+    # runs for the two weeks before WEEK forecast WEEK - 1 and WEEK, which were scored:
+    # the first run's own week was never forecast, so never scored
+    assert status["scored_at"].notna().tolist() == [False, True]
+    runs = pd.read_sql("SELECT * FROM bi.runs", production_weeks)
+    assert (runs["status"] == "succeeded").all() and (runs["seconds"] >= 0).all()
+
+
+def test_model_version_and_decision_views_carry_the_numbers(clean_db, tmp_path, monkeypatch):
+    from crimejob.training import train
+
+    monkeypatch.setenv("CRIMEJOB_MODEL_DIR", str(tmp_path / "models"))
+    history = synthetic_history(weeks=40, seed=9)
+    store_history(clean_db, history)
+    result = train(
+        clean_db,
+        history.last_week,
+        model_name="rate_cnn",
+        overrides={"epochs": 1, "max_train_windows": 8},
+    )
+
+    versions = pd.read_sql("SELECT * FROM bi.model_versions", clean_db)
+    decisions = pd.read_sql("SELECT * FROM bi.promotion_decisions", clean_db)
+    assert versions["version"].tolist() == [result.version]
+    assert versions["validation_poisson_deviance"].notna().all()
+    assert decisions["candidate_score"].notna().all() and decisions["baseline_name"].notna().all()
+    assert decisions["margin_vs_baseline"][0] == pytest.approx(
+        decisions["candidate_score"][0] - decisions["baseline_score"][0]
+    )
+    cards = pd.read_sql("SELECT * FROM bi.model_cards", clean_db)
+    if result.promoted:  # a promotion stores the version's card beside its artifact
+        assert cards["model_version"].tolist() == [str(result.version)]
+        assert versions["card_generated_at"].notna().all()
+    else:
+        assert cards.empty
+
+
+@pytest.mark.parametrize(
+    "view", ["bi.model_versions", "bi.promotion_decisions", "bi.runs", "bi.week_status",
+             "bi.model_cards"],
+)  # fmt: skip
+def test_the_bi_role_reads_the_new_views(database_url, clean_db, view):
+    url = sa.engine.make_url(database_url).set(username="crimejob_bi", password=None)
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text(f"SELECT * FROM {view} LIMIT 1")).all()
+    finally:
+        engine.dispose()
+
+
+def test_zero_forecasts_stay_out_of_the_capture_of_a_stored_week(clean_db):
+    predicted = np.zeros(N_CELLS)
+    predicted[:10] = 1.0
+    write_forecasts(clean_db, WEEK, WEEK - timedelta(weeks=1),
+                    [ModelForecast("m", "1", True, predicted, 0.0)])  # fmt: skip
+
+    flags = pd.read_sql("SELECT sum(flag_5pct) AS s, count(*) FILTER (WHERE flag_5pct > 0) AS n "
+                        "FROM ml.forecasts", clean_db)  # fmt: skip
+
+    assert flags["n"][0] == 10 and flags["s"][0] == pytest.approx(10)
