@@ -7,7 +7,7 @@
   zero forecasts light grey, never coloured as a hotspot);
 - the flagged cells (5% of the area; zero forecasts never flagged, cells tied
   at the boundary all outlined) outlined in black;
-- LAPD division boundaries (``grid.cell_areas``) as dark lines;
+- LAPD division boundaries (``grid.cell_areas``) as thick blue lines;
 - a tooltip per cell: division, predicted count, 90% interval, P(at least one),
   rank, flag, and the actual count once the week is aggregated.
 
@@ -124,7 +124,7 @@ def _legend(norm: LogNorm, title: str, subtitle: str) -> str:
   background:rgba(255,255,255,0.92);padding:6px 10px;border-radius:4px;
   font:13px sans-serif;max-width:60%">
   <b>{html.escape(title)}</b><br>{html.escape(subtitle)}</div>
-<div id="crimejob-legend" style="position:fixed;bottom:24px;left:12px;z-index:1000;
+<div id="crimejob-legend" style="position:fixed;bottom:28px;right:12px;z-index:1000;
   background:rgba(255,255,255,0.92);padding:6px 12px 8px;border-radius:4px;
   font:12px sans-serif;width:280px">
   predicted violent incidents (log scale)
@@ -134,7 +134,7 @@ def _legend(norm: LogNorm, title: str, subtitle: str) -> str:
     background:{ZERO_COLOUR};vertical-align:middle"></span> zero forecast (never flagged)</div>
   <div><span style="display:inline-block;width:10px;height:10px;border:2px solid #000;
     vertical-align:middle"></span> flagged: 5% of the area</div>
-  <div><span style="display:inline-block;width:14px;border-top:2px solid #253494;
+  <div><span style="display:inline-block;width:14px;border-top:3px solid #2c7fb8;
     vertical-align:middle"></span> LAPD division boundary</div>
 </div>"""
 
@@ -190,15 +190,26 @@ def week_map(engine: Engine, week: date, out: Path) -> Path:
     folium.GeoJson(
         division_lines(cells),
         name="divisions",
-        style_function=lambda feature: {"color": "#253494", "weight": 1.6, "opacity": 0.9},
+        style_function=lambda feature: {"color": "#2c7fb8", "weight": 3.0, "opacity": 0.9},
         interactive=False,
     ).add_to(fmap)
-    fmap.fit_bounds([[LAT_MIN, LON_MIN], [LAT_MAX, LON_MAX]])
+    rows, cols = drawn["row"].to_numpy(), drawn["col"].to_numpy()
+    if len(drawn):
+        fmap.fit_bounds(
+            [
+                [LAT_MAX - (rows.max() + 1) * ROW_HEIGHT, LON_MIN + cols.min() * COL_WIDTH],
+                [LAT_MAX - rows.min() * ROW_HEIGHT, LON_MIN + (cols.max() + 1) * COL_WIDTH],
+            ]
+        )
 
     flagged = int((cells["flag_5pct"] > 0).sum())
+    slots = float(cells["flag_5pct"].sum())
+    tied = int(((cells["flag_5pct"] > 0) & (cells["flag_5pct"] < 1)).sum())
     title = f"Violent incidents forecast for the week of {week}: {meta['model']}"
     subtitle = (
-        f"{flagged} cells flagged at 5% of the area (outlined); expected citywide "
+        f"{flagged} cells outlined for the 5% budget ({slots:.0f} slots"
+        + (f"; {tied} cells tied at the boundary share the last slots" if tied else "")
+        + f"); expected citywide "
         f"{cells['predicted'].sum():.0f}"
         + (
             f", actual {int(cells['actual'].sum())}"
