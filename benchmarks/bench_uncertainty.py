@@ -44,7 +44,7 @@ def philadelphia(shape: tuple[int, int] = (60, 75)) -> GridHistory:
     raw = pd.read_csv(SHARED_DATA / PHL_FILE, usecols=["dc_key", "date_", "lat", "lng"])
     located = raw.drop_duplicates("dc_key").dropna(subset=["lat", "lng"])
     day = pd.to_datetime(located["date_"].str[:10])
-    monday = (day - pd.to_timedelta(day.dt.weekday, unit="D")).to_numpy().astype("datetime64[D]")
+    monday = (day - pd.to_timedelta(day.dt.day_of_week, unit="D")).to_numpy().astype("datetime64[D]")
     first, last = np.datetime64("2015-01-05"), np.datetime64("2023-08-14")
     weeks = np.arange(first, last + 1, 7)
     lat, lon = located["lat"].to_numpy(), located["lng"].to_numpy()
