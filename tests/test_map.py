@@ -153,4 +153,3 @@ def test_division_boundaries_are_drawn_between_different_divisions_only():
     assert len(label_segments(labels)) == 6
     labels[5, 6] = 2  # now two divisions: the shared edge too
     assert len(label_segments(labels)) == 7
-

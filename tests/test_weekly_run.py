@@ -106,7 +106,7 @@ def test_consecutive_weeks_leave_forecasts_errors_and_scores(sources, job_env):
     latest = _table(engine, "SELECT * FROM bi.forecast_latest")
     assert len(latest) == 4500
     # rank 1 = highest; tied cells share a rank: 1 + the cells forecast strictly higher
-    higher = (latest["predicted"].to_numpy()[None, :] > latest["predicted"].to_numpy()[:, None])
+    higher = latest["predicted"].to_numpy()[None, :] > latest["predicted"].to_numpy()[:, None]
     assert (latest["rank"].to_numpy() == 1 + higher.sum(axis=1)).all()
     assert not latest.loc[latest["predicted"] == 0, "hotspot_5pct"].any()
     assert latest["predicted_low"].notna().all() and latest["prob_any"].between(0, 1).all()
