@@ -153,3 +153,21 @@ def test_division_boundaries_are_drawn_between_different_divisions_only():
     assert len(label_segments(labels)) == 6
     labels[5, 6] = 2  # now two divisions: the shared edge too
     assert len(label_segments(labels)) == 7
+
+
+def test_a_week_not_happened_yet_is_mapped_without_actuals(mapped_week, tmp_path):
+    engine, predicted, _, _ = mapped_week
+    ahead = WEEK + timedelta(weeks=1)
+    write_forecasts(engine, ahead, WEEK, [ModelForecast("rate_cnn", "4", True, predicted, 0.3)])
+    out = tmp_path / "ahead.html"
+
+    assert main(["map", "--week", str(ahead), "--out", str(out)]) == 0
+
+    page = out.read_text()
+    assert "the week has not happened yet" in page and '"actual": "not known yet"' in page
+    assert main(["plot", "--week", str(ahead), "--out", str(tmp_path / "ahead.png")]) == 0
+
+
+def test_a_week_without_a_forecast_is_a_clear_error(clean_db, tmp_path, capsys):
+    assert main(["map", "--week", str(WEEK), "--out", str(tmp_path / "none.html")]) == 1
+    assert "no production forecast for week 2024-01-08" in capsys.readouterr().err
