@@ -107,11 +107,22 @@ def contiguous_since(bind: Engine | Connection, through: date) -> date | None:
     return first
 
 
-def history_for_run(bind: Engine | Connection, week: date) -> GridHistory:
-    """What the run for ``week`` may see: consecutive weeks up to ``week``, counting only
-    incidents reported before ``week`` ended (so a backfill sees what existed then)."""
-    since = contiguous_since(bind, week)
+def history_for_run(
+    bind: Engine | Connection, week: date, lag_days: int | None = None
+) -> GridHistory:
+    """What the run for ``week`` may see: consecutive weeks up to the newest complete one
+    (``crimejob.lag``: W-2 with the default 14-day publication lag), counting only
+    incidents reported early enough to have been published when the run happened.
+
+    So a live run and a backfill of the same week read the same counts, whatever late
+    reports arrived in between. ``lag_days`` defaults to CRIMEJOB_PUBLICATION_LAG_DAYS.
+    """
+    from crimejob.lag import run_weeks
+
+    plan = run_weeks(week, lag_days)
+    since = contiguous_since(bind, plan.history_through)
     if since is None:
         return load_history(bind, date(1900, 1, 1), since=date(1900, 1, 1))
-    reported_before = datetime.combine(week + timedelta(weeks=1), datetime.min.time())
-    return load_history(bind, week, since=since, reported_before=reported_before)
+    return load_history(
+        bind, plan.history_through, since=since, reported_before=plan.published_before
+    )

@@ -681,3 +681,48 @@ def portal_server(
         server.app.now = now
         server.app.closed[NIBRS_2024_ID] = 403
         yield server
+
+
+# Violent offenses as ../shared/data/README.md lists them (FBI Part I violent).
+VIOLENT_CRM_CD = set("110 113 121 122 815 820 821 210 220 230 231 235 236 250 251 761 926".split())
+VIOLENT_NIBR_CODE = {"09A", "11A", "11B", "11C", "120", "13A"}
+
+
+def published_week_counts(app: SodaApp) -> pd.DataFrame:
+    """What the portal has published at ``app.now``, counted per occurrence week the way the
+    data README defines it, from the served records alone: one incident per legacy
+    ``dr_no`` or NIBRS ``caseno``, violent if any offense is. Records the job must reject
+    (coordinates 0,0; an occurrence date before 2000 or after the report) are left out.
+
+    Columns: week_start, legacy_incidents, nibrs_incidents, incident_total, violent_total.
+    """
+    rows = []
+    for dataset_id in app.datasets:
+        if dataset_id in app.closed:
+            continue
+        legacy = dataset_id == LEGACY_ID
+        lat_field = "lat" if legacy else "hndrdth_lat"
+        for r in app.published(dataset_id):
+            day = r["date_occ"][:10]
+            if r.get(lat_field, "0") == "0" or day < "2000-01-01" or day > r["date_rptd"][:10]:
+                continue
+            codes = (
+                {r.get(f) for f in ("crm_cd", "crm_cd_1", "crm_cd_2", "crm_cd_3", "crm_cd_4")}
+                if legacy
+                else {r["nibr_code"]}
+            )
+            violent = bool(codes & (VIOLENT_CRM_CD if legacy else VIOLENT_NIBR_CODE))
+            key = r["dr_no"] if legacy else r["caseno"]
+            rows.append(("legacy" if legacy else "nibrs", key, day, violent))
+    frame = pd.DataFrame(rows, columns=["series", "key", "day", "violent"])
+    incidents = frame.groupby(["series", "key"]).agg(day=("day", "min"), violent=("violent", "any"))
+    day = pd.to_datetime(incidents["day"])
+    incidents["week_start"] = (day - pd.to_timedelta(day.dt.day_of_week, unit="D")).dt.date
+    incidents = incidents.reset_index()
+    out = incidents.pivot_table(
+        index="week_start", columns="series", values="key", aggfunc="count", fill_value=0
+    ).reindex(columns=["legacy", "nibrs"], fill_value=0)
+    out.columns = ["legacy_incidents", "nibrs_incidents"]
+    out["incident_total"] = out.sum(axis=1)
+    out["violent_total"] = incidents.groupby("week_start")["violent"].sum()
+    return out.reset_index()
