@@ -83,7 +83,12 @@ def _summary(name: str, out: dict | None) -> str:
         return (
             f"{out['target_week']}: {out['rows']} rows from history through "
             f"{out['history_through']} (horizon {out['horizon_weeks']} weeks), production "
-            f"{out['production_model']} v{out['production_version']}"
+            f"{out['production_model']} "
+            + (
+                f"v{out['production_version']}"
+                if str(out["production_version"]).isdigit()
+                else f"({out['production_version']})"
+            )
         )
     return ""
 

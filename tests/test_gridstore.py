@@ -110,6 +110,8 @@ def test_with_a_publication_lag_a_run_sees_what_the_portal_had_published(clean_d
     run = history_for_run(clean_db, weeks[3])
     assert run.last_week == week and len(run) == 2
     assert run.crime[-1].ravel()[7] == 2
+    # the series mix is the published one too: all NIBRS in `week`, none the week before
+    assert run.nibrs_share.tolist() == [0.0, 1.0]
     # the same run with a 7-day lag reaches a week further and sees the Monday report too
     run_7 = history_for_run(clean_db, weeks[3], lag_days=7)
     assert run_7.last_week == weeks[2] and run_7.crime[1].ravel()[7] == 3

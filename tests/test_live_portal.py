@@ -82,7 +82,7 @@ def _check_counts_equal_published(engine, app) -> int:
 def test_a_bootstrap_and_three_weekly_runs_forecast_next_week_every_week(portal, capsys):
     soda, engine = portal
     log = []
-    for i, week in enumerate(RUNS):
+    for week in RUNS:
         soda.app.now = run_moment(week)  # the Monday after the week, 00:00
         code = cli.main(["run", "--week", str(week)])
         out, err = capsys.readouterr()
