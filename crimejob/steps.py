@@ -249,10 +249,10 @@ def check_completeness(engine: Engine, week: date, allow_incomplete: bool = Fals
     stalled_before = plan.published_before - timedelta(days=STALL_DAYS)
     if newest is None or newest < stalled_before:
         problems.append(
-            f"the newest report published is {newest or 'none'}: nothing reported since "
-            f"{stalled_before:%Y-%m-%d} was published, though the {plan.lag_days}-day lag "
-            f"allows until {plan.published_before:%Y-%m-%d} (the feed stalled, or its lag "
-            f"grew: see CRIMEJOB_PUBLICATION_LAG_DAYS)"
+            f"the newest report published is {newest or 'none'}: nothing reported on or "
+            f"after {stalled_before:%Y-%m-%d} has been published, though with the "
+            f"{plan.lag_days}-day lag the reports taken before {plan.published_before:%Y-%m-%d} "
+            f"should be (the feed stalled, or its lag grew: see CRIMEJOB_PUBLICATION_LAG_DAYS)"
         )
     if problems:
         result["complete"] = False
