@@ -4,6 +4,7 @@
 CREATE VIEW bi.forecasts AS
 SELECT f.target_week, f.cell_id, f.predicted, f.rank, f.model_name, f.model_version,
        f.created_at, c.lat_center, c.lon_center, f.is_production, f.history_through,
+       f.horizon_weeks,
        f.prob_any, f.predicted_low, f.predicted_high,
        f.flag_1pct > 0 AS hotspot_1pct, f.flag_5pct > 0 AS hotspot_5pct, f.flag_5pct,
        f.dispersion, a.area_name
@@ -21,7 +22,8 @@ COMMENT ON COLUMN bi.forecasts.created_at IS 'When the forecast was written.';
 COMMENT ON COLUMN bi.forecasts.lat_center IS 'Latitude of the cell centre.';
 COMMENT ON COLUMN bi.forecasts.lon_center IS 'Longitude of the cell centre.';
 COMMENT ON COLUMN bi.forecasts.is_production IS 'True for the forecast of the production model, the one to act on.';
-COMMENT ON COLUMN bi.forecasts.history_through IS 'Last week of data the forecast was made from.';
+COMMENT ON COLUMN bi.forecasts.history_through IS 'Last week of data the forecast was made from: the newest week complete after the publication lag when the run happened (target_week - 3 weeks with the default 14-day lag).';
+COMMENT ON COLUMN bi.forecasts.horizon_weeks IS 'How many weeks ahead the forecast was made: target_week - history_through, in weeks (3 with the default 14-day publication lag, 1 with none).';
 COMMENT ON COLUMN bi.forecasts.prob_any IS 'Probability of at least one violent incident in the cell that week, from the predictive distribution (negative binomial around predicted with the forecast''s dispersion; Poisson when 0). NULL for forecasts written before issue 12.';
 COMMENT ON COLUMN bi.forecasts.predicted_low IS 'Lower end of the 90% interval: the 5% quantile of the predictive distribution (integer counts: the interval holds at least 90%).';
 COMMENT ON COLUMN bi.forecasts.predicted_high IS 'Upper end of the 90% interval: the 95% quantile of the predictive distribution.';
