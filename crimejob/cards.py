@@ -200,13 +200,15 @@ def _reliability(engine: Engine, name: str) -> str:
 def _feedback_section(engine: Engine, name: str, version: str) -> list[str]:
     from crimejob.feedback import format_check, run_check
     from crimejob.forecasters import BASELINES, get_forecaster
-    from crimejob.gridstore import aggregated_weeks, load_history
+    from crimejob.gridstore import aggregated_weeks, contiguous_since, load_history
     from crimejob.registry import get_version, load_forecaster
 
     weeks = aggregated_weeks(engine)
-    if len(weeks) < 8:
-        return ["_Not run: fewer than 8 aggregated weeks to calibrate the simulated world._"]
-    history = load_history(engine, weeks[-1], since=weeks[max(0, len(weeks) - 60)])
+    first = contiguous_since(engine, weeks[-1]) if weeks else None
+    run = [w for w in weeks if first is not None and w >= first][-60:]
+    if len(run) < 8:
+        return ["_Not run: fewer than 8 consecutive aggregated weeks to calibrate the world._"]
+    history = load_history(engine, run[-1], since=run[0])
     forecasters = {b: get_forecaster(b) for b in BASELINES}
     if version != BASELINE_VERSION:
         forecasters = {
