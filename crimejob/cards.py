@@ -54,8 +54,7 @@ class ModelCard:
 
 def production_model(engine: Engine) -> tuple[str, str]:
     """(model_name, model_version) production forecasts with now: the newest production
-    forecast's model, else the configured model's promoted version, else the fallback."""
-    from crimejob.forecast_store import fallback_model
+    forecast's model, else the configured model's newest promoted version."""
     from crimejob.registry import production_version
 
     with engine.connect() as conn:
@@ -70,7 +69,14 @@ def production_model(engine: Engine) -> tuple[str, str]:
     version = production_version(engine)
     if version is not None:
         return version.model_name, str(version.version)
-    return fallback_model(), BASELINE_VERSION
+    raise DataError("no production model yet: run the weekly job (or crimejob train) first")
+
+
+def _decisions(engine: Engine) -> list[dict[str, Any]]:
+    """Every row of ml.promotion_decisions, oldest first, whatever columns it has."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT * FROM ml.promotion_decisions ORDER BY decision_id"))
+        return [dict(r._mapping) for r in rows]
 
 
 def _table(frame: pd.DataFrame, floatfmt: str = "{:.4f}") -> str:
@@ -112,14 +118,59 @@ def _paired(scores: pd.DataFrame, name: str, metric: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _version_section(engine: Engine, name: str, version: str) -> list[str]:
-    from crimejob.registry import decisions, get_version
+def _decision_lines(d: dict[str, Any]) -> list[str]:
+    details = d.get("details") or {}
+    lines = [
+        f"**Why it is production.** Decision of {d['decided_at']:%Y-%m-%d}: {d['reason']} "
+        f"(metric {d['metric']}, {len(d.get('gate_weeks') or [])} weeks none of the contenders "
+        "was fitted to).",
+    ]
+    contenders = {}
+    if details.get("candidate"):
+        contenders["candidate"] = details["candidate"]
+    if details.get("production"):
+        contenders[f"previous production v{d.get('production_version')}"] = details["production"]
+    contenders.update(details.get("baselines") or {})
+    contenders.update(details.get("contenders") or {})
+    rows = [
+        {"model": k, **{label: _number(v.get(c)) for c, label, _ in _BOARD[:4]}}
+        for k, v in contenders.items()
+        if isinstance(v, dict)
+    ]
+    if rows:
+        lines += ["", "Means on those weeks:", "", _table(pd.DataFrame(rows))]
+    return lines
 
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _version_section(engine: Engine, name: str, version: str) -> list[str]:
+    from crimejob.registry import get_version
+
+    decisions = _decisions(engine)
+    # A champion decision (when decisions name a champion) says why this model is production;
+    # otherwise the gate decision that promoted this version does.
+    crowned = [
+        d
+        for d in decisions
+        if d.get("champion_model") == name
+        and str(d.get("champion_version") or BASELINE_VERSION) == version
+    ]
     if version == BASELINE_VERSION:
-        return [
+        lines = [
             f"`{name}` is a baseline: it learns nothing and forecasts from the recent weeks of "
-            "counts alone. It is production because no trained version has been promoted over "
-            "it (or the configured model is this baseline).",
+            "counts alone.",
+        ]
+        if crowned:
+            return lines + [""] + _decision_lines(crowned[-1])
+        return lines + [
+            "It is production because no trained version has been promoted over it (or the "
+            "configured model is this baseline)."
         ]
     v = get_version(engine, name, int(version))
     lines = [
@@ -130,27 +181,11 @@ def _version_section(engine: Engine, name: str, version: str) -> list[str]:
         "week(s)",
         f"- artifact `{v.artifact_path}`",
     ]
-    made = [d for d in decisions(engine, name) if d["version"] == v.version]
+    made = crowned or [
+        d for d in decisions if d.get("model_name") == name and d.get("version") == v.version
+    ]
     if made:
-        d = made[-1]
-        details = d.get("details") or {}
-        lines += [
-            "",
-            f"**Why it is production.** Gate decision of {d['decided_at']:%Y-%m-%d}: "
-            f"{'promoted' if d['promoted'] else 'not promoted'}: {d['reason']} "
-            f"(metric {d['metric']}, {len(d['gate_weeks'] or [])} gate weeks never trained on).",
-        ]
-        contenders = {"candidate": details.get("candidate") or {}}
-        if details.get("production"):
-            contenders[f"previous production v{d['production_version']}"] = details["production"]
-        contenders.update(details.get("baselines") or {})
-        frame = pd.DataFrame(
-            [
-                {"model": k, **{label: float(v.get(c) or np.nan) for c, label, _ in _BOARD[:4]}}
-                for k, v in contenders.items()
-            ]
-        )
-        lines += ["", "Gate weeks, means:", "", _table(frame)]
+        lines += [""] + _decision_lines(made[-1])
     return lines
 
 
@@ -433,8 +468,9 @@ def write_card(engine: Engine, out: Path | None = None, store: bool = False) -> 
     return card
 
 
-def card_on_promotion(engine: Engine, model_name: str, version: int) -> dict[str, Any]:
-    """Regenerate and store the card of a version just promoted (called by training)."""
+def card_on_promotion(engine: Engine, model_name: str, version: int | str) -> dict[str, Any]:
+    """Regenerate and store the card of a model just made production (a promoted network
+    version, or ``"baseline"`` for a baseline): called by training on every promotion."""
     card = build_card(engine, model_name, str(version))
     path = store_card(engine, card)
     log.info("%s v%s: model card stored at %s", model_name, version, path)

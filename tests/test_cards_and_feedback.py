@@ -146,6 +146,12 @@ def test_model_version_and_decision_views_carry_the_numbers(clean_db, tmp_path, 
     assert decisions["margin_vs_baseline"][0] == pytest.approx(
         decisions["candidate_score"][0] - decisions["baseline_score"][0]
     )
+    from crimejob.cards import build_card
+
+    card = build_card(clean_db, "rate_cnn", str(result.version)).text
+    assert f"# Model card: rate_cnn v{result.version}" in card
+    assert "**Why it is production.**" in card and decisions["reason"][0] in card
+    assert "| mean_52w |" in card and "| candidate |" in card  # the gate's numbers
     cards = pd.read_sql("SELECT * FROM bi.model_cards", clean_db)
     if result.promoted:  # a promotion stores the version's card beside its artifact
         assert cards["model_version"].tolist() == [str(result.version)]
