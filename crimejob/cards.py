@@ -2,9 +2,11 @@
 is not for, the data and its breaks, and its record against every baseline.
 
 ``crimejob card [--out FILE.md]`` writes the card of the model production uses
-now. On every promotion the training step regenerates the card of the promoted
-version and stores it with the version: a row in ``ml.model_cards`` (``bi.model_cards``)
-and a ``.card.md`` file beside its ``.keras`` artifact.
+now. Whenever production changes (a promotion: the weekly forecast step publishes
+a model other than the week before's, or one without a card yet), the card of
+the new production model is regenerated and stored with its version: a row in
+``ml.model_cards`` (``bi.model_cards``) and a ``.card.md`` file beside its
+``.keras`` artifact (baselines: ``models/baselines/NAME.card.md``).
 
 Every number comes from the database: the registry and the gate's decision,
 the weekly scores of the weeks this model was production (each baseline on the
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -468,10 +470,33 @@ def write_card(engine: Engine, out: Path | None = None, store: bool = False) -> 
     return card
 
 
-def card_on_promotion(engine: Engine, model_name: str, version: int | str) -> dict[str, Any]:
-    """Regenerate and store the card of a model just made production (a promoted network
-    version, or ``"baseline"`` for a baseline): called by training on every promotion."""
-    card = build_card(engine, model_name, str(version))
-    path = store_card(engine, card)
-    log.info("%s v%s: model card stored at %s", model_name, version, path)
-    return {"card_path": str(path)}
+_PRODUCTION_OF = sa.text(
+    "SELECT DISTINCT model_name, model_version FROM ml.forecasts "
+    "WHERE target_week = :w AND is_production"
+)
+
+
+def refresh_production_card(engine: Engine, target_week: date) -> dict[str, Any]:
+    """After the forecast of ``target_week`` is written: regenerate and store the card of
+    its production model when production changed since the week before (a promotion) or
+    the model has no card yet. Never fails the forecast: a card that cannot be built is
+    logged and reported (``crimejob card --store`` rebuilds it)."""
+    with engine.connect() as conn:
+        now = conn.execute(_PRODUCTION_OF, {"w": target_week}).first()
+        before = conn.execute(_PRODUCTION_OF, {"w": target_week - timedelta(weeks=1)}).first()
+        if now is None:
+            return {"card": "no production forecast"}
+        stored = conn.execute(
+            sa.text("SELECT 1 FROM ml.model_cards WHERE model_name = :m AND model_version = :v"),
+            {"m": now.model_name, "v": now.model_version},
+        ).first()
+    changed = before is None or tuple(before) != tuple(now)
+    if stored is not None and not changed:
+        return {"card": "unchanged"}
+    try:
+        path = store_card(engine, build_card(engine, now.model_name, now.model_version))
+    except Exception as exc:  # noqa: BLE001 - the forecast is published; the card can wait
+        log.exception("model card of %s %s could not be built", now.model_name, now.model_version)
+        return {"card": f"failed: {exc}"}
+    log.info("production is %s %s: model card stored at %s", *now, path)
+    return {"card": str(path)}

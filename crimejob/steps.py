@@ -287,6 +287,10 @@ def train(engine: Engine, week: date, mode: str = "auto") -> dict:
 def forecast(engine: Engine, week: date, run_id: int | None = None) -> dict:
     """Forecast next week (``week + 7 days``) for all cells with the production model and
     the baselines, from the newest complete week at the run's horizon."""
+    from crimejob.cards import refresh_production_card
     from crimejob.forecast_store import forecast_next_week
 
-    return forecast_next_week(engine, week, run_id=run_id)
+    result = forecast_next_week(engine, week, run_id=run_id)
+    # a new production model (a promotion) gets its model card, stored with the version
+    result.update(refresh_production_card(engine, date.fromisoformat(result["target_week"])))
+    return result

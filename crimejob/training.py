@@ -229,18 +229,6 @@ def _reused(existing: ModelVersion, engine: Engine, week: date, started: float) 
     )
 
 
-def _store_card(engine: Engine, version: ModelVersion) -> None:
-    """Regenerate the promoted version's model card and store it with the version. A card
-    that cannot be built is logged loudly; it does not undo a promotion already made."""
-    from crimejob.cards import card_on_promotion
-
-    try:
-        card_on_promotion(engine, version.model_name, version.version)
-    except Exception:  # noqa: BLE001 - the promotion stands; the card can be rebuilt
-        log.exception("%s: the model card could not be built (crimejob card rebuilds it)",
-                      version.label)  # fmt: skip
-
-
 def train(
     engine: Engine,
     week: date,
@@ -358,8 +346,6 @@ def train(
         )
         record_decision(conn, version, decision)
     log.info("%s: %s", version.label, decision["reason"])
-    if decision["promoted"]:
-        _store_card(engine, version)
     return TrainResult(
         model_name=name,
         week=week,

@@ -114,6 +114,11 @@ def test_consecutive_weeks_leave_forecasts_errors_and_scores(sources, job_env):
     assert (latest["rank"].to_numpy() == 1 + higher.sum(axis=1)).all()
     assert not latest.loc[latest["predicted"] == 0, "hotspot_5pct"].any()
     assert latest["predicted_low"].notna().all() and latest["prob_any"].between(0, 1).all()
+    # production got its model card, stored with it, when it was first published
+    production = (latest["model_name"][0], latest["model_version"][0])
+    cards = _table(engine, "SELECT model_name, model_version, path FROM bi.model_cards")
+    assert production in set(zip(cards["model_name"], cards["model_version"], strict=True))
+    assert all(Path(path).is_file() for path in cards["path"])
 
     # week 2 was forecast by week 1's run and is now scored, for every model
     errors = pd.read_sql(
