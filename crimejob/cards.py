@@ -134,11 +134,13 @@ def _decision_lines(d: dict[str, Any]) -> list[str]:
         contenders[f"previous production v{d.get('production_version')}"] = details["production"]
     contenders.update(details.get("baselines") or {})
     contenders.update(details.get("contenders") or {})
-    rows = [
-        {"model": k, **{label: _number(v.get(c)) for c, label, _ in _BOARD[:4]}}
-        for k, v in contenders.items()
-        if isinstance(v, dict)
-    ]
+    rows = []
+    for name, numbers in contenders.items():
+        if not isinstance(numbers, dict):
+            continue
+        # a champion decision keeps each contender's means under "mean"
+        means = numbers["mean"] if isinstance(numbers.get("mean"), dict) else numbers
+        rows.append({"model": name, **{label: _number(means.get(c)) for c, label, _ in _BOARD[:4]}})
     if rows:
         lines += ["", "Means on those weeks:", "", _table(pd.DataFrame(rows))]
     return lines
