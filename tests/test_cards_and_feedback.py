@@ -91,7 +91,7 @@ def production_weeks(clean_db):
     return clean_db
 
 
-def test_crimejob_card_writes_the_production_models_card(production_weeks, tmp_path):
+def test_crimejob_card_writes_the_production_models_card(production_weeks, tmp_path, capsys):
     out = tmp_path / "card.md"
 
     assert main(["card", "--out", str(out), "--store"]) == 0
@@ -106,6 +106,9 @@ def test_crimejob_card_writes_the_production_models_card(production_weeks, tmp_p
     assert "| last_week |" in card and "| ewma |" in card  # every baseline, paired
     assert "| Central |" in card and "| Rampart |" in card
     assert "all_records" in card and "public_only" in card
+    capsys.readouterr()
+    assert main(["card"]) == 0  # without --out: printed
+    assert capsys.readouterr().out.startswith("# Model card: mean_4w (baseline)")
     stored = pd.read_sql("SELECT * FROM bi.model_cards", production_weeks)
     assert stored["model_name"].tolist() == ["mean_4w"] and stored["card"][0] == card
 
