@@ -8,7 +8,8 @@ week. Late reports are handled by re-aggregating the weeks an ingest touched
 
 Counts come from the ``raw.incidents`` view: one incident per (source,
 incident_id), violent if any of its offenses is, placed in the week and cell of
-the view (its earliest offense). Weather comes from the daily station
+the view (its earliest offense). Each aggregation also refreshes the cells'
+LAPD divisions (:mod:`crimejob.cell_areas`) in the same transaction. Weather comes from the daily station
 summaries, interpolated to each cell centre by inverse distance weighting.
 
 Weather rules (the prototype's three features):
@@ -41,6 +42,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from crimejob import grid
 from crimejob.calendar import load_holidays
+from crimejob.cell_areas import refresh_cell_areas
 from crimejob.config import SERIES_BREAK
 from crimejob.dbcopy import copy_frame
 from crimejob.weather_ingest import track_run
@@ -107,6 +109,7 @@ class AggregateReport:
     violent_total: int = 0
     weeks_without_weather: list[date] = field(default_factory=list)
     stations: int = 0
+    cells_with_division: int = 0
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
@@ -119,6 +122,7 @@ class AggregateReport:
             "violent_total": self.violent_total,
             "weeks_without_weather": [str(w) for w in self.weeks_without_weather],
             "stations": self.stations,
+            "cells_with_division": self.cells_with_division,
             "seconds": round(self.seconds, 3),
         }
 
@@ -341,6 +345,7 @@ def _aggregate(conn: Connection, weeks: list[date], report: AggregateReport) -> 
     conn.execute(
         _INSERT_WEEKS, _week_rows(weeks, counts, incidents, violent, reported, holiday_names)
     )
+    report.cells_with_division = refresh_cell_areas(conn, first, last)
 
     report.incident_total = int(incidents.sum())
     report.violent_total = int(violent.sum())

@@ -1,7 +1,9 @@
 """Rolling-origin backtest: every model scored by the same code on the same weeks.
 
 For each target week in ``[start, end]``, in order, each model is given the
-history of the weeks *before* the target only, predicts the target, and is
+history of the weeks *before* the target only (at ``horizon`` h > 1, of the
+weeks up to h weeks before it, as when the newest weeks are not published
+yet), predicts the target, and is
 scored with :func:`crimejob.metrics.score_forecast` (active cells = cells with
 any incident in that history). Networks behave as production does: a full
 retrain before the first target, then a fine-tune (``update``) week to week;
@@ -50,6 +52,8 @@ _COLUMNS = (
     ("hit_rate_5pct", "HR@5%"),
     ("pai_5pct", "PAI@5%"),
     ("pei_5pct", "PEI@5%"),
+    ("pei_10pct", "PEI@10%"),
+    ("mass_ratio", "mass"),
 )
 
 
@@ -133,10 +137,11 @@ def run_backtest(
     overrides: dict[str, dict[str, Any]] | None = None,
     progress: bool = False,
     keep_predictions: bool = False,
+    horizon: int = 1,
 ) -> BacktestResult:
     """Score each model on every week from ``start`` to ``end`` (week_starts, inclusive).
 
-    A model forecasting target index i is given ``history`` rows 0..i-1 only.
+    A model forecasting target index i is given ``history`` rows 0..i-horizon only.
     """
     if not models:
         raise ValueError("give at least one model to backtest")
@@ -145,12 +150,12 @@ def run_backtest(
     targets = [history.week_starts[i].astype("datetime64[D]").item() for i in indices]
     result = BacktestResult(models=list(models), target_weeks=targets)
     for name in models:
-        forecaster = get_forecaster(name, **overrides.get(name, {}))
+        forecaster = get_forecaster(name, **{"horizon": horizon, **overrides.get(name, {})})
         result.hyperparameters[name] = forecaster.hyperparameters()
         started = time.perf_counter()
         kept = []
         for n, (i, target) in enumerate(zip(indices, targets, strict=True)):
-            past = history.through(target - timedelta(weeks=1))
+            past = history.through(target - timedelta(weeks=forecaster.horizon))
             fit_started = time.perf_counter()
             if forecaster.trainable:
                 report = forecaster.fit(past) if n == 0 else forecaster.update(past)
@@ -158,7 +163,7 @@ def run_backtest(
             predicted = forecaster.predict(past)
             if keep_predictions:
                 kept.append(predicted)
-            scores = score_forecast(predicted, history.crime[i], active_cells(past.crime))
+            scores = score_forecast(predicted, history.crime[i], active_cells(past.incidents))
             result.rows.append(
                 {"model": name, "target_week": target, **scores, "fit_seconds": fit_seconds}
             )

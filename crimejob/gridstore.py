@@ -16,10 +16,12 @@ from crimejob.history import WEATHER_FEATURES, GridHistory
 _AS_OF_QUERY = sa.text(
     """
     SELECT w.week_start, w.cell_id, coalesce(c.violent_count, 0) AS violent_count,
+           coalesce(c.incident_count, 0) AS incident_count,
            w.mean_temp_f, w.total_rain_in, w.holiday
     FROM grid.weekly AS w
     LEFT JOIN (
-        SELECT week_start, cell_id, count(*) FILTER (WHERE is_violent) AS violent_count
+        SELECT week_start, cell_id, count(*) FILTER (WHERE is_violent) AS violent_count,
+               count(*) AS incident_count
         FROM raw.incidents
         WHERE reported_at < :reported_before AND week_start <= :through
         GROUP BY week_start, cell_id
@@ -31,10 +33,23 @@ _AS_OF_QUERY = sa.text(
 
 _QUERY = sa.text(
     """
-    SELECT week_start, cell_id, violent_count, mean_temp_f, total_rain_in, holiday
+    SELECT week_start, cell_id, violent_count, incident_count,
+           mean_temp_f, total_rain_in, holiday
     FROM grid.weekly
     WHERE week_start <= :through AND (CAST(:since AS date) IS NULL OR week_start >= :since)
     ORDER BY week_start, cell_id
+    """
+)
+
+# The NIBRS share of each week's incidents (legacy and NIBRS overlap in 2024).
+_SERIES_QUERY = sa.text(
+    """
+    SELECT week_start,
+           CASE WHEN legacy_incidents + nibrs_incidents > 0
+                THEN nibrs_incidents::float8 / (legacy_incidents + nibrs_incidents)
+                WHEN series = 'nibrs' THEN 1.0 ELSE 0.0 END AS nibrs_share
+    FROM grid.weeks
+    WHERE week_start <= :through AND (CAST(:since AS date) IS NULL OR week_start >= :since)
     """
 )
 
@@ -61,7 +76,9 @@ def load_history(
         params["reported_before"] = reported_before
     else:
         query = _QUERY
-    frame = pd.read_sql_query(query, bind, params=params)
+    with connect(bind) as conn:
+        frame = pd.read_sql_query(query, conn, params=params)
+        series = pd.read_sql_query(_SERIES_QUERY, conn, params={"through": through, "since": since})
     if frame.empty:
         return GridHistory(
             np.array([], dtype="datetime64[D]"),
@@ -76,13 +93,16 @@ def load_history(
         raise ValueError(f"grid.weekly is not dense for weeks {list(bad.index[:5])}")
     t = len(unique_weeks)
     crime = frame["violent_count"].to_numpy(np.float32).reshape(t, N_ROWS, N_COLS)
+    incidents = frame["incident_count"].to_numpy(np.float32).reshape(t, N_ROWS, N_COLS)
+    share = pd.Series(series["nibrs_share"].to_numpy(np.float64), index=series["week_start"])
+    nibrs_share = share.reindex(pd.to_datetime(unique_weeks).date).fillna(0.0)
     weather = frame[list(WEATHER_FEATURES)].to_numpy(np.float64).reshape(t, N_CELLS * 3)
     # A week no station reported (NCEI lags a few days behind, so often the newest
     # one) keeps the cell's values of the week before; only a history that starts
     # without weather borrows from the first week that has it. 0 only if none has.
     weather = pd.DataFrame(weather).ffill().bfill().fillna(0.0).to_numpy(np.float32)
     weather = weather.reshape(t, N_ROWS, N_COLS, 3)
-    return GridHistory(unique_weeks, crime, weather)
+    return GridHistory(unique_weeks, crime, weather, incidents, nibrs_share.to_numpy(np.float32))
 
 
 def aggregated_weeks(bind: Engine | Connection) -> list[date]:

@@ -31,7 +31,7 @@ _ACTIVE = sa.text(
     """
     SELECT cell_id FROM grid.weekly
     WHERE week_start <= :through
-    GROUP BY cell_id HAVING sum(violent_count) > 0
+    GROUP BY cell_id HAVING sum(incident_count) > 0
     """
 )
 SCORE_COLUMNS = tuple(k for k in METRIC_KEYS if k != "actual_total")
@@ -84,7 +84,6 @@ def score_target_week(engine: Engine, week: date) -> dict:
                     "is_production": bool(first.is_production),
                     **{k: metrics.get(k) for k in SCORE_COLUMNS},
                     "actual_total": int(actual.sum()),
-                    "predicted_total": float(predicted.sum()),
                     "active_cells": int(active.sum()),
                 }
             )

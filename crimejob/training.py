@@ -193,9 +193,9 @@ def _score_weeks(
 ) -> list[dict[str, float]]:
     rows = []
     for week in weeks:
-        past = history.through(week - timedelta(weeks=1))
+        past = history.through(week - timedelta(weeks=forecaster.horizon))
         actual = history.crime[history.index_of(week)]
-        rows.append(score_forecast(forecaster.predict(past), actual, active_cells(past.crime)))
+        rows.append(score_forecast(forecaster.predict(past), actual, active_cells(past.incidents)))
     return rows
 
 
@@ -287,7 +287,10 @@ def train(
             _score_weeks(load_forecaster(production), history, gate_weeks)
         )
     baseline_gate = {
-        b: mean_scores(_score_weeks(get_forecaster(b), history, gate_weeks)) for b in BASELINES
+        b: mean_scores(
+            _score_weeks(get_forecaster(b, horizon=candidate.horizon), history, gate_weeks)
+        )
+        for b in BASELINES
     }
     if gate_weeks:
         decision = gate_decision(candidate_gate, production_gate, baseline_gate)

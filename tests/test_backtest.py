@@ -132,3 +132,13 @@ def test_the_cli_prints_all_models_and_writes_json(
     assert '"weeks": 3' in printed  # the override from the environment was used
     data = json.loads(out.read_text())
     assert len(data["rows"]) == 3 * 4 and data["target_weeks"][0] == str(start)
+
+
+def test_at_horizon_h_a_model_sees_only_the_weeks_up_to_h_before_its_target(history):
+    target = week(history, 20)
+    result = run_backtest(history, target, target, ["last_week"], horizon=3)
+
+    (row,) = result.rows
+    # last_week at horizon 3 forecasts week 20 with the counts of week 17
+    expected = np.abs(history.crime[17] - history.crime[20]).mean()
+    assert row["mae"] == pytest.approx(expected, rel=1e-5)

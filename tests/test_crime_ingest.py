@@ -78,9 +78,7 @@ def test_api_ingest_loads_usable_records_and_keeps_rejects(clean_db):
         report = ingest_crime_api(clean_db, *WEEK, datasets=[LEGACY_ID])
 
     usable = len(records) - len(expected_rejects)
-    assert (report.fetched, report.loaded, report.updated, report.unchanged) == (
-        400, usable, 0, 0
-    )
+    assert (report.fetched, report.loaded, report.updated, report.unchanged) == (400, usable, 0, 0)
     assert dict(report.rejected) == dict(pd.Series(expected_rejects).value_counts())
     assert _scalar(clean_db, "SELECT count(*) FROM raw.crime_records") == usable
     stored = dict(_rows(clean_db, "SELECT record_key, reason FROM ops.rejects"))
@@ -204,7 +202,8 @@ def test_a_key_twice_in_one_batch_keeps_the_last_and_rejects_the_first(clean_db)
     report = load_crime_records(clean_db, [(LEGACY_ID, [older, *records])])
     assert report.loaded == 3 and report.rejected == {"duplicate_key": 1}
     status = _scalar(
-        clean_db, "SELECT payload->>'status' FROM raw.crime_records WHERE record_id = :k",
+        clean_db,
+        "SELECT payload->>'status' FROM raw.crime_records WHERE record_id = :k",
         k=records[0]["dr_no"],
     )
     assert status == "AA"
@@ -238,7 +237,8 @@ def test_nibrs_offenses_load_per_record_and_an_incident_is_violent_if_any_offens
     # k7nn-b2ep dates carry the time of day; it is kept.
     record = records[0]
     occurred = _scalar(
-        clean_db, "SELECT occurred_at FROM raw.crime_records WHERE record_id = :k",
+        clean_db,
+        "SELECT occurred_at FROM raw.crime_records WHERE record_id = :k",
         k=record["uniquenibrno"],
     )
     assert occurred == pd.Timestamp(record["date_occ"]).to_pydatetime()
@@ -250,7 +250,8 @@ def test_y8y3_records_load_with_their_coordinates(clean_db):
     report = load_crime_records(clean_db, [(NIBRS_2024_ID, records)])
     assert report.loaded == len(records)
     n_cells = _scalar(
-        clean_db, "SELECT count(DISTINCT cell_id) FROM raw.crime_records WHERE source = :s",
+        clean_db,
+        "SELECT count(DISTINCT cell_id) FROM raw.crime_records WHERE source = :s",
         s=NIBRS_2024_ID,
     )
     assert n_cells > 5
@@ -302,11 +303,14 @@ def test_csv_import_loads_both_date_formats_identically(clean_db, tmp_path):
     clean_db_truncate(clean_db)
     again = ingest_crime_csv(clean_db, resaved)
     assert (again.loaded, again.rejected) == (report.loaded, report.rejected)
-    assert _rows(
-        clean_db,
-        "SELECT record_id, occurred_at, reported_at, week_start, cell_id, offense_codes "
-        "FROM raw.crime_records ORDER BY record_id",
-    ) == mapped
+    assert (
+        _rows(
+            clean_db,
+            "SELECT record_id, occurred_at, reported_at, week_start, cell_id, offense_codes "
+            "FROM raw.crime_records ORDER BY record_id",
+        )
+        == mapped
+    )
 
 
 def clean_db_truncate(engine) -> None:
@@ -349,9 +353,7 @@ def test_a_csv_into_an_empty_table_keeps_its_indexes_and_constraints(clean_db, t
     with pytest.raises(sa.exc.IntegrityError, match="crime_records_pkey"):
         with clean_db.begin() as conn:
             conn.execute(
-                sa.text(
-                    "INSERT INTO raw.crime_records SELECT * FROM raw.crime_records LIMIT 1"
-                )
+                sa.text("INSERT INTO raw.crime_records SELECT * FROM raw.crime_records LIMIT 1")
             )
 
 

@@ -98,3 +98,26 @@ def test_synthetic_grids_have_la_like_rates_and_persistent_hotspots():
     assert second.ravel()[top].sum() / second.sum() > 0.2
     assert set(np.unique(history.weather[..., 2])) <= {0.0, 1.0}
     assert history.weather[..., 2].max() == 1.0  # real holidays are in there
+
+
+def test_a_history_may_lie_on_any_grid_and_fills_in_incidents_and_the_series():
+    crime = np.ones((3, 4, 5), np.float32)
+    history = GridHistory(
+        np.array(["2024-01-01", "2024-01-08", "2024-01-15"], "datetime64[D]"),
+        crime,
+        np.zeros((3, 4, 5, 3), np.float32),
+    )
+
+    assert history.shape == (4, 5)
+    assert history.incidents is history.crime  # violent-only data: all incidents = violent
+    assert history.nibrs_share.tolist() == [0.0, 0.0, 0.0]
+    assert get_forecaster("mean_4w").predict(history).shape == (4, 5)
+    with pytest.raises(ValueError, match="incident grid"):
+        GridHistory(history.week_starts, crime, history.weather, np.ones((3, 4, 4), np.float32))
+
+
+def test_a_forecaster_with_horizon_h_forecasts_h_weeks_after_the_history():
+    history = ramp_history(weeks=6)
+    assert get_forecaster("mean_4w").target_week(history) == history.target_week
+    three_ahead = get_forecaster("mean_4w", horizon=3)
+    assert three_ahead.target_week(history) == history.last_week + timedelta(weeks=3)

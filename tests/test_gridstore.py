@@ -79,3 +79,34 @@ def test_a_run_counts_only_incidents_reported_before_its_week_ended(clean_db):
     as_of_run = history_for_run(clean_db, week)
     assert as_of_run.crime[-1].ravel()[7] == 1  # the late report is not seen
     assert as_of_run.crime.sum() == 1
+
+
+def test_history_carries_all_incidents_and_the_nibrs_share_of_each_week(clean_db):
+    weeks = write_weeks(clean_db, FIRST, 3)
+    with clean_db.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE grid.weekly SET incident_count = violent_count + 2 WHERE week_start = :w"
+            ),
+            {"w": weeks[1]},
+        )
+        conn.execute(
+            sa.text(
+                "UPDATE grid.weeks SET legacy_incidents = 30, nibrs_incidents = 10 "
+                "WHERE week_start = :w"
+            ),
+            {"w": weeks[1]},
+        )
+        conn.execute(
+            sa.text(
+                "UPDATE grid.weeks SET series = 'nibrs', legacy_incidents = 0, "
+                "nibrs_incidents = 0 WHERE week_start = :w"
+            ),
+            {"w": weeks[2]},
+        )
+    history = load_history(clean_db, weeks[2])
+
+    np.testing.assert_array_equal(history.incidents[1], history.crime[1] + 2)
+    np.testing.assert_array_equal(history.incidents[0], history.crime[0])
+    # the mix recorded per week; a week with no counts per series falls back to its series
+    assert history.nibrs_share.tolist() == pytest.approx([0.0, 0.25, 1.0])

@@ -46,7 +46,7 @@ def _occurrence(row: dict) -> datetime:
 
 def test_the_shared_data_folder_holds_the_crime_files_these_tests_read(shared_data):
     present = {p.name for p in shared_data.glob("lapd_*.csv.gz")}
-    assert present == {*LEGACY_SAMPLES, CODES_FILE}
+    assert {*LEGACY_SAMPLES, CODES_FILE} <= present
 
 
 @pytest.mark.parametrize("name", LEGACY_SAMPLES)
@@ -165,7 +165,9 @@ def test_each_sample_loads_into_postgres_and_reloads_unchanged(shared_data, clea
     at_zero = sum(float(r["LAT"]) == 0 and float(r["LON"]) == 0 for r in raw)
     report = ingest_crime_csv(clean_db, shared_data / name)
     assert (report.fetched, report.loaded, report.rejected_total) == (
-        len(raw), len(raw) - at_zero, at_zero
+        len(raw),
+        len(raw) - at_zero,
+        at_zero,
     )
     again = ingest_crime_csv(clean_db, shared_data / name)
     assert (again.loaded, again.updated, again.unchanged) == (0, 0, report.loaded)

@@ -10,6 +10,8 @@ import pytest
 from crimejob.metrics import (
     METRIC_KEYS,
     active_cells,
+    flag_jaccard,
+    flag_weights,
     flagged_cells,
     mean_scores,
     score_forecast,
@@ -35,11 +37,11 @@ def test_errors_and_deviance_on_four_cells_match_the_hand_computation():
     assert list(scores) == list(METRIC_KEYS)
 
 
-def test_hotspot_metrics_on_100_cells_flag_1_and_5_cells_with_ties_to_the_lower_cell_id():
+def test_hotspot_metrics_on_100_cells_flag_1_and_5_cells():
     actual = np.zeros(100)
     actual[[3, 7, 10, 11, 12]] = [4, 2, 1, 1, 1]  # 9 incidents
     predicted = np.zeros(100)
-    predicted[[7, 3, 50, 10]] = [3.0, 2.0, 2.0, 1.0]  # cell 3 and 50 tie: 3 goes first
+    predicted[[7, 3, 50, 10]] = [3.0, 2.0, 2.0, 1.0]
 
     scores = score_forecast(predicted, actual)
 
@@ -47,11 +49,53 @@ def test_hotspot_metrics_on_100_cells_flag_1_and_5_cells_with_ties_to_the_lower_
     assert scores["hit_rate_1pct"] == pytest.approx(2 / 9)
     assert scores["pai_1pct"] == pytest.approx((2 / 9) / 0.01)
     assert scores["pei_1pct"] == pytest.approx(2 / 4)
-    # 5% = 5 cells: 7, 3, 50, 10 and, among the zero predictions, cell 0.
-    assert flagged_cells(predicted, 5).tolist() == [7, 3, 50, 10, 0]
+    # 5% = 5 cells, but only 4 cells have a positive forecast: a zero forecast is never
+    # flagged, so the fifth slot stays unused (and the area share stays the budget's).
+    assert flagged_cells(predicted, 5).tolist() == [7, 3, 50, 10]
     assert scores["hit_rate_5pct"] == pytest.approx(7 / 9)
     assert scores["pai_5pct"] == pytest.approx((7 / 9) / 0.05)
     assert scores["pei_5pct"] == pytest.approx(7 / 9)
+
+
+def test_cells_tied_at_the_boundary_share_the_slots_left_as_random_tie_breaking_would():
+    predicted = np.array([3.0, 2.0, 2.0, 2.0, 1.0])
+    actual = np.array([1.0, 3.0, 0.0, 0.0, 5.0])
+
+    weights = flag_weights(predicted, 2)  # one slot left for three cells tied at 2.0
+
+    assert weights.tolist() == pytest.approx([1.0, 1 / 3, 1 / 3, 1 / 3, 0.0])
+    assert weights @ actual == pytest.approx(1.0 + 3.0 / 3)
+    # the same answer whatever the cell_id order of the tied cells
+    assert flag_weights(predicted[[0, 3, 2, 1, 4]], 2) @ actual[[0, 3, 2, 1, 4]] == (
+        pytest.approx(2.0)
+    )
+
+
+def test_a_forecast_of_zero_everywhere_flags_nothing_and_catches_nothing():
+    actual = np.zeros(100)
+    actual[5] = 2
+
+    scores = score_forecast(np.zeros(100), actual)
+
+    assert flag_weights(np.zeros(100), 5).sum() == 0
+    assert scores["hit_rate_5pct"] == 0 and scores["pei_1pct"] == 0
+
+
+def test_calibration_is_the_predicted_total_against_the_actual_total():
+    scores = score_forecast(np.full(10, 0.3), np.eye(1, 10, 0).ravel() * 2)
+
+    assert scores["predicted_total"] == pytest.approx(3.0)
+    assert scores["mass_ratio"] == pytest.approx(1.5)
+    assert math.isnan(score_forecast(np.full(10, 0.3), np.zeros(10))["mass_ratio"])
+
+
+def test_flag_jaccard_measures_how_much_two_weeks_flag_the_same_cells():
+    first = np.array([5.0, 4.0, 0.0, 0.0] + [0.0] * 96)
+    second = np.array([5.0, 0.0, 4.0, 0.0] + [0.0] * 96)
+
+    assert flag_jaccard(first, first, 0.02) == pytest.approx(1.0)
+    assert flag_jaccard(first, second, 0.02) == pytest.approx(1 / 3)  # {0,1} vs {0,2}
+    assert math.isnan(flag_jaccard(np.zeros(100), np.zeros(100), 0.02))
 
 
 def test_the_real_grid_flags_45_and_225_cells():

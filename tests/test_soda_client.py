@@ -100,7 +100,7 @@ def test_report_dates_with_a_time_of_day_count_for_their_whole_last_day():
     late_on_sunday = [r for r in records if r["date_rptd"].startswith("2026-01-11")]
     assert late_on_sunday and any(r["date_rptd"][11:] != "00:00:00.000" for r in late_on_sunday)
     with soda_server({NIBRS_2026_ID: records}):
-        (dataset, fetched), = fetch_crime_api(date(2026, 1, 5), date(2026, 1, 11))
+        ((dataset, fetched),) = fetch_crime_api(date(2026, 1, 5), date(2026, 1, 11))
     assert dataset == NIBRS_2026_ID
     assert len(fetched) == len(records)
 

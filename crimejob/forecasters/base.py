@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from crimejob.errors import DataError
-from crimejob.grid import N_COLS, N_ROWS
 from crimejob.history import GridHistory
 
 
@@ -49,7 +48,12 @@ def _iso(day: date | None) -> str | None:
 
 
 class Forecaster(abc.ABC):
-    """Fit on the grids of weeks up to W; predict the expected count of each cell in W+1."""
+    """Fit on the grids of weeks up to W; predict the expected count of each cell in W+h.
+
+    ``h`` is the ``horizon`` hyperparameter (default 1): how many weeks after the
+    last week of the history the forecast week is. It is more than one when the
+    newest weeks are not fully published yet (LAPD publishes about two weeks late).
+    """
 
     name: str = ""
     #: Whether fit() learns weights (and so needs a registry version to forecast).
@@ -65,10 +69,19 @@ class Forecaster(abc.ABC):
 
     @classmethod
     def default_hyperparameters(cls) -> dict[str, Any]:
-        return {}
+        return {"horizon": 1}
 
     def hyperparameters(self) -> dict[str, Any]:
         return dict(self.hp)
+
+    @property
+    def horizon(self) -> int:
+        """Weeks from the history's last week to the week forecast (1 = the next week)."""
+        return int(self.hp.get("horizon", 1))
+
+    def target_week(self, history: GridHistory) -> date:
+        """The week ``predict(history)`` forecasts: ``horizon`` weeks after the last one."""
+        return history.last_week + timedelta(weeks=self.horizon)
 
     def fit(self, history: GridHistory) -> FitReport:
         """Learn from every week in ``history`` (full retrain). Baselines learn nothing."""
@@ -80,10 +93,10 @@ class Forecaster(abc.ABC):
 
     @abc.abstractmethod
     def _predict(self, history: GridHistory) -> np.ndarray:
-        """(60, 75) expected counts for ``history.target_week``."""
+        """(rows, cols) expected counts for :meth:`target_week`."""
 
     def predict(self, history: GridHistory) -> np.ndarray:
-        """Expected counts (60, 75), float32, >= 0, for the week after ``history``'s last.
+        """Expected counts on the history's grid, float32, >= 0, for :meth:`target_week`.
 
         Reads nothing but ``history``: leakage is impossible by construction.
         """
@@ -91,7 +104,7 @@ class Forecaster(abc.ABC):
             raise DataError(
                 f"{self.name} needs {self.min_history} weeks of history, got {len(history)}"
             )
-        out = np.asarray(self._predict(history), np.float32).reshape(N_ROWS, N_COLS)
+        out = np.asarray(self._predict(history), np.float32).reshape(history.shape)
         return np.maximum(np.nan_to_num(out, nan=0.0, posinf=0.0), 0.0)
 
     def save(self, path: Path) -> Path:

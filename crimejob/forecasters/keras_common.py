@@ -8,7 +8,7 @@ everything is float32, seeded with ``keras.utils.set_random_seed`` and, on
 TensorFlow, op determinism is switched on, so a CPU fit is repeatable.
 
 Windows: a sample is "the ``window`` weeks ending at week index t" as input
-and the counts of week t+1 as target. Validation is always the newest
+and the counts of week t+horizon as target. Validation is always the newest
 targets (time-ordered, never shuffled into training); training samples are
 shuffled among themselves only. A retrain validates on the newest 20% of
 targets; a fine-tune trains on the ``finetune_windows`` targets before the
@@ -87,9 +87,9 @@ def seed_everything(seed: int) -> None:
     keras.utils.set_random_seed(int(seed))
 
 
-def window_ends(n_weeks: int, window: int) -> np.ndarray:
-    """Week indices t that end a full input window and have a target week t+1."""
-    return np.arange(window - 1, n_weeks - 1)
+def window_ends(n_weeks: int, window: int, horizon: int = 1) -> np.ndarray:
+    """Week indices t that end a full input window and have a target week t+horizon."""
+    return np.arange(window - 1, n_weeks - horizon)
 
 
 def stack_windows(grids: np.ndarray, ends: np.ndarray, window: int) -> np.ndarray:
@@ -119,6 +119,7 @@ class KerasForecaster(Forecaster):
     @classmethod
     def default_hyperparameters(cls) -> dict[str, Any]:
         return {
+            **super().default_hyperparameters(),
             "window": 20,
             "epochs": 50,
             "batch_size": 8,
@@ -164,10 +165,11 @@ class KerasForecaster(Forecaster):
     def _split(
         self, history: GridHistory, n_val: int, max_train: int | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        ends = window_ends(len(history), int(self.hp["window"]))
+        ends = window_ends(len(history), int(self.hp["window"]), self.horizon)
         if len(ends) < n_val + 1:
             raise DataError(
-                f"{self.name} needs at least {int(self.hp['window']) + n_val + 1} weeks of "
+                f"{self.name} needs at least "
+                f"{int(self.hp['window']) + n_val + self.horizon} weeks of "
                 f"history to train and validate, got {len(history)}"
             )
         train, val = ends[:-n_val], ends[-n_val:]
@@ -177,7 +179,7 @@ class KerasForecaster(Forecaster):
 
     def fit(self, history: GridHistory) -> FitReport:
         """Full retrain from fresh weights; validation = the newest 20% of targets."""
-        n_windows = len(window_ends(len(history), int(self.hp["window"])))
+        n_windows = len(window_ends(len(history), int(self.hp["window"]), self.horizon))
         n_val = max(
             int(self.hp["min_validation_weeks"]),
             int(round(float(self.hp["validation_fraction"]) * n_windows)),
@@ -226,8 +228,8 @@ class KerasForecaster(Forecaster):
         started = time.perf_counter()
         report = FitReport(
             mode=mode,
-            train_targets=_week_dates(history, train + 1),
-            validation_targets=_week_dates(history, val + 1),
+            train_targets=_week_dates(history, train + self.horizon),
+            validation_targets=_week_dates(history, val + self.horizon),
         )
         if epochs <= 0:
             return report
@@ -243,8 +245,11 @@ class KerasForecaster(Forecaster):
         )
         fitted = self.model.fit(
             self.model_inputs(history, train),
-            history.crime[train + 1][..., None],
-            validation_data=(self.model_inputs(history, val), history.crime[val + 1][..., None]),
+            history.crime[train + self.horizon][..., None],
+            validation_data=(
+                self.model_inputs(history, val),
+                history.crime[val + self.horizon][..., None],
+            ),
             epochs=epochs,
             batch_size=self.batch_size,
             shuffle=True,

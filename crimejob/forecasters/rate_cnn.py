@@ -168,8 +168,11 @@ class RateCNN(KerasForecaster):
         # Statistics of the weeks the training windows read, never of later weeks.
         last = int(np.max(train_ends)) + 1
         mean, var = weather_statistics(history.weather[:last])
+        rows, cols = history.shape
         return build_rate_cnn(
             window=int(self.hp["window"]),
+            rows=rows,
+            cols=cols,
             filters=int(self.hp["filters"]),
             head_filters=int(self.hp["head_filters"]),
             weather_mean=mean,

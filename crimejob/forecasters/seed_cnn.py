@@ -69,7 +69,8 @@ class SeedCNN(KerasForecaster):
         }
 
     def build_model(self, history: GridHistory | None = None, train_ends=None):
-        return build_seed_cnn(int(self.hp["window"]))
+        rows, cols = history.shape if history is not None else (N_ROWS, N_COLS)
+        return build_seed_cnn(int(self.hp["window"]), rows, cols)
 
 
 def build_seed_cnn(window: int = 20, rows: int = N_ROWS, cols: int = N_COLS):

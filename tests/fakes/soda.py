@@ -181,12 +181,8 @@ def _report_and_occurrence(
 ) -> tuple[pd.Series, pd.Series, np.ndarray]:
     """Report days uniform in [start, end]; occurrences a few days earlier, some months."""
     days = (end - start).days + 1
-    reported = pd.Series(
-        pd.Timestamp(start) + pd.to_timedelta(rng.integers(0, days, n), unit="D")
-    )
-    lag = np.where(
-        rng.random(n) < late_share, rng.integers(14, 400, n), rng.geometric(0.55, n) - 1
-    )
+    reported = pd.Series(pd.Timestamp(start) + pd.to_timedelta(rng.integers(0, days, n), unit="D"))
+    lag = np.where(rng.random(n) < late_share, rng.integers(14, 400, n), rng.geometric(0.55, n) - 1)
     occurred_day = reported - pd.to_timedelta(lag, unit="D")
     minutes = np.where(rng.random(n) < 0.12, 12 * 60, rng.integers(0, 24 * 60, n))
     return reported, occurred_day, minutes
