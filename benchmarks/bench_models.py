@@ -31,9 +31,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from crimejob.backtest import run_backtest  # noqa: E402
+from crimejob.devworld import la_world  # noqa: E402
 from crimejob.forecasters import BASELINES, get_forecaster  # noqa: E402
 from crimejob.forecasters.keras_common import on_gpu, window_ends  # noqa: E402
-from crimejob.forecasters.synthetic import synthetic_history  # noqa: E402
 
 SEED_BUDGET = {"epochs": 3, "max_train_windows": 32, "finetune_epochs": 1, "finetune_windows": 4}
 
@@ -130,7 +130,7 @@ def main() -> int:
     if device == "CPU":
         print("no GPU in this run: GPU figures were not measured")
 
-    history = synthetic_history(weeks=args.history_weeks, seed=args.seed)
+    history = la_world(seed=args.seed, weeks=args.history_weeks).history()
     print(
         f"synthetic history: {len(history)} weeks from {history.week_starts[0]}, "
         f"mean {history.crime.mean():.3f} incidents per cell-week, "

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from crimejob.forecasters.synthetic import store_history, synthetic_history
-from crimejob.gridstore import contiguous_since, history_for_run, load_history
+from crimejob.devworld import la_world
+from crimejob.gridstore import contiguous_since, history_for_run, load_history, store_history
 
 FIRST = date(2023, 1, 2)
 
 
 def write_weeks(engine, first: date, n_weeks: int, seed: int = 0) -> list[date]:
-    history = synthetic_history(weeks=n_weeks, start=first, seed=seed)
+    history = la_world(seed=seed, start=first, weeks=n_weeks).history()
     store_history(engine, history)
     return [w.astype("datetime64[D]").item() for w in history.week_starts]
 

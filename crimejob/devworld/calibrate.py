@@ -397,8 +397,41 @@ def _nibrs(annual: pd.DataFrame, codes: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def near_repeat_excess(counts: np.ndarray, horizon: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """Expected extra incidents per incident, in its own cell and in its 8 neighbours,
+    1..``horizon`` weeks later, beyond the cells' level 10-30 weeks before and after.
+
+    ``counts`` is (weeks, rows, cols). Each incident weighs one. A cell's
+    expected count in week w+k is its level in the weeks 10-30 before and
+    after (so slow drift does not count) times the city's count in w+k over
+    the city's level in those weeks (so seasons do not count either).
+    """
+    y = np.asarray(counts, np.float64)
+    t = len(y)
+    ring = _ring_sum(y)
+    cum = np.concatenate([np.zeros((1, *y.shape[1:])), np.cumsum(y, axis=0)])
+    city = y.reshape(t, -1).sum(axis=1)
+    self_excess, ring_excess = np.zeros(horizon), np.zeros(horizon)
+    incidents = 0.0
+    for w in range(30, t - 30):
+        weight = y[w]
+        if not weight.any():
+            continue
+        level = (cum[w - 10] - cum[w - 30] + cum[w + 31] - cum[w + 11]) / 40.0
+        city_level = level.sum()
+        if city_level <= 0:
+            continue
+        ring_level = _ring_sum(level[None])[0]
+        incidents += weight.sum()
+        for k in range(1, horizon + 1):
+            season = city[w + k] / city_level
+            self_excess[k - 1] += (weight * (y[w + k] - season * level)).sum()
+            ring_excess[k - 1] += (weight * (ring[w + k] - season * ring_level)).sum()
+    return self_excess / max(incidents, 1.0), ring_excess / max(incidents, 1.0)
+
+
 def _near_repeat(data: Path, horizon: int = 6) -> dict[str, Any]:
-    """Extra incidents per incident in its cell and its 8 neighbours, weeks 1..horizon after."""
+    """The near-repeat excess of Philadelphia's shootings on 60 x 75 cells over the city."""
     phl = pd.read_csv(data / PHL_FILE, usecols=["dc_key", "date_", "lat", "lng"])
     phl = phl.dropna(subset=["lat", "lng"]).drop_duplicates("dc_key")
     day = pd.to_datetime(phl["date_"].str[:10])
@@ -406,36 +439,16 @@ def _near_repeat(data: Path, horizon: int = 6) -> dict[str, Any]:
     lat, lon = phl["lat"].to_numpy(), phl["lng"].to_numpy()
     row = np.clip(((lat.max() - lat) / np.ptp(lat) * N_ROWS).astype(int), 0, N_ROWS - 1)
     col = np.clip(((lon - lon.min()) / np.ptp(lon) * N_COLS).astype(int), 0, N_COLS - 1)
-    t = int(week.max()) + 1
-    y = np.zeros((t, N_ROWS, N_COLS))
+    y = np.zeros((int(week.max()) + 1, N_ROWS, N_COLS))
     np.add.at(y, (week, row, col), 1.0)
-    ring = _ring_sum(y)
-    cum = np.concatenate([np.zeros((1, N_ROWS, N_COLS)), np.cumsum(y, axis=0)])
-    self_excess, ring_excess = np.zeros(horizon), np.zeros(horizon)
-    incidents = 0.0
-    for w in range(30, t - 30):
-        hit = y[w] > 0
-        level = (cum[w - 10] - cum[w - 30] + cum[w + 31] - cum[w + 11]) / 40.0
-        ring_level = _ring_sum(level[None])[0]
-        incidents += y[w][hit].sum()
-        for k in range(1, horizon + 1):
-            self_excess[k - 1] += (y[w + k][hit] - level[hit]).sum()
-            ring_excess[k - 1] += (ring[w + k][hit] - ring_level[hit]).sum()
-    self_excess /= incidents
-    ring_excess /= incidents
+    self_excess, ring_excess = near_repeat_excess(y, horizon)
+    total = self_excess.sum() + ring_excess.sum()
     return {
         "source": "Philadelphia shooting victims 2015-2023, incidents by dc_key, 60 x 75 cells",
         "self_excess_by_week": [round(float(v), 4) for v in self_excess],
         "neighbour_excess_by_week": [round(float(v), 4) for v in ring_excess],
-        "branching_ratio": round(float(max(self_excess.sum() + ring_excess.sum(), 0.0)), 4),
-        "self_share": round(
-            float(
-                np.clip(
-                    self_excess.sum() / max(self_excess.sum() + ring_excess.sum(), 1e-9), 0.05, 0.95
-                )
-            ),
-            3,
-        ),
+        "branching_ratio": round(float(max(total, 0.0)), 4),
+        "self_share": round(float(np.clip(self_excess.sum() / max(total, 1e-9), 0.05, 0.95)), 3),
         "weeks": horizon,
     }
 

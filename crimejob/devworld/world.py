@@ -345,8 +345,8 @@ class LAWorld:
         n = len(frame)
         p = self.params
         row, col = np.divmod(frame["cell_id"].to_numpy(), N_COLS)
-        frame["lat"] = np.round(LAT_MAX - (row + rng.random(n)) * ROW_HEIGHT, 4)
-        frame["lon"] = np.round(LON_MIN + (col + rng.random(n)) * COL_WIDTH, 4)
+        frame["lat"] = np.round(LAT_MAX - (row + rng.uniform(0.02, 0.98, n)) * ROW_HEIGHT, 4)
+        frame["lon"] = np.round(LON_MIN + (col + rng.uniform(0.02, 0.98, n)) * COL_WIDTH, 4)
         hour = rng.choice(24, n, p=np.divide(p["hour_of_day"], np.sum(p["hour_of_day"])))
         minutes = np.where(hour == 12, rng.choice([0, 30], n), rng.integers(0, 60, n))
         occurred = (
