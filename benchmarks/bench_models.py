@@ -1,4 +1,4 @@
-"""Model benchmark: cost per sample, training speed, and a 52-week synthetic backtest.
+"""Model benchmark: cost per sample, training speed, and a 52-week backtest on the LA world.
 
 One command, prints tables:
 
@@ -9,8 +9,8 @@ One command, prints tables:
    Conv/Dense layers; backward taken as 2x forward, the usual estimate), and
    training samples/s measured with ``model.fit`` on this machine's device.
 2. A rolling-origin backtest over the last ``--backtest-weeks`` weeks of a
-   synthetic history (``crimejob.forecasters.synthetic``: LA-like ~0.5
-   incidents per cell-week, persistent hotspots, weather-linked intensity),
+   history of the LA development world (``crimejob.devworld``: ~0.13 violent
+   incidents per cell-week, the real LAPD footprint and concentration),
    every model on the same weeks, with wall time per model. rate_cnn runs
    with its production budget; seed_cnn with the reduced budget printed under
    the table (its faithful 50 epochs on every window do not fit a CPU).
@@ -107,7 +107,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--history-weeks", type=int, default=156)
     parser.add_argument("--backtest-weeks", type=int, default=52)
-    parser.add_argument("--seed", type=int, default=1, help="synthetic data seed")
+    parser.add_argument("--seed", type=int, default=1, help="LA world seed")
     parser.add_argument("--skip-seed", action="store_true", help="leave seed_cnn out")
     parser.add_argument("--models", help="comma-separated models to backtest (default: all)")
     parser.add_argument(
@@ -132,7 +132,7 @@ def main() -> int:
 
     history = la_world(seed=args.seed, weeks=args.history_weeks).history()
     print(
-        f"synthetic history: {len(history)} weeks from {history.week_starts[0]}, "
+        f"LA world history: {len(history)} weeks from {history.week_starts[0]}, "
         f"mean {history.crime.mean():.3f} incidents per cell-week, "
         f"{(history.crime.sum(0) > 0).mean():.0%} of cells active"
     )
