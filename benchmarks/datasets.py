@@ -66,7 +66,9 @@ def _grid_counts(
     day: pd.Series, row: np.ndarray, col: np.ndarray, weeks: np.ndarray, shape: tuple[int, int]
 ) -> np.ndarray:
     """(weeks, rows, cols) counts of events by the Monday-to-Sunday week of ``day``."""
-    monday = (day - pd.to_timedelta(day.dt.day_of_week, unit="D")).to_numpy().astype("datetime64[D]")
+    monday = (
+        (day - pd.to_timedelta(day.dt.day_of_week, unit="D")).to_numpy().astype("datetime64[D]")
+    )
     index = ((monday - weeks[0]).astype(np.int64)) // 7
     keep = (index >= 0) & (index < len(weeks))
     counts = np.zeros((len(weeks), *shape), np.float32)
