@@ -22,10 +22,10 @@ from scratch import scratch_database
 
 FILL = """
 INSERT INTO ml.forecasts (target_week, model_name, cell_id, model_version, predicted, rank,
-                          is_production, history_through)
+                          is_production, history_through, horizon_weeks)
 SELECT CAST(:first AS date) + 7 * k AS w, m, c,
        CASE WHEN m = 'rate_cnn' THEN '1' ELSE 'baseline' END,
-       random() * 2, c + 1, m = 'rate_cnn', CAST(:first AS date) + 7 * (k - 1)
+       random() * 2, c + 1, m = 'rate_cnn', CAST(:first AS date) + 7 * (k - 3), 3
 FROM generate_series(0, :weeks - 1) AS k,
      unnest(CAST(:models AS text[])) AS m,
      generate_series(0, 4499) AS c;

@@ -6,11 +6,14 @@ transaction, so a rerun leaves the same rows and a reader never sees a half
 week. Late reports are handled by re-aggregating the weeks an ingest touched
 (see :func:`weeks_touched`).
 
-Counts come from the ``raw.incidents`` view: one incident per (source,
-incident_id), violent if any of its offenses is, placed in the week and cell of
-the view (its earliest offense). Each aggregation also refreshes the cells'
-LAPD divisions (:mod:`crimejob.cell_areas`) in the same transaction. Weather comes from the daily station
-summaries, interpolated to each cell centre by inverse distance weighting.
+Counts come from the ``raw.incidents`` view: one incident per (series,
+incident_id), i.e. per legacy ``dr_no`` or NIBRS ``caseno`` whichever dataset
+published it, violent if any of its offenses is, placed in the week and cell of
+the view (its earliest offense); ``grid.weeks`` keeps the legacy/NIBRS mix of
+each week. Each aggregation also refreshes the cells' LAPD divisions
+(:mod:`crimejob.cell_areas`) in the same transaction. Weather comes from the
+daily station summaries, interpolated to each cell centre by inverse distance
+weighting.
 
 Weather rules (the prototype's three features):
 - a station *reports* a week for temperature when it has both TMAX and TMIN on

@@ -2,8 +2,8 @@
 
 Each handler parses dates, gets the engine and calls one function of the
 ``crimejob`` package; no business logic lives here. Exit codes: 0 success,
-1 failure (a source failed, bad input), 2 usage, 3 the week is not complete
-at the source yet (see ``crimejob run --allow-incomplete``).
+1 failure (a source failed, bad input), 2 usage, 3 the source looks broken beyond
+the publication lag (see ``crimejob run --allow-incomplete``).
 """
 
 from __future__ import annotations
@@ -228,8 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.set_defaults(func=cmd_backtest)
 
     for name, func, helptext in (
-        ("score", cmd_score, "score the forecast made for --week against what happened"),
-        ("forecast", cmd_forecast, "forecast the week after --week for all cells"),
+        ("score", cmd_score,
+         "score the forecasts of the weeks complete as of the run for --week (and rescore "
+         "those late reports changed)"),
+        ("forecast", cmd_forecast,
+         "forecast the week after --week for all cells, from the weeks complete as of its run"),
     ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--week", type=_week, required=True)
@@ -237,7 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="the weekly job for one week, end to end")
     run.add_argument("--week", type=_week, help="default: the latest complete week")
-    run.add_argument("--allow-incomplete", action="store_true")
+    run.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="go on when the source looks broken (the newest complete week half missing, "
+        "or nothing published lately)",
+    )
     run.add_argument("--mode", choices=["retrain", "finetune", "auto"], default="auto")
     run.add_argument("--offline", action="store_true", help=OFFLINE_HELP)
     run.set_defaults(func=cmd_run)

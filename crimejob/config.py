@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
+
+from crimejob.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,7 +46,7 @@ class CrimeDataset:
     """Which SODA dataset serves which report dates, and which series it belongs to.
 
     LAPD switched to NIBRS on 2024-03-07; legacy and NIBRS counts are different
-    series, so every weekly row records the series it came from.
+    series, so every record and every weekly row records the series it came from.
     """
 
     dataset_id: str
@@ -53,13 +55,64 @@ class CrimeDataset:
     reported_to: date | None  # exclusive; None = open-ended
 
 
-DEFAULT_CRIME_DATASETS: tuple[CrimeDataset, ...] = (
-    CrimeDataset("2nrs-mtv8", "legacy", date(2020, 1, 1), date(2024, 3, 7)),
-    CrimeDataset("y8y3-fqfu", "nibrs", date(2024, 3, 7), date(2026, 1, 1)),
-    CrimeDataset("k7nn-b2ep", "nibrs", date(2026, 1, 1), None),
-)
-
 SERIES_BREAK = date(2024, 3, 7)
+LEGACY_LAST_REPORT = date(2025, 3, 28)  # the frozen legacy dataset's last report date
+
+# Every LAPD dataset the job can read, with the report dates it serves (as of late 2026):
+# - 2nrs-mtv8, legacy "Crime Data from 2020 to Present": frozen; reports up to 2025-03-28
+#   (occurrences end 2024-12-30). It tapers off through 2024 as NIBRS ramps up.
+# - k7nn-b2ep, NIBRS offenses: since the merge of 2026-08-18 it holds every NIBRS report
+#   from 2024-03-07 on, and is the one live dataset.
+# - y8y3-fqfu, NIBRS 2024-2025: frozen on 2026-08-18 and closed (HTTP 403) since; its
+#   rows are in k7nn-b2ep. Read only when configured (an old mirror, say).
+KNOWN_CRIME_DATASETS: dict[str, CrimeDataset] = {
+    ds.dataset_id: ds
+    for ds in (
+        CrimeDataset(
+            "2nrs-mtv8", "legacy", date(2020, 1, 1), LEGACY_LAST_REPORT + timedelta(days=1)
+        ),
+        CrimeDataset("k7nn-b2ep", "nibrs", SERIES_BREAK, None),
+        CrimeDataset("y8y3-fqfu", "nibrs", SERIES_BREAK, date(2026, 8, 18)),
+    )
+}
+
+# 2024-03-07..2025-03-28 is covered by both series: each record keeps its own.
+DEFAULT_CRIME_DATASETS: tuple[CrimeDataset, ...] = (
+    KNOWN_CRIME_DATASETS["2nrs-mtv8"],
+    KNOWN_CRIME_DATASETS["k7nn-b2ep"],
+)
+CRIME_DATASETS_SETTING = "CRIMEJOB_CRIME_DATASETS"
+PUBLICATION_LAG_SETTING = "CRIMEJOB_PUBLICATION_LAG_DAYS"
+
+
+def _parse_crime_datasets(text: str) -> tuple[CrimeDataset, ...]:
+    """Parse ``ID[:FIRST[:LAST]],...``: the datasets to read and, optionally, the report
+    dates each serves (FIRST..LAST inclusive, ISO dates; an empty LAST is open-ended).
+    A bare ID serves its known range (:data:`KNOWN_CRIME_DATASETS`)."""
+    datasets = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        dataset_id, *bounds = (p.strip() for p in item.split(":"))
+        known = KNOWN_CRIME_DATASETS.get(dataset_id)
+        if known is None:
+            raise ConfigError(
+                f"{CRIME_DATASETS_SETTING}: {dataset_id!r} is not an LAPD dataset the job "
+                f"can read ({', '.join(KNOWN_CRIME_DATASETS)})"
+            )
+        if len(bounds) > 2:
+            raise ConfigError(
+                f"{CRIME_DATASETS_SETTING}: cannot parse {item!r}; write ID or ID:FIRST:LAST"
+            )
+        try:
+            first = date.fromisoformat(bounds[0]) if bounds and bounds[0] else known.reported_from
+            to = known.reported_to
+            if len(bounds) == 2:
+                to = date.fromisoformat(bounds[1]) + timedelta(days=1) if bounds[1] else None
+        except ValueError as exc:
+            raise ConfigError(f"{CRIME_DATASETS_SETTING}: bad date in {item!r}: {exc}") from None
+        datasets.append(CrimeDataset(dataset_id, known.kind, first, to))
+    if not datasets:
+        raise ConfigError(f"{CRIME_DATASETS_SETTING} names no dataset")
+    return tuple(datasets)
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -102,12 +155,16 @@ class Settings:
     http_max_attempts: int = 6
     http_backoff_max_s: float = 60.0
     soda_page_size: int = 50_000
+    # Days from a report to its publication on the portal (measured: 12-14): weeks whose
+    # reports are not all published by the run are not used as history (see crimejob.lag).
+    publication_lag_days: int = 14
 
 
 def get_settings() -> Settings:
     """Read the settings from the environment now (tests change it between calls)."""
     data_dir = Path(_env("CRIMEJOB_DATA_DIR", str(PROJECT_ROOT / ".crimejob")))
     stations_text = _env("CRIMEJOB_STATIONS")
+    datasets_text = _env(CRIME_DATASETS_SETTING)
     return Settings(
         database_url=_env("CRIMEJOB_DATABASE_URL"),
         data_dir=data_dir,
@@ -121,4 +178,20 @@ def get_settings() -> Settings:
         http_max_attempts=int(_env("CRIMEJOB_HTTP_MAX_ATTEMPTS", "6")),
         http_backoff_max_s=float(_env("CRIMEJOB_HTTP_BACKOFF_MAX", "60")),
         soda_page_size=int(_env("CRIMEJOB_SODA_PAGE_SIZE", "50000")),
+        crime_datasets=_parse_crime_datasets(datasets_text)
+        if datasets_text
+        else DEFAULT_CRIME_DATASETS,
+        publication_lag_days=_lag_days(_env(PUBLICATION_LAG_SETTING, "14")),
     )
+
+
+def _lag_days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        raise ConfigError(
+            f"{PUBLICATION_LAG_SETTING} must be a whole number of days, not {text!r}"
+        ) from None
+    if not 0 <= days <= 365:
+        raise ConfigError(f"{PUBLICATION_LAG_SETTING} must be between 0 and 365 days, not {days}")
+    return days

@@ -15,9 +15,13 @@ Decisions worth knowing:
 
 - Transactions: one per dataset window (API), one for the whole file (CSV), so
   a failure leaves nothing partial behind.
-- Which dataset serves which report dates is ``settings.crime_datasets``; each
-  dataset is asked only for its own dates (so legacy records reported after
-  the NIBRS switch are not fetched unless ``datasets`` names the legacy set).
+- Which dataset serves which report dates is ``settings.crime_datasets``
+  (``CRIMEJOB_CRIME_DATASETS``); each dataset is asked only for its own dates.
+  By default the legacy ``2nrs-mtv8`` serves reports up to its end (2025-03-28)
+  and ``k7nn-b2ep`` every NIBRS report from 2024-03-07: the transition year is
+  read from both, each record tagged with its series. A dataset that answers
+  403/404/410 (LAPD closes frozen ones: ``y8y3-fqfu``) fails the fetch in one
+  line naming the dataset and the setting to change.
 - A record rejected in an earlier run that now arrives usable is loaded, and
   its earlier rejects (same source and key) are deleted: ``ops.rejects`` holds
   what is unusable now. A record loaded earlier that now arrives unusable keeps
@@ -51,13 +55,20 @@ import psycopg2
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from crimejob.config import Settings, get_settings
+from crimejob.config import (
+    CRIME_DATASETS_SETTING,
+    DEFAULT_CRIME_DATASETS,
+    KNOWN_CRIME_DATASETS,
+    Settings,
+    get_settings,
+)
 from crimejob.dbcopy import copy_frame
 from crimejob.errors import SourceError
 from crimejob.rejects import store_rejects
 from crimejob.reports import IngestReport
 from crimejob.runs import finish_run, start_run
 from crimejob.sources import lapd
+from crimejob.sources.http import HttpStatusError
 from crimejob.sources.soda import SodaClient, WindowQuery
 
 log = logging.getLogger(__name__)
@@ -98,11 +109,35 @@ def dataset_windows(
     return windows
 
 
+# Answers that mean the dataset itself is gone or closed, not that a request failed.
+GONE_STATUSES = {403: "Forbidden", 404: "Not Found", 410: "Gone"}
+
+
+def _gone(dataset_id: str, exc: HttpStatusError, from_option: bool) -> SourceError:
+    """One line naming the dataset and what to change (LAPD freezes and closes datasets:
+    y8y3-fqfu answers 403 since its rows moved to k7nn-b2ep)."""
+    if from_option:
+        change = f"drop {dataset_id} from --dataset"
+    elif any(ds.dataset_id == dataset_id for ds in DEFAULT_CRIME_DATASETS):
+        change = f"set {CRIME_DATASETS_SETTING} to the datasets that serve these report dates"
+    else:
+        change = f"remove {dataset_id} from {CRIME_DATASETS_SETTING}"
+    nibrs = KNOWN_CRIME_DATASETS["k7nn-b2ep"]
+    return SourceError(
+        f"SODA dataset {dataset_id} answered HTTP {exc.status} "
+        f"({GONE_STATUSES[exc.status]}) at {exc.url.split('?')[0]}: it is closed or gone; "
+        f"{change} (k7nn-b2ep serves every NIBRS report since {nibrs.reported_from})"
+    )
+
+
 def fetch_crime_api(
     start: date, end: date, datasets: list[str] | None = None, settings: Settings | None = None
 ) -> list[tuple[str, list[dict]]]:
     """Records whose report date is in [start, end] from each dataset serving those dates,
-    each window verified complete against a count query. No database writes."""
+    each window verified complete against a count query. No database writes.
+
+    A dataset that answers 403, 404 or 410 fails the fetch with one line naming it
+    and the setting to change."""
     settings = settings or get_settings()
     client = SodaClient(settings)
     fetched = []
@@ -117,7 +152,12 @@ def fetch_crime_api(
             key_field=adapter.key_field,
             required_fields=adapter.required_fields,
         )
-        fetched.append((dataset_id, client.fetch_window(query)))
+        try:
+            fetched.append((dataset_id, client.fetch_window(query)))
+        except HttpStatusError as exc:
+            if exc.status in GONE_STATUSES:
+                raise _gone(dataset_id, exc, bool(datasets)) from exc
+            raise
     return fetched
 
 

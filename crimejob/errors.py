@@ -15,3 +15,7 @@ class SourceError(CrimejobError):
 
 class DataError(CrimejobError):
     """The data in the database cannot support the step asked for (gaps, too few weeks)."""
+
+
+class ConfigError(CrimejobError, ValueError):
+    """A setting (an environment variable) has a value the job cannot use; names the setting."""

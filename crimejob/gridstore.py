@@ -23,11 +23,12 @@ _AS_OF_QUERY = sa.text(
     """
     SELECT w.week_start, w.cell_id, coalesce(c.violent_count, 0) AS violent_count,
            coalesce(c.incident_count, 0) AS incident_count,
+           coalesce(c.nibrs_count, 0) AS nibrs_count,
            w.mean_temp_f, w.total_rain_in, w.holiday
     FROM grid.weekly AS w
     LEFT JOIN (
         SELECT week_start, cell_id, count(*) FILTER (WHERE is_violent) AS violent_count,
-               count(*) AS incident_count
+               count(*) AS incident_count, count(*) FILTER (WHERE series = 'nibrs') AS nibrs_count
         FROM raw.incidents
         WHERE reported_at < :reported_before AND week_start <= :through
         GROUP BY week_start, cell_id
@@ -69,9 +70,10 @@ def load_history(
     """Every aggregated week up to ``through`` (and from ``since``), as arrays.
 
     Never reads a week after ``through``: this is where leakage is prevented.
-    With ``reported_before``, violent counts include only incidents reported
-    before that moment (LA local time), so a backfilled week sees the data
-    that existed then, not late reports that arrived afterwards.
+    With ``reported_before``, counts (violent, all incidents, and the NIBRS
+    share) include only incidents reported before that moment (LA local time),
+    so a backfilled week sees the data that existed then, not late reports that
+    arrived afterwards.
     Weeks must be dense (4,500 rows each) and consecutive; a gap is an error
     rather than a silent shift of the time axis. Missing weather is carried
     forward from the cell's previous week.
@@ -102,6 +104,16 @@ def load_history(
     incidents = frame["incident_count"].to_numpy(np.float32).reshape(t, N_ROWS, N_COLS)
     share = pd.Series(series["nibrs_share"].to_numpy(np.float64), index=series["week_start"])
     nibrs_share = share.reindex(pd.to_datetime(unique_weeks).date).fillna(0.0)
+    if "nibrs_count" in frame:
+        # as of ``reported_before``: the mix of the incidents published then (a week
+        # without any keeps the mix grid.weeks records)
+        per_week = frame.groupby("week_start", sort=True)[["nibrs_count", "incident_count"]].sum()
+        total = per_week["incident_count"].to_numpy(np.float64)
+        as_of = np.divide(
+            per_week["nibrs_count"].to_numpy(np.float64), total,
+            out=nibrs_share.to_numpy(np.float64, copy=True), where=total > 0,
+        )  # fmt: skip
+        nibrs_share = pd.Series(as_of)
     weather = frame[list(WEATHER_FEATURES)].to_numpy(np.float64).reshape(t, N_CELLS * 3)
     # A week no station reported (NCEI lags a few days behind, so often the newest
     # one) keeps the cell's values of the week before; only a history that starts
@@ -133,14 +145,25 @@ def contiguous_since(bind: Engine | Connection, through: date) -> date | None:
     return first
 
 
-def history_for_run(bind: Engine | Connection, week: date) -> GridHistory:
-    """What the run for ``week`` may see: consecutive weeks up to ``week``, counting only
-    incidents reported before ``week`` ended (so a backfill sees what existed then)."""
-    since = contiguous_since(bind, week)
+def history_for_run(
+    bind: Engine | Connection, week: date, lag_days: int | None = None
+) -> GridHistory:
+    """What the run for ``week`` may see: consecutive weeks up to the newest complete one
+    (``crimejob.lag``: W-2 with the default 14-day publication lag), counting only
+    incidents reported early enough to have been published when the run happened.
+
+    So a live run and a backfill of the same week read the same counts, whatever late
+    reports arrived in between. ``lag_days`` defaults to CRIMEJOB_PUBLICATION_LAG_DAYS.
+    """
+    from crimejob.lag import run_weeks
+
+    plan = run_weeks(week, lag_days)
+    since = contiguous_since(bind, plan.history_through)
     if since is None:
         return load_history(bind, date(1900, 1, 1), since=date(1900, 1, 1))
-    reported_before = datetime.combine(week + timedelta(weeks=1), datetime.min.time())
-    return load_history(bind, week, since=since, reported_before=reported_before)
+    return load_history(
+        bind, plan.history_through, since=since, reported_before=plan.published_before
+    )
 
 
 def store_history(engine: Engine, history: GridHistory) -> int:

@@ -59,21 +59,36 @@ def _summary(name: str, out: dict | None) -> str:
     if name == "aggregate":
         return f"weeks {out['weeks'][0]}..{out['weeks'][1]} (+{len(out['older_weeks'])} older)"
     if name == "check_completeness":
-        return f"{out['incidents']} incidents" + (f"; {out['note']}" if out.get("note") else "")
+        text = f"complete through {out['history_through']}: {out['incidents']} incidents"
+        if out.get("ratio") is not None:
+            text += f" ({out['ratio']:.0%} of the trailing median)"
+        partial = out.get("incomplete_weeks") or {}
+        if partial:
+            text += "; still publishing " + ", ".join(
+                f"{w} ({share:.0%})" for w, share in partial.items() if share is not None
+            )
+        return text + (f"; {out['note']}" if out.get("note") else "")
     if name == "score":
         prod = out.get("production")
         if prod:
+            weeks = out.get("scored_weeks") or [out.get("week")]
             return (
-                f"{len(out['scored_models'])} models; production {prod['model_name']} "
-                f"MAE {prod['mae']:.3f} PAI5 {prod['pai_5pct']:.2f}"
+                f"week(s) {', '.join(weeks)}: {len(out['scored_models'])} models; production "
+                f"{prod['model_name']} MAE {prod['mae']:.3f} PAI5 {prod['pai_5pct']:.2f}"
             )
         return out.get("note", f"{len(out['scored_models'])} models")
     if name == "train":
         return out.get("summary", "")
     if name == "forecast":
         return (
-            f"{out['target_week']}: {out['rows']} rows, production {out['production_model']} "
-            f"v{out['production_version']}"
+            f"{out['target_week']}: {out['rows']} rows from history through "
+            f"{out['history_through']} (horizon {out['horizon_weeks']} weeks), production "
+            f"{out['production_model']} "
+            + (
+                f"v{out['production_version']}"
+                if str(out["production_version"]).isdigit()
+                else f"({out['production_version']})"
+            )
         )
     return ""
 
@@ -169,9 +184,10 @@ def backfill(
     """The weekly run for each week from ``start`` to ``end``, oldest first.
 
     Resumable: weeks whose run succeeded (and whose forecast is in place) are
-    skipped unless ``force``. Each run sees only data reported before its week
-    ended, so later weeks never leak into earlier forecasts. Past weeks are
-    complete by definition, so the completeness check only warns.
+    skipped unless ``force``. Each run replays what was published when it would
+    have run (records reported before the run moment minus the publication lag,
+    ``crimejob.lag``), so later reports never leak into earlier forecasts. Past
+    weeks are complete by definition, so the completeness check only warns.
     """
     from tqdm import tqdm
 

@@ -1,8 +1,14 @@
-"""Score forecasts once their week has happened: per-cell errors and the week's metrics.
+"""Score forecasts once their week is complete: per-cell errors and the week's metrics.
 
 Every model that forecast the week (the production model and each baseline) is
 scored on the same actuals, so ``bi.forecast_scores`` is an honest scoreboard.
 Rescoring a week replaces its rows in one transaction.
+
+A target week is scored only once its data is complete after the publication lag
+(the weekly run passes its ``history_through``, see ``crimejob.lag``), and scored
+again whenever its counts change later (late reports re-aggregate the week:
+``grid.weeks.aggregated_at`` moves past ``scored_at``) or its forecasts are
+rewritten, so the scoreboard follows the best counts known.
 """
 
 from __future__ import annotations
@@ -35,6 +41,21 @@ _ACTIVE = sa.text(
     """
 )
 SCORE_COLUMNS = tuple(k for k in METRIC_KEYS if k != "actual_total")
+
+# Target weeks up to :through with a forecast, aggregated, and never scored or scored
+# before their counts (aggregated_at) or forecasts (created_at) last changed.
+_TO_SCORE = sa.text(
+    """
+    SELECT f.target_week
+    FROM (SELECT target_week, max(created_at) AS created_at FROM ml.forecasts
+          WHERE target_week <= :through GROUP BY target_week) AS f
+    JOIN grid.weeks AS g ON g.week_start = f.target_week
+    LEFT JOIN (SELECT target_week, min(scored_at) AS scored_at FROM ml.forecast_scores
+               GROUP BY target_week) AS s USING (target_week)
+    WHERE s.scored_at IS NULL OR g.aggregated_at > s.scored_at OR f.created_at > s.scored_at
+    ORDER BY f.target_week
+    """
+)
 
 
 def active_cells(conn, through: date) -> np.ndarray:
@@ -104,3 +125,32 @@ def score_target_week(engine: Engine, week: date) -> dict:
             else None
         ),
     }
+
+
+def weeks_to_score(engine: Engine, through: date) -> list[date]:
+    """Complete target weeks (up to ``through``) whose scores are missing or out of date."""
+    with engine.connect() as conn:
+        return [r.target_week for r in conn.execute(_TO_SCORE, {"through": through})]
+
+
+def score_complete_weeks(engine: Engine, through: date) -> dict:
+    """Score (or rescore) every target week up to ``through`` that needs it.
+
+    Returns the weeks scored and, like :func:`score_target_week`, the newest one's
+    models and production scores.
+    """
+    weeks = weeks_to_score(engine, through)
+    results = [score_target_week(engine, week) for week in weeks]
+    scored = [r for r in results if r["scored_models"]]
+    out = {
+        "history_through": str(through),
+        "scored_weeks": [r["week"] for r in scored],
+        "scored_models": scored[-1]["scored_models"] if scored else [],
+        "production": scored[-1]["production"] if scored else None,
+    }
+    if scored:
+        out["week"] = scored[-1]["week"]
+        out["actual_total"] = scored[-1]["actual_total"]
+    else:
+        out["note"] = f"no complete target week (through {through}) left to score"
+    return out

@@ -2,7 +2,8 @@
 
 Every step takes an engine and the ``week`` being run (a Monday; the run for W
 starts after W ends), is idempotent, and returns a small JSON-serialisable dict
-(fit for an Airflow XCom). Order, as in the design notes:
+(fit for an Airflow XCom). The run for W forecasts W+1 from the weeks complete
+after the publication lag (``crimejob.lag``). Order, as in the design notes:
 
     extract_crime ─┐
                    ├─ load ─ aggregate ─ check_completeness ─ score ─ train ─ forecast
@@ -56,14 +57,17 @@ def history_weeks() -> int:
 
 def extract_window(engine: Engine, week: date) -> tuple[date, date]:
     """Report dates to (re)fetch for ``week``: the trailing window for late reports,
-    reaching further back to the first missing week when history is missing."""
+    reaching further back to the first missing week when history is missing (the
+    bootstrap: ``history_weeks()`` weeks up to the newest complete week)."""
     from crimejob.gridstore import aggregated_weeks
+    from crimejob.lag import run_weeks
 
     settings = get_settings()
     end = week + timedelta(days=6)
     start = week - timedelta(weeks=settings.trailing_weeks - 1)
     have = set(aggregated_weeks(engine))
-    wanted = [week - timedelta(weeks=i) for i in range(history_weeks())]
+    through = run_weeks(week).history_through
+    wanted = [through - timedelta(weeks=i) for i in range(history_weeks())]
     missing = [w for w in wanted if w not in have and w < start]
     if missing:
         start = min(missing)
@@ -170,40 +174,89 @@ def aggregate(engine: Engine, week: date, loaded: dict) -> dict:
 # --- completeness ----------------------------------------------------------------
 
 
-def check_completeness(engine: Engine, week: date, allow_incomplete: bool = False) -> dict:
-    """Stop before training on a week the source has not finished publishing.
+_WEEK_TOTALS = sa.text(
+    "SELECT week_start, incident_total FROM grid.weeks "
+    "WHERE week_start BETWEEN :first AND :last ORDER BY week_start"
+)
+# The newest report the source had published by the run (raw.crime_records is indexed
+# on reported_at, so this reads one index entry).
+_NEWEST_REPORT = sa.text(
+    "SELECT max(reported_at) FROM raw.crime_records WHERE reported_at < :before"
+)
+# How far behind the lag the newest published report may be before the feed counts as
+# stalled: a week of report dates with nothing published at all.
+STALL_DAYS = 7
 
-    Compares the week's incident count with the median of the 8 weeks before
-    it; below ``CRIMEJOB_COMPLETENESS_RATIO`` (default 0.5) of that median the
-    week is taken as half-published.
+
+def check_completeness(engine: Engine, week: date, allow_incomplete: bool = False) -> dict:
+    """Stop the run when the source is clearly broken, not because of the publication lag.
+
+    The lag is designed in (``crimejob.lag``): the weeks after ``history_through``
+    (W-1 and W with the default 14-day lag) are expected to be partial, and are
+    only reported. Two things stop the run (exit code 3, nothing written):
+
+    - the newest *complete* week, ``history_through``, has under
+      ``CRIMEJOB_COMPLETENESS_RATIO`` (default 0.5) of the median of the 8 weeks
+      before it: a week that should be whole is half missing;
+    - nothing reported in the week before the lag cut-off has been published at all
+      (the newest published report is over ``STALL_DAYS`` days older than the run
+      moment minus the lag): the feed has stalled, or its lag grew well past
+      ``CRIMEJOB_PUBLICATION_LAG_DAYS``.
+
+    ``allow_incomplete`` (``--allow-incomplete``, backfills) turns both into a note.
     """
+    from crimejob.lag import run_weeks
+
+    plan = run_weeks(week)
+    through = plan.history_through
     ratio_floor = float(os.environ.get("CRIMEJOB_COMPLETENESS_RATIO", "0.5"))
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.text(
-                "SELECT week_start, incident_total FROM grid.weeks "
-                "WHERE week_start BETWEEN :first AND :week ORDER BY week_start"
-            ),
-            {"first": week - timedelta(weeks=8), "week": week},
+            _WEEK_TOTALS, {"first": through - timedelta(weeks=8), "last": week}
         ).all()
+        newest = conn.execute(_NEWEST_REPORT, {"before": week_end(week)}).scalar()
     totals = {r.week_start: r.incident_total for r in rows}
-    if week not in totals:
-        raise IncompleteWeekError(f"week {week} has no grid rows: nothing was loaded for it")
-    previous = [totals[w] for w in sorted(totals) if w < week]
-    result = {"week": str(week), "incidents": totals[week], "complete": True}
+    if through not in totals:
+        raise IncompleteWeekError(
+            f"week {through}, the newest week complete after the {plan.lag_days}-day "
+            f"publication lag, has no grid rows: nothing was loaded for it"
+        )
+    previous = [totals[w] for w in sorted(totals) if w < through]
+    result: dict = {
+        "week": str(week),
+        "history_through": str(through),
+        "incidents": totals[through],
+        "newest_report": str(newest) if newest else None,
+        "complete": True,
+    }
+    problems = []
     if len(previous) < 4:
         result["note"] = f"only {len(previous)} earlier weeks to compare with; not checked"
-        return result
-    median = statistics.median(previous)
-    ratio = totals[week] / median if median else 1.0
-    result.update({"trailing_median": median, "ratio": round(ratio, 3)})
-    if ratio < ratio_floor:
-        result["complete"] = False
-        message = (
-            f"week {week} has {totals[week]} incidents, {ratio:.0%} of the median "
-            f"{median:g} of the 8 weeks before: the source has not published it yet "
-            f"(rerun later, or pass --allow-incomplete)"
+    else:
+        median = statistics.median(previous)
+        ratio = totals[through] / median if median else 1.0
+        result.update({"trailing_median": median, "ratio": round(ratio, 3)})
+        result["incomplete_weeks"] = {
+            str(w): round(totals.get(w, 0) / median, 3) if median else None
+            for w in plan.incomplete_weeks
+        }
+        if ratio < ratio_floor:
+            problems.append(
+                f"week {through} has {totals[through]} incidents, {ratio:.0%} of the median "
+                f"{median:g} of the 8 weeks before, although its reports should all be "
+                f"published after the {plan.lag_days}-day lag: the source has not published it"
+            )
+    stalled_before = plan.published_before - timedelta(days=STALL_DAYS)
+    if newest is None or newest < stalled_before:
+        problems.append(
+            f"the newest report published is {newest or 'none'}: nothing reported on or "
+            f"after {stalled_before:%Y-%m-%d} has been published, though with the "
+            f"{plan.lag_days}-day lag the reports taken before {plan.published_before:%Y-%m-%d} "
+            f"should be (the feed stalled, or its lag grew: see CRIMEJOB_PUBLICATION_LAG_DAYS)"
         )
+    if problems:
+        result["complete"] = False
+        message = "; ".join(problems) + " (rerun later, or pass --allow-incomplete)"
         if not allow_incomplete:
             raise IncompleteWeekError(message)
         result["note"] = "allowed: " + message
@@ -214,21 +267,26 @@ def check_completeness(engine: Engine, week: date, allow_incomplete: bool = Fals
 
 
 def score(engine: Engine, week: date) -> dict:
-    """Score every forecast made for ``week`` against what happened in it."""
-    from crimejob.scoring import score_target_week
+    """Score the forecasts of every target week that is complete as of the run for
+    ``week`` (up to its ``history_through``) and was not scored since its counts or its
+    forecasts last changed: new weeks once, and again when late reports revise them."""
+    from crimejob.lag import run_weeks
+    from crimejob.scoring import score_complete_weeks
 
-    return score_target_week(engine, week)
+    return score_complete_weeks(engine, run_weeks(week).history_through)
 
 
 def train(engine: Engine, week: date, mode: str = "auto") -> dict:
-    """Fine-tune or retrain the production model on data up to ``week`` (GPU queue)."""
+    """Fine-tune or retrain the production model (GPU queue) on the history the run for
+    ``week`` may see, at the run's horizon."""
     from crimejob.modelstep import train_for_week
 
     return train_for_week(engine, week, mode=mode)
 
 
 def forecast(engine: Engine, week: date, run_id: int | None = None) -> dict:
-    """Forecast ``week + 7 days`` for all cells with the production model and baselines."""
+    """Forecast next week (``week + 7 days``) for all cells with the production model and
+    the baselines, from the newest complete week at the run's horizon."""
     from crimejob.forecast_store import forecast_next_week
 
     return forecast_next_week(engine, week, run_id=run_id)

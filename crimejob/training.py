@@ -24,6 +24,11 @@
 
 Reruns are idempotent: a version already trained for the same week and
 design is returned, not trained again.
+
+Horizon: the model learns to forecast ``horizon`` weeks past its history (a
+hyperparameter, so part of the design). The weekly run trains on the weeks
+complete after the publication lag at the run's horizon (``crimejob.lag``:
+3 by default); a production version trained for another horizon is no rival.
 """
 
 from __future__ import annotations
@@ -157,6 +162,10 @@ def hyperparameter_overrides() -> dict[str, Any]:
     return parsed
 
 
+def _horizon(version: ModelVersion) -> int:
+    return int(version.hyperparameters.get("horizon", 1))
+
+
 def _choose_mode(
     mode: str, production: ModelVersion | None, design: str, week: date
 ) -> tuple[str, str]:
@@ -255,6 +264,15 @@ def train(
     if len(history) == 0 or history.last_week != week:
         raise DataError(f"grid.weekly has no rows for {week}; aggregate it before training")
     production = production_version(engine, name)
+    if production is not None and _horizon(production) != candidate.horizon:
+        # Trained to forecast another number of weeks ahead (the publication lag setting
+        # changed, or it predates the lag): not a rival on these weeks; the forecast step
+        # does not use it either. The candidate retrains and must beat the baselines.
+        log.info(
+            "%s forecasts %d week(s) ahead, the candidate %d: not compared",
+            production.label, _horizon(production), candidate.horizon,
+        )  # fmt: skip
+        production = None
     if production is not None and production.data_through > week:
         raise DataError(
             f"production {production.label} was trained through {production.data_through}, "

@@ -12,6 +12,11 @@ week has ended. The week comes from the data interval (or from the ``week``
 param on a manual run). ``max_active_runs=1`` keeps weeks in order, so a
 backfill (``airflow backfill create``) replays them oldest first.
 
+Every run writes next week's forecast. LAPD publishes reports about two weeks
+late, so it is made from the weeks complete when the run starts (W-2 with the
+default ``CRIMEJOB_PUBLICATION_LAG_DAYS``), three weeks ahead: see
+``docs/live-feed.md``. Nothing waits for the lag.
+
 Training runs on the Celery queue ``gpu`` in the one-slot pool ``gpu``:
 only the GPU worker listens on that queue, and never two trainings at once.
 """
@@ -120,7 +125,8 @@ def _is_backfill(context: dict[str, Any]) -> bool:
         "allow_incomplete": Param(
             False,
             type="boolean",
-            description="Go on even if the source has not published the whole week yet.",
+            description="Go on even if the source looks broken: the newest week complete "
+            "after the publication lag half missing, or nothing published lately.",
         ),
         "train_mode": Param(
             "auto",

@@ -418,26 +418,27 @@ def wait_for_runs(stack: AirflowStack, count: int, timeout: float) -> list[sa.Ro
 
 # --- the job's sources and settings --------------------------------------------
 
-FIRST = date(2023, 3, 6)  # the first week the DAG runs for in these tests (a Monday)
+FIRST = date(2026, 9, 28)  # the first week the DAG runs for in these tests (a Monday)
 HISTORY_WEEKS = 26  # weeks of grid history the first run bootstraps
-PER_WEEK = 400  # legacy records reported per week
+PER_WEEK = 150  # incidents in a normal week
 
 
 @contextlib.contextmanager
 def job_sources(weeks_after: int = 4) -> Iterator[tuple[Any, Any]]:
-    """Local SODA and NCEI servers with reports from before the history to after FIRST."""
-    from tests.fakes.ncei import ncei_server
-    from tests.fakes.soda import LEGACY_ID, make_legacy_records, soda_server
+    """Local SODA and NCEI servers with reports from before the history to after FIRST.
 
-    first_report = FIRST - timedelta(weeks=HISTORY_WEEKS + 4)
-    weeks = HISTORY_WEEKS + 4 + weeks_after
-    records = make_legacy_records(
-        PER_WEEK * weeks, first_report, first_report + timedelta(weeks=weeks, days=-1), seed=3
-    )
-    with (
-        soda_server({LEGACY_ID: records}, set_env=False) as soda,
-        ncei_server(start=first_report, end=FIRST + timedelta(weeks=weeks_after)) as ncei,
-    ):
+    The SODA server behaves like the LAPD portal in late 2026
+    (``tests.fakes.soda.portal_server``): NIBRS offenses from ``k7nn-b2ep``,
+    ``y8y3-fqfu`` closed with HTTP 403, each record published 13 days after its
+    report date once a test sets ``soda.app.now`` (None, the default, serves all).
+    """
+    from tests.fakes.ncei import ncei_server
+    from tests.fakes.soda import portal_server
+
+    first_report = FIRST - timedelta(weeks=HISTORY_WEEKS + 6)
+    last_report = FIRST + timedelta(weeks=weeks_after, days=6)
+    portal = portal_server(first_report, last_report, per_week=PER_WEEK, seed=3, set_env=False)
+    with portal as soda, ncei_server(start=first_report, end=last_report) as ncei:
         yield soda, ncei
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import date
+from datetime import date, timedelta
 
 import pandas as pd
 import pytest
@@ -234,14 +234,13 @@ def test_nibrs_offenses_load_per_record_and_an_incident_is_violent_if_any_offens
     mixed = [c for c, codes in by_case.items() if len(set(codes) & NIBRS_VIOLENT_CODES) == 1
              and len(codes) > 1]  # fmt: skip
     assert mixed, "the generator should produce incidents mixing violent and other offenses"
-    # k7nn-b2ep dates carry the time of day; it is kept.
-    record = records[0]
+    # k7nn-b2ep dates that carry the time of day keep it
+    with_time = next(r for r in records if not r["date_occ"].endswith("T00:00:00.000"))
     occurred = _scalar(
-        clean_db,
-        "SELECT occurred_at FROM raw.crime_records WHERE record_id = :k",
-        k=record["uniquenibrno"],
+        clean_db, "SELECT occurred_at FROM raw.crime_records WHERE record_id = :k",
+        k=with_time["uniquenibrno"],
     )
-    assert occurred == pd.Timestamp(record["date_occ"]).to_pydatetime()
+    assert occurred == pd.Timestamp(with_time["date_occ"]).to_pydatetime()
 
 
 def test_y8y3_records_load_with_their_coordinates(clean_db):
@@ -257,12 +256,75 @@ def test_y8y3_records_load_with_their_coordinates(clean_db):
     assert n_cells > 5
 
 
+def test_nibrs_offenses_held_by_both_nibrs_datasets_count_once_by_caseno(clean_db):
+    # LAPD merged y8y3-fqfu's rows into k7nn-b2ep: a database that read y8y3 before and
+    # k7nn now holds the same offenses twice. Incidents are counted by caseno.
+    nibrs = make_nibrs_records(60, date(2025, 6, 2), date(2025, 6, 8), dataset=NIBRS_2026_ID)
+    y8y3 = []
+    for record in nibrs:
+        copy_ = {k: v for k, v in record.items() if not k.startswith("hndrdth_")}
+        copy_.update(lat=record["hndrdth_lat"], lon=record["hndrdth_lon"])
+        copy_["date_occ"] = record["date_occ"][:10] + "T00:00:00.000"  # midnight in y8y3
+        y8y3.append(copy_)
+    load_crime_records(clean_db, [(NIBRS_2024_ID, y8y3), (NIBRS_2026_ID, nibrs)])
+    assert _scalar(clean_db, "SELECT count(*) FROM raw.crime_records") == 2 * len(nibrs)
+    cases = {r["caseno"] for r in nibrs}
+    incidents = _rows(clean_db, "SELECT incident_id, offense_records FROM raw.incidents")
+    assert sorted(i for i, _ in incidents) == sorted(cases)
+    per_case = {c: sum(r["caseno"] == c for r in nibrs) for c in cases}
+    assert dict(incidents) == per_case
+
+    from crimejob.aggregate import aggregate_weeks
+
+    weeks = sorted({week_start(date.fromisoformat(r["date_occ"][:10])) for r in nibrs})
+    aggregate_weeks(clean_db, weeks[0], weeks[-1])
+    total = _scalar(clean_db, "SELECT sum(incident_total) FROM grid.weeks")
+    assert total == len(cases)
+
+
+def test_a_2024_transition_window_is_read_from_both_series_and_grid_weeks_keeps_the_mix(
+    clean_db,
+):
+    from crimejob.aggregate import aggregate_weeks
+    from tests.fakes.soda import portal_datasets
+
+    first, last = date(2024, 10, 7), date(2024, 11, 3)
+    datasets = portal_datasets(first, last, per_week=80, seed=7, missing_location=0.0,
+                               junk_dates=0.0)  # fmt: skip
+    assert datasets[LEGACY_ID] and datasets[NIBRS_2026_ID]
+    with soda_server(datasets) as server:
+        ingest_crime_api(clean_db, first, last)
+    asked = {p for p, _, _ in server.requests}
+    assert asked == {f"/resource/{LEGACY_ID}.json", f"/resource/{NIBRS_2026_ID}.json"}
+    weeks = [first + timedelta(weeks=i) for i in range(4)]
+    aggregate_weeks(clean_db, weeks[0], weeks[-1])
+    expected: dict = {}
+    for series, records, key in (("legacy", datasets[LEGACY_ID], "dr_no"),
+                                 ("nibrs", datasets[NIBRS_2026_ID], "caseno")):  # fmt: skip
+        for r in records:
+            week = week_start(date.fromisoformat(r["date_occ"][:10]))
+            expected.setdefault((week, series), set()).add(r[key])
+    rows = _rows(
+        clean_db,
+        "SELECT week_start, series, legacy_incidents, nibrs_incidents, incident_total "
+        "FROM grid.weeks ORDER BY week_start",
+    )
+    assert [r.week_start for r in rows] == weeks
+    for row in rows:
+        legacy = len(expected.get((row.week_start, "legacy"), ()))
+        nibrs = len(expected.get((row.week_start, "nibrs"), ()))
+        assert (row.legacy_incidents, row.nibrs_incidents) == (legacy, nibrs)
+        assert row.incident_total == legacy + nibrs
+        assert legacy > 0 and nibrs > 0  # the ramp: both series carry the week
+        assert row.series == ("legacy" if legacy > nibrs else "nibrs")
+
+
 def test_a_source_failing_after_retries_fails_the_ingest_and_writes_nothing(clean_db):
     legacy = make_legacy_records(50, date(2024, 3, 1), date(2024, 3, 6), seed=12)
-    nibrs = make_nibrs_records(30, date(2024, 3, 7), date(2024, 3, 13), dataset=NIBRS_2024_ID)
-    with soda_server({LEGACY_ID: legacy, NIBRS_2024_ID: nibrs}) as server:
-        server.add_faults(f"/resource/{NIBRS_2024_ID}.json", *[Fault(status=503)] * 3)
-        with pytest.raises(SourceError, match=NIBRS_2024_ID):
+    nibrs = make_nibrs_records(30, date(2024, 3, 7), date(2024, 3, 13), dataset=NIBRS_2026_ID)
+    with soda_server({LEGACY_ID: legacy, NIBRS_2026_ID: nibrs}) as server:
+        server.add_faults(f"/resource/{NIBRS_2026_ID}.json", *[Fault(status=503)] * 3)
+        with pytest.raises(SourceError, match=NIBRS_2026_ID):
             ingest_crime_api(clean_db, date(2024, 3, 1), date(2024, 3, 13))
     assert _scalar(clean_db, "SELECT count(*) FROM raw.crime_records") == 0
     assert _scalar(clean_db, "SELECT count(*) FROM ops.rejects") == 0

@@ -52,7 +52,9 @@ def test_a_gap_in_the_weeks_is_an_error_and_runs_use_the_unbroken_stretch(clean_
     with pytest.raises(ValueError, match="consecutive"):
         load_history(clean_db, later[-1])
     assert contiguous_since(clean_db, later[-1]) == later[0]
-    assert len(history_for_run(clean_db, later[-1])) == 3
+    assert len(history_for_run(clean_db, later[-1], lag_days=0)) == 3
+    # with the default 14-day lag the run for later[-1] stops two weeks earlier
+    assert len(history_for_run(clean_db, later[-1])) == 1
 
 
 def test_a_run_counts_only_incidents_reported_before_its_week_ended(clean_db):
@@ -76,9 +78,43 @@ def test_a_run_counts_only_incidents_reported_before_its_week_ended(clean_db):
                 "w": week,
             },
         )
-    as_of_run = history_for_run(clean_db, week)
+    as_of_run = history_for_run(clean_db, week, lag_days=0)
     assert as_of_run.crime[-1].ravel()[7] == 1  # the late report is not seen
     assert as_of_run.crime.sum() == 1
+
+
+def test_with_a_publication_lag_a_run_sees_what_the_portal_had_published(clean_db):
+    weeks = write_weeks(clean_db, FIRST, 4)
+    week = weeks[1]
+    with clean_db.begin() as conn:
+        conn.execute(sa.text("UPDATE grid.weekly SET violent_count = 0"))
+    start = datetime.combine(week, datetime.min.time())
+    reported = {  # all occurred in `week`, cell 7
+        "during the week": start + timedelta(days=2),
+        "its last minute": start + timedelta(days=6, hours=23, minutes=59),
+        "the Monday after": start + timedelta(days=7, hours=9),
+    }
+    with clean_db.begin() as conn:
+        for key, at in enumerate(reported.values()):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO raw.crime_records (source, record_id, incident_id, series, "
+                    "occurred_at, reported_at, week_start, lat, lon, cell_id, offense_codes, "
+                    "is_violent, payload) VALUES ('k7nn-b2ep', :k, :k, 'nibrs', :occ, :at, :w, "
+                    "34, -118.3, 7, '{13A}', true, '{}')"
+                ),
+                {"k": str(key), "occ": start + timedelta(hours=1), "at": at, "w": week},
+            )
+    # The run for weeks[3] (two weeks later) uses `week` as its newest complete week, and
+    # counts the reports published 14 days before it ran: those taken by `week`'s end.
+    run = history_for_run(clean_db, weeks[3])
+    assert run.last_week == week and len(run) == 2
+    assert run.crime[-1].ravel()[7] == 2
+    # the series mix is the published one too: all NIBRS in `week`, none the week before
+    assert run.nibrs_share.tolist() == [0.0, 1.0]
+    # the same run with a 7-day lag reaches a week further and sees the Monday report too
+    run_7 = history_for_run(clean_db, weeks[3], lag_days=7)
+    assert run_7.last_week == weeks[2] and run_7.crime[1].ravel()[7] == 3
 
 
 def test_history_carries_all_incidents_and_the_nibrs_share_of_each_week(clean_db):

@@ -224,3 +224,152 @@ def test_dates_before_the_window_of_the_grid_are_still_parsed():
     # y8y3-fqfu carries junk occurrence dates back to 1920: parsed, not crashed on.
     parsed = lapd.parse_timestamps(pd.Series(["1920-01-01T00:00:00.000"]))
     assert parsed[0] == pd.Timestamp(date(1920, 1, 1))
+
+
+# --- NIBRS records as the live feed has them (../shared/data/README.md) ----------------
+
+# The two real y8y3-fqfu rows quoted in the data README (June 2026), as the API sends them.
+REAL_Y8Y3 = [
+    {"caseno": "25245851", "uniquenibrno": "25245851_290_0",
+     "date_rptd": "2025-12-31T00:00:00.000", "date_occ": "2025-12-29T00:00:00.000",
+     "time_occ": "2120", "area": "20", "area_name": "Olympic", "rpt_dist_no": "2071",
+     "totaloffensecount": "2", "group": "A", "nibr_code": "290",
+     "nibr_description": "594(B)(2)(A) - PC - M - Vandalism Less Than $4...",
+     "crime_against": "Property", "premis_cd": "RA", "status": "14",
+     "status_desc": "Cleared by Arrest - CA Filed", "location": "1400 S Manhattan Pl",
+     "lat": "34.0463", "lon": "-118.3102"},
+    {"caseno": "25245765", "uniquenibrno": "25245765_240_1",
+     "date_rptd": "2025-12-31T00:00:00.000", "date_occ": "2025-12-29T00:00:00.000",
+     "time_occ": "2120", "area": "20", "area_name": "Olympic", "rpt_dist_no": "2071",
+     "totaloffensecount": "2", "group": "A", "nibr_code": "240",
+     "crime_against": "Property", "lat": "34.0463", "lon": "-118.3102"},
+]  # fmt: skip
+
+
+def _k7nn(**fields) -> dict:
+    """A k7nn-b2ep offense row; ``fields`` replace (or, set to None, remove) values."""
+    record = {
+        "uniquenibrno": "26012345_13A_0", "caseno": "26012345",
+        "date_rptd": "2026-09-16T09:41:00.000", "date_occ": "2026-09-14T00:00:00.000",
+        "time_occ": "2130", "area": "12", "area_name": "77th Street", "rpt_dist_no": "1241",
+        "totaloffensecount": "1", "group": "A", "nibr_code": "13A",
+        "nibr_description": "245(A)(1) - PC - F - Assault With Deadly Weapon - 13A",
+        "crime_against": "Person", "hndrdth_lat": "33.9583", "hndrdth_lon": "-118.2889",
+    }  # fmt: skip
+    record.update(fields)
+    return {k: v for k, v in record.items() if v is not None}
+
+
+def _map_nibrs(records: list[dict], dataset: str = lapd.NIBRS_2026) -> lapd.Mapped:
+    return lapd.map_api_records(dataset, records)
+
+
+def test_the_real_y8y3_rows_map_with_their_coordinates_and_codes():
+    mapped = _map_nibrs(REAL_Y8Y3, lapd.NIBRS_2024)
+    assert mapped.rejects.empty
+    rows = mapped.records.set_index("record_id")
+    assert rows.loc["25245851_290_0", "incident_id"] == "25245851"
+    assert rows.loc["25245851_290_0", "occurred_at"] == pd.Timestamp(2025, 12, 29, 21, 20)
+    assert rows.loc["25245851_290_0", "week_start"] == pd.Timestamp(2025, 12, 29)
+    assert rows["offense_codes"].tolist() == ["{290}", "{240}"]
+    assert not rows["is_violent"].any() and (rows["series"] == "nibrs").all()
+    assert (rows["lat"] == 34.0463).all() and (rows["lon"] == -118.3102).all()
+
+
+def test_k7nn_coordinates_come_from_hndrdth_fields_and_zero_zero_is_missing():
+    good = _k7nn()
+    nowhere = _k7nn(uniquenibrno="26012346_13A_0", caseno="26012346",
+                    hndrdth_lat="0", hndrdth_lon="0")  # fmt: skip
+    plain = _k7nn(uniquenibrno="26012347_13A_0", caseno="26012347",
+                  hndrdth_lat=None, hndrdth_lon=None, lat="34.05", lon="-118.25")  # fmt: skip
+    mapped = _map_nibrs([good, nowhere, plain])
+    assert mapped.records["record_id"].tolist() == ["26012345_13A_0"]
+    assert (mapped.records[["lat", "lon"]].iloc[0] == [33.9583, -118.2889]).all()
+    assert dict(zip(mapped.rejects["record_key"], mapped.rejects["reason"], strict=True)) == {
+        "26012346_13A_0": "missing_location",
+        "26012347_13A_0": "missing_location",  # k7nn-b2ep has no lat/lon: never guessed
+    }
+
+
+@pytest.mark.parametrize(
+    "date_occ, time_occ, occurred",
+    [
+        # a date that carries a time of day keeps it
+        ("2026-09-14T21:30:00.000", "2130", datetime(2026, 9, 14, 21, 30)),
+        ("2026-09-14T08:05:00.000", "1200", datetime(2026, 9, 14, 8, 5)),
+        # a midnight date takes the time from time_occ
+        ("2026-09-14T00:00:00.000", "2130", datetime(2026, 9, 14, 21, 30)),
+        ("2026-09-14T00:00:00.000", "45", datetime(2026, 9, 14, 0, 45)),
+        # ... unless time_occ is 0000 or 1200, LAPD's "time unknown": the date alone
+        ("2026-09-14T00:00:00.000", "1200", datetime(2026, 9, 14)),
+        ("2026-09-14T00:00:00.000", "0000", datetime(2026, 9, 14)),
+        ("2026-09-14T00:00:00.000", None, datetime(2026, 9, 14)),
+    ],
+)
+def test_nibrs_occurrence_times_with_or_without_a_time_of_day(date_occ, time_occ, occurred):
+    mapped = _map_nibrs([_k7nn(date_occ=date_occ, time_occ=time_occ)])
+    assert mapped.rejects.empty
+    assert mapped.records["occurred_at"].iloc[0] == pd.Timestamp(occurred)
+    assert mapped.records["week_start"].iloc[0] == pd.Timestamp(2026, 9, 14)
+
+
+def test_legacy_noon_stays_noon():
+    # 1200 is a placeholder in NIBRS; in the legacy dataset the time rule is unchanged
+    record = {"dr_no": "241204321", "date_rptd": "2024-01-03T00:00:00.000",
+              "date_occ": "2024-01-02T00:00:00.000", "time_occ": "1200", "crm_cd": "230",
+              "lat": "34.0", "lon": "-118.3"}  # fmt: skip
+    mapped = lapd.map_api_records(lapd.LEGACY, [record])
+    assert mapped.records["occurred_at"].iloc[0] == pd.Timestamp(2024, 1, 2, 12)
+
+
+@pytest.mark.parametrize(
+    "date_occ, why",
+    [
+        ("1800-01-06T00:00:00.000", "is before 2000-01-01"),  # seen in k7nn-b2ep
+        ("1920-05-01T00:00:00.000", "is before 2000-01-01"),  # seen in y8y3-fqfu
+        ("1999-12-31T23:00:00.000", "is before 2000-01-01"),
+        ("2026-09-17T00:00:00.000", "is after date_rptd=2026-09-16T09:41:00.000"),
+    ],
+)
+def test_junk_occurrence_dates_are_rejected_with_the_reason(date_occ, why):
+    mapped = _map_nibrs([_k7nn(date_occ=date_occ)])
+    assert mapped.records.empty
+    (reject,) = mapped.rejects.itertuples()
+    assert reject.reason == lapd.IMPLAUSIBLE_DATE == "implausible_date"
+    assert reject.detail == f"date_occ={date_occ} {why}"
+    assert reject.payload == _k7nn(date_occ=date_occ)  # the record as sent, kept
+
+
+def test_an_offense_on_its_report_date_is_not_junk():
+    mapped = _map_nibrs([_k7nn(date_occ="2026-09-16T23:50:00.000")])
+    assert mapped.rejects.empty  # later that day than the report's time: same date
+
+
+@pytest.mark.parametrize(
+    "code, against, violent",
+    [
+        ("09A", "Person", True), ("11A", "Person", True), ("11B", "Person", True),
+        ("11C", "Person", True), ("13A", "Person", True),
+        ("120", "Property", True),  # robbery: NIBRS files it under Property
+        ("13B", "Person", False),  # simple assault
+        ("13C", "Person", False), ("240", "Property", False), ("90Z", "Society", False),
+    ],
+)  # fmt: skip
+def test_violent_comes_from_the_offense_code_never_from_crime_against(code, against, violent):
+    mapped = _map_nibrs([_k7nn(nibr_code=code, crime_against=against,
+                               uniquenibrno=f"26012345_{code}_0")])  # fmt: skip
+    assert mapped.records["is_violent"].tolist() == [violent]
+
+
+def test_offenses_stay_one_per_row_and_share_their_incident():
+    codes = ["13B", "120", "290"]
+    records = [
+        _k7nn(uniquenibrno=f"26012345_{code}_{seq}", nibr_code=code, totaloffensecount="3")
+        for seq, code in enumerate(codes)
+    ]
+    mapped = _map_nibrs(records)
+    rows = mapped.records
+    assert rows["record_id"].tolist() == [r["uniquenibrno"] for r in records]
+    assert set(rows["incident_id"]) == {"26012345"}
+    assert rows["offense_codes"].tolist() == ["{13B}", "{120}", "{290}"]
+    assert rows["is_violent"].tolist() == [False, True, False]

@@ -6,13 +6,14 @@ in stable pages, or the fetch fails loudly; it never duplicates or loses records
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 import pytest
 
+from crimejob import cli
 from crimejob.config import get_settings
 from crimejob.crime_ingest import dataset_windows, fetch_crime_api
-from crimejob.errors import SourceError
+from crimejob.errors import CrimejobError, SourceError
 from tests.fakes.server import Fault
 from tests.fakes.soda import (
     LEGACY_ID,
@@ -188,27 +189,108 @@ def test_an_empty_window_is_a_valid_answer(week_records):
     assert fetched == [(LEGACY_ID, [])]
 
 
-def test_configuration_picks_the_dataset_serving_each_report_date():
-    windows = dataset_windows(date(2024, 3, 1), date(2024, 3, 13), None, get_settings())
-    assert windows == [
-        (LEGACY_ID, date(2024, 3, 1), date(2024, 3, 6)),
-        (NIBRS_2024_ID, date(2024, 3, 7), date(2024, 3, 13)),
+def test_by_default_legacy_serves_reports_to_its_end_and_k7nn_every_nibrs_report():
+    settings = get_settings()
+    # the transition: both series, each dataset for the dates it serves
+    assert dataset_windows(date(2024, 3, 1), date(2024, 3, 13), None, settings) == [
+        (LEGACY_ID, date(2024, 3, 1), date(2024, 3, 13)),
+        (NIBRS_2026_ID, date(2024, 3, 7), date(2024, 3, 13)),
     ]
-    late = dataset_windows(date(2025, 12, 29), date(2026, 1, 4), None, get_settings())
-    assert [w[0] for w in late] == [NIBRS_2024_ID, NIBRS_2026_ID]
-    assert dataset_windows(date(2026, 1, 5), date(2026, 1, 11), [LEGACY_ID], get_settings()) == [
+    # the legacy dataset ends with its last report, 2025-03-28
+    assert dataset_windows(date(2025, 3, 24), date(2025, 4, 6), None, settings) == [
+        (LEGACY_ID, date(2025, 3, 24), date(2025, 3, 28)),
+        (NIBRS_2026_ID, date(2025, 3, 24), date(2025, 4, 6)),
+    ]
+    # 2025 and 2026 NIBRS reports both come from k7nn-b2ep; y8y3-fqfu is never asked
+    assert dataset_windows(date(2025, 12, 29), date(2026, 10, 4), None, settings) == [
+        (NIBRS_2026_ID, date(2025, 12, 29), date(2026, 10, 4)),
+    ]
+    assert dataset_windows(date(2023, 1, 2), date(2023, 1, 8), None, settings) == [
+        (LEGACY_ID, date(2023, 1, 2), date(2023, 1, 8)),
+    ]
+    assert dataset_windows(date(2026, 1, 5), date(2026, 1, 11), [LEGACY_ID], settings) == [
         (LEGACY_ID, date(2026, 1, 5), date(2026, 1, 11))
     ]
 
 
+def test_y8y3_is_read_only_when_configured(monkeypatch):
+    monkeypatch.setenv("CRIMEJOB_CRIME_DATASETS", f"{NIBRS_2024_ID},{NIBRS_2026_ID}:2026-08-18:")
+    windows = dataset_windows(date(2025, 12, 29), date(2026, 8, 23), None, get_settings())
+    assert windows == [
+        (NIBRS_2024_ID, date(2025, 12, 29), date(2026, 8, 17)),
+        (NIBRS_2026_ID, date(2026, 8, 18), date(2026, 8, 23)),
+    ]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("abcd-1234", r"'abcd-1234' is not an LAPD dataset"),
+        (f"{NIBRS_2026_ID}:2026-13-01", r"bad date"),
+        (f"{NIBRS_2026_ID}:2026-01-01:2026-02-01:x", r"cannot parse"),
+        (" , ", r"names no dataset"),
+    ],
+)
+def test_a_bad_dataset_setting_is_a_one_line_error_naming_it(monkeypatch, text, message):
+    monkeypatch.setenv("CRIMEJOB_CRIME_DATASETS", text)
+    with pytest.raises(CrimejobError, match=rf"CRIMEJOB_CRIME_DATASETS.*{message}"):
+        get_settings()
+
+
 def test_each_dataset_is_asked_only_for_the_dates_it_serves():
-    legacy = make_legacy_records(30, date(2024, 3, 1), date(2024, 3, 6), seed=4)
-    nibrs = make_nibrs_records(30, date(2024, 3, 7), date(2024, 3, 13), dataset=NIBRS_2024_ID)
-    with soda_server({LEGACY_ID: legacy, NIBRS_2024_ID: nibrs}) as server:
+    legacy = make_legacy_records(30, date(2024, 3, 1), date(2024, 3, 13), seed=4)
+    nibrs = make_nibrs_records(30, date(2024, 3, 7), date(2024, 3, 13))
+    with soda_server({LEGACY_ID: legacy, NIBRS_2026_ID: nibrs}) as server:
         fetched = fetch_crime_api(date(2024, 3, 1), date(2024, 3, 13))
-    assert [(d, len(r)) for d, r in fetched] == [(LEGACY_ID, 30), (NIBRS_2024_ID, len(nibrs))]
+    assert [(d, len(r)) for d, r in fetched] == [(LEGACY_ID, 30), (NIBRS_2026_ID, len(nibrs))]
     wheres = {p: q["$where"] for p, q, _ in server.requests if "$select" not in q}
-    assert wheres[f"/resource/{NIBRS_2024_ID}.json"] == (
+    assert wheres[f"/resource/{NIBRS_2026_ID}.json"] == (
         "date_rptd >= '2024-03-07T00:00:00' AND date_rptd < '2024-03-14T00:00:00'"
     )
-    assert "'2024-03-07T00:00:00'" in wheres[LEGACY_PATH]
+    assert wheres[LEGACY_PATH] == (
+        "date_rptd >= '2024-03-01T00:00:00' AND date_rptd < '2024-03-14T00:00:00'"
+    )
+    assert f"/resource/{NIBRS_2024_ID}.json" not in {p for p, _, _ in server.requests}
+
+
+@pytest.mark.parametrize("status", [403, 404, 410])
+def test_a_closed_dataset_fails_in_one_line_naming_it_and_the_setting(monkeypatch, status):
+    monkeypatch.setenv("CRIMEJOB_CRIME_DATASETS", f"{LEGACY_ID},{NIBRS_2024_ID}")
+    legacy = make_legacy_records(20, date(2024, 3, 4), date(2024, 3, 10))
+    with soda_server({LEGACY_ID: legacy}) as server:
+        server.app.closed[NIBRS_2024_ID] = status
+        with pytest.raises(SourceError) as caught:
+            fetch_crime_api(date(2024, 3, 4), date(2024, 3, 10))
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"SODA dataset {NIBRS_2024_ID} answered HTTP {status}")
+    assert f"remove {NIBRS_2024_ID} from CRIMEJOB_CRIME_DATASETS" in message
+    # a closed dataset is not retried: one request, no backoff
+    asked = [p for p, _, _ in server.requests if NIBRS_2024_ID in p]
+    assert len(asked) == 1
+
+
+def test_a_closed_dataset_named_on_the_command_line_says_so(clean_db, capsys):
+    with soda_server({}) as server:
+        server.app.closed[NIBRS_2024_ID] = 403
+        code = cli.main(
+            ["ingest", "crime", "--start", "2025-01-06", "--end", "2025-01-12",
+             "--dataset", NIBRS_2024_ID]
+        )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_FAILED
+    assert err.count("\n") == 1 and err.startswith(f"crimejob ingest: SODA dataset {NIBRS_2024_ID}")
+    assert f"drop {NIBRS_2024_ID} from --dataset" in err
+
+
+def test_the_portal_publishes_each_record_13_days_after_its_report_date():
+    records = make_nibrs_records(80, date(2026, 9, 7), date(2026, 9, 20))
+    with soda_server({NIBRS_2026_ID: records}) as server:
+        server.app.now = datetime(2026, 9, 28)  # a Monday: reports up to Sept 15 are out
+        fetched = fetch_crime_api(date(2026, 9, 7), date(2026, 9, 27))
+        server.app.now = datetime(2026, 10, 5)
+        a_week_later = fetch_crime_api(date(2026, 9, 7), date(2026, 9, 27))
+    ((_, early),), ((_, later),) = fetched, a_week_later
+    assert {r["date_rptd"][:10] for r in early} <= {f"2026-09-{d:02d}" for d in range(7, 16)}
+    assert len(early) == sum(r["date_rptd"] <= "2026-09-15T00:00:00.000" for r in records)
+    assert len(later) == len(records)

@@ -218,3 +218,48 @@ def test_the_gate_promotes_only_a_model_that_beats_production_and_the_best_basel
         not worse_than_baseline["promoted"] and "mean_52w's 0.7000" in worse_than_baseline["reason"]
     )
     assert not tie["promoted"]
+
+
+def test_the_weekly_train_step_learns_the_runs_horizon_on_the_complete_weeks(db, monkeypatch):
+    from crimejob import gridstore
+    from crimejob.forecast_store import make_forecasts
+    from crimejob.gridstore import load_history
+    from crimejob.lag import run_weeks
+    from crimejob.modelstep import train_for_week
+
+    # The LA world's grids have no raw records to count as of the run: read them as stored.
+    monkeypatch.setattr(
+        gridstore, "history_for_run",
+        lambda bind, w: load_history(bind, run_weeks(w).history_through),
+    )  # fmt: skip
+    monkeypatch.setenv("CRIMEJOB_HYPERPARAMETERS", json.dumps(TINY))
+    # The run for week 35 with the default 14-day lag: weeks up to 33 are complete,
+    # next week (36) is 3 weeks after them.
+    out = train_for_week(db, week(35))
+    assert (out["history_through"], out["horizon_weeks"]) == (str(week(33)), 3)
+    stored = get_version(db, "rate_cnn", out["version"])
+    assert stored.hyperparameters["horizon"] == 3
+    assert stored.data_through == week(33)
+    # each training target is 3 weeks after its input window; the newest is week 33
+    assert stored.validation_weeks[-1] == week(33)
+    assert stored.trained_through <= week(33) - timedelta(weeks=len(stored.validation_weeks))
+    assert stored.validation["mae"] < 2.0  # the planted 500s of weeks 34+ were never read
+    assert train_for_week(db, week(35))["skipped"] is True  # a rerun reuses it
+    promote(db, out["version"])
+
+    # The lag setting changes to 0 (horizon 1): the horizon-3 production is no rival and
+    # the forecast step does not use it: the fallback baseline stands in.
+    monkeypatch.setenv("CRIMEJOB_PUBLICATION_LAG_DAYS", "0")
+    again = train_for_week(db, week(33))
+    assert again["horizon_weeks"] == 1 and again["mode"] == "retrain"
+    [*_, decision] = decisions(db, "rate_cnn")
+    assert decision["production_version"] is None
+    history = load_history(db, week(33))
+    forecasts = make_forecasts(db, history, horizon=1)
+    production = [f for f in forecasts if f.is_production]
+    assert len(production) == 1
+    if not again["promoted"]:
+        assert production[0].model_name == "mean_13w"
+    forecasts_3 = make_forecasts(db, history, horizon=3)
+    by_name = {f.model_name: f for f in forecasts_3 if f.is_production}
+    assert list(by_name) in (["rate_cnn"], ["mean_13w"])

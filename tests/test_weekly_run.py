@@ -49,6 +49,10 @@ def job_env(monkeypatch, tmp_path, clean_db):
     monkeypatch.setenv("CRIMEJOB_HTTP_MAX_ATTEMPTS", "3")
     monkeypatch.setenv("CRIMEJOB_HTTP_BACKOFF_MAX", "0.05")
     monkeypatch.setenv("CRIMEJOB_HYPERPARAMETERS", json.dumps({"epochs": 2, "finetune_epochs": 1}))
+    # These sources publish every record at once: no publication lag, so the run for W
+    # forecasts W+1 from W (horizon 1) and scores W. tests/test_live_portal.py runs the
+    # job against a portal with LAPD's two-week lag (the default setting).
+    monkeypatch.setenv("CRIMEJOB_PUBLICATION_LAG_DAYS", "0")
     return clean_db
 
 

@@ -31,6 +31,15 @@ RETRY_STATUS = frozenset({202, 429, 500, 502, 503, 504})
 USER_AGENT = f"crimejob/{__version__} (weekly LA crime forecasting)"
 
 
+class HttpStatusError(SourceError):
+    """A final, non-retryable HTTP answer (a 400, a 403, a 404...): ``status`` says which."""
+
+    def __init__(self, message: str, status: int, url: str):
+        super().__init__(message)
+        self.status = status
+        self.url = url
+
+
 class RetryableHTTPError(Exception):
     """A response worth asking again for (429, 5xx, 202)."""
 
@@ -90,8 +99,10 @@ class HttpClient:
                 log.warning("HTTP %s from %s, will retry", response.status_code, response.url)
                 raise RetryableHTTPError(response)
             if response.status_code != 200:
-                raise SourceError(
-                    f"HTTP {response.status_code} from {response.url}: {response.text[:300]}"
+                raise HttpStatusError(
+                    f"HTTP {response.status_code} from {response.url}: {response.text[:300]}",
+                    response.status_code,
+                    response.url,
                 )
             return response
 

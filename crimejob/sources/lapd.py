@@ -48,6 +48,12 @@ LEGACY_VIOLENT_CODES = frozenset(
 # (11C), robbery (120), aggravated assault (13A).
 NIBRS_VIOLENT_CODES = frozenset("09A 11A 11B 11C 120 13A".split())
 
+# NIBRS time_occ 0000 and 1200 mostly mean "time unknown" (LAPD's placeholder values).
+NIBRS_UNKNOWN_TIMES = frozenset({0, 12 * 60})
+# Occurrence dates before this, or after the report date, are junk (the NIBRS datasets
+# hold dates back to 1800-01-06): such records are rejected, with the date, not loaded.
+EARLIEST_OCCURRENCE = pd.Timestamp("2000-01-01")
+
 # Code formats: legacy crm_cd is a three-digit number (110..999); NIBRS offense
 # codes are three characters, digits with an optional trailing letter (09A, 120, 90Z).
 _LEGACY_CODE = r"^[1-9]\d{2}$"
@@ -80,6 +86,8 @@ REJECT_COLUMNS = ["source", "record_key", "reason", "detail", "payload"]
 
 # Rejects of a record whose natural key appears twice in one batch (the last wins).
 DUPLICATE_KEY = "duplicate_key"
+# An occurrence date that cannot be true: before 2000, or after the report date.
+IMPLAUSIBLE_DATE = "implausible_date"
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,8 @@ class DatasetAdapter:
     report_field: str = "date_rptd"
     occurred_field: str = "date_occ"
     time_field: str = "time_occ"
+    # time_occ values (minutes after midnight) that mean "time unknown", not a time
+    unknown_times: frozenset[int] = frozenset()
 
     @property
     def required_fields(self) -> tuple[str, ...]:
@@ -136,6 +146,7 @@ ADAPTERS: dict[str, DatasetAdapter] = {
         violent_codes=NIBRS_VIOLENT_CODES,
         code_pattern=_NIBRS_CODE,
         coordinates_required=False,
+        unknown_times=NIBRS_UNKNOWN_TIMES,
     ),
     NIBRS_2026: DatasetAdapter(
         dataset_id=NIBRS_2026,
@@ -146,6 +157,7 @@ ADAPTERS: dict[str, DatasetAdapter] = {
         coordinate_fields=(("hndrdth_lat", "hndrdth_lon"),),
         violent_codes=NIBRS_VIOLENT_CODES,
         code_pattern=_NIBRS_CODE,
+        unknown_times=NIBRS_UNKNOWN_TIMES,
     ),
 }
 
@@ -247,6 +259,23 @@ def parse_time_of_day(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     return total.clip(lower=0), total < 0
 
 
+def occurrence_times(
+    dates: pd.Series, time_text: pd.Series, minutes: pd.Series, unknown: frozenset[int]
+) -> pd.Series:
+    """When each record's offense occurred (naive LA wall clock).
+
+    Legacy dates are always midnight, the time of day in ``time_occ``; some
+    ``k7nn-b2ep`` dates carry the time themselves and others are midnight. A
+    date that carries a time keeps it; otherwise ``time_occ`` gives it, unless
+    it is one of the dataset's ``unknown`` placeholders (NIBRS ``0000``/``1200``)
+    or missing: then the date alone, at midnight. The week is the date's either way.
+    """
+    day = dates.dt.normalize()
+    known = time_text.notna() & ~minutes.isin(list(unknown))
+    from_time_occ = day + pd.to_timedelta(minutes.where(known, 0), unit="min")
+    return dates.where(dates != day, from_time_occ)
+
+
 def _numbers(frame: pd.DataFrame, column: str) -> pd.Series:
     if column not in frame:
         return pd.Series(np.nan, index=frame.index)
@@ -345,11 +374,7 @@ def map_frame(frame: pd.DataFrame, adapter: DatasetAdapter) -> tuple[pd.DataFram
     reported = parse_timestamps(report_text)
     occurred_date = parse_timestamps(occurred_text)
     minutes, bad_time = parse_time_of_day(time_text)
-    # Legacy dates are midnight with the time in time_occ; k7nn-b2ep dates carry the
-    # time themselves. Use time_occ when given, else the timestamp as sent.
-    occurred = occurred_date.where(
-        time_text.isna(), occurred_date.dt.normalize() + pd.to_timedelta(minutes, unit="min")
-    )
+    occurred = occurrence_times(occurred_date, time_text, minutes, adapter.unknown_times)
     offenses = _offenses(frame, adapter)
     lat, lon = _coordinates(frame, adapter)
     cell, where = cell_of(lat.to_numpy(), lon.to_numpy())
@@ -372,6 +397,12 @@ def map_frame(frame: pd.DataFrame, adapter: DatasetAdapter) -> tuple[pd.DataFram
     flag(reported.isna(), R.BAD_DATE, shown(adapter.report_field, report_text))
     flag(occurred_date.isna(), R.BAD_DATE, shown(adapter.occurred_field, occurred_text))
     flag(bad_time, R.BAD_DATE, shown(adapter.time_field, time_text))
+    flag(occurred_date < EARLIEST_OCCURRENCE, IMPLAUSIBLE_DATE,
+         lambda hit: f"{adapter.occurred_field}=" + occurred_text[hit].astype(str)
+         + f" is before {EARLIEST_OCCURRENCE.date()}")  # fmt: skip
+    flag(occurred_date.dt.normalize() > reported.dt.normalize(), IMPLAUSIBLE_DATE,
+         lambda hit: f"{adapter.occurred_field}=" + occurred_text[hit].astype(str)
+         + f" is after {adapter.report_field}=" + report_text[hit].astype(str))  # fmt: skip
     flag(
         offenses.first.isna(), R.MISSING_CODE, lambda hit: f"no {'/'.join(adapter.code_fields)}"
     )

@@ -3,7 +3,8 @@
 
 CREATE VIEW bi.forecasts AS
 SELECT f.target_week, f.cell_id, f.predicted, f.rank, f.model_name, f.model_version,
-       f.created_at, c.lat_center, c.lon_center, f.is_production, f.history_through
+       f.created_at, c.lat_center, c.lon_center, f.is_production, f.history_through,
+       f.horizon_weeks
 FROM ml.forecasts AS f
 JOIN grid.cells AS c USING (cell_id);
 COMMENT ON VIEW bi.forecasts IS 'Every forecast written: one row per target week, model and cell.';
@@ -17,4 +18,5 @@ COMMENT ON COLUMN bi.forecasts.created_at IS 'When the forecast was written.';
 COMMENT ON COLUMN bi.forecasts.lat_center IS 'Latitude of the cell centre.';
 COMMENT ON COLUMN bi.forecasts.lon_center IS 'Longitude of the cell centre.';
 COMMENT ON COLUMN bi.forecasts.is_production IS 'True for the forecast of the production model, the one to act on.';
-COMMENT ON COLUMN bi.forecasts.history_through IS 'Last week of data the forecast was made from.';
+COMMENT ON COLUMN bi.forecasts.history_through IS 'Last week of data the forecast was made from: the newest week complete after the publication lag when the run happened (target_week - 3 weeks with the default 14-day lag).';
+COMMENT ON COLUMN bi.forecasts.horizon_weeks IS 'How many weeks ahead the forecast was made: target_week - history_through, in weeks (3 with the default 14-day publication lag, 1 with none).';
