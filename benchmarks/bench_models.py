@@ -1,4 +1,4 @@
-"""Model benchmark: cost per sample, training speed, and a 52-week synthetic backtest.
+"""Model benchmark: cost per sample, training speed, and a 52-week backtest on the LA world.
 
 One command, prints tables:
 
@@ -9,8 +9,8 @@ One command, prints tables:
    Conv/Dense layers; backward taken as 2x forward, the usual estimate), and
    training samples/s measured with ``model.fit`` on this machine's device.
 2. A rolling-origin backtest over the last ``--backtest-weeks`` weeks of a
-   synthetic history (``crimejob.forecasters.synthetic``: LA-like ~0.5
-   incidents per cell-week, persistent hotspots, weather-linked intensity),
+   history of the LA development world (``crimejob.devworld``: ~0.13 violent
+   incidents per cell-week, the real LAPD footprint and concentration),
    every model on the same weeks, with wall time per model. rate_cnn runs
    with its production budget; seed_cnn with the reduced budget printed under
    the table (its faithful 50 epochs on every window do not fit a CPU).
@@ -31,9 +31,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from crimejob.backtest import run_backtest  # noqa: E402
+from crimejob.devworld import la_world  # noqa: E402
 from crimejob.forecasters import BASELINES, get_forecaster  # noqa: E402
 from crimejob.forecasters.keras_common import on_gpu, window_ends  # noqa: E402
-from crimejob.forecasters.synthetic import synthetic_history  # noqa: E402
 
 SEED_BUDGET = {"epochs": 3, "max_train_windows": 32, "finetune_epochs": 1, "finetune_windows": 4}
 
@@ -107,7 +107,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--history-weeks", type=int, default=156)
     parser.add_argument("--backtest-weeks", type=int, default=52)
-    parser.add_argument("--seed", type=int, default=1, help="synthetic data seed")
+    parser.add_argument("--seed", type=int, default=1, help="LA world seed")
     parser.add_argument("--skip-seed", action="store_true", help="leave seed_cnn out")
     parser.add_argument("--models", help="comma-separated models to backtest (default: all)")
     parser.add_argument(
@@ -130,9 +130,9 @@ def main() -> int:
     if device == "CPU":
         print("no GPU in this run: GPU figures were not measured")
 
-    history = synthetic_history(weeks=args.history_weeks, seed=args.seed)
+    history = la_world(seed=args.seed, weeks=args.history_weeks).history()
     print(
-        f"synthetic history: {len(history)} weeks from {history.week_starts[0]}, "
+        f"LA world history: {len(history)} weeks from {history.week_starts[0]}, "
         f"mean {history.crime.mean():.3f} incidents per cell-week, "
         f"{(history.crime.sum(0) > 0).mean():.0%} of cells active"
     )

@@ -239,7 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     backtest = sub.add_parser("backtest", help="rolling-origin backtest of several models")
     backtest.add_argument("--start", type=_week, required=True)
     backtest.add_argument("--end", type=_week, required=True)
-    backtest.add_argument("--models", required=True, help="comma-separated model names")
+    backtest.add_argument(
+        "--models",
+        required=True,
+        help="comma-separated model names, e.g. rate_cnn,lgbm,kde_mean,mean_52w",
+    )
     backtest.add_argument("--json", help="also write per-week rows and means as JSON")
     backtest.set_defaults(func=cmd_backtest)
 

@@ -1,4 +1,9 @@
-"""Read grid rows from Postgres into a :class:`~crimejob.history.GridHistory`."""
+"""Grid rows in Postgres as a :class:`~crimejob.history.GridHistory`, and back.
+
+:func:`load_history` is what every model reads; :func:`store_history` writes a
+history (the LA development world's, say) as grid rows, for tests, benchmarks
+and the demo that exercise the database path without raw records.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from crimejob.db import connect
+from crimejob.dbcopy import copy_frame
 from crimejob.grid import N_CELLS, N_COLS, N_ROWS
 from crimejob.history import WEATHER_FEATURES, GridHistory
 
@@ -158,3 +164,47 @@ def history_for_run(
     return load_history(
         bind, plan.history_through, since=since, reported_before=plan.published_before
     )
+
+
+def store_history(engine: Engine, history: GridHistory) -> int:
+    """Write ``history`` as ``grid.weekly`` and ``grid.weeks`` rows, replacing those weeks.
+
+    Violent and all-incident counts per cell; per week the totals and the
+    legacy/NIBRS split of the incidents from ``nibrs_share`` (the week's series
+    is the one most of its incidents belong to). Returns the grid rows written.
+    """
+    if history.shape != (N_ROWS, N_COLS):
+        raise ValueError(f"grid.weekly holds the {N_ROWS} x {N_COLS} grid, not {history.shape}")
+    t = len(history)
+    frame = pd.DataFrame(
+        {
+            "week_start": np.repeat(history.week_starts, N_CELLS),
+            "cell_id": np.tile(np.arange(N_CELLS), t),
+            "violent_count": history.crime.reshape(-1).astype(np.int64),
+            "incident_count": history.incidents.reshape(-1).astype(np.int64),
+            "mean_temp_f": history.weather[..., 0].reshape(-1),
+            "total_rain_in": history.weather[..., 1].reshape(-1),
+            "holiday": history.weather[..., 2].reshape(-1).astype(np.int64),
+        }
+    )
+    incidents = history.incidents.reshape(t, -1).sum(axis=1).astype(np.int64)
+    nibrs = np.round(incidents * history.nibrs_share.astype(np.float64)).astype(np.int64)
+    weeks = pd.DataFrame(
+        {
+            "week_start": history.week_starts,
+            "series": np.where(history.nibrs_share >= 0.5, "nibrs", "legacy"),
+            "incident_total": incidents,
+            "violent_total": history.crime.reshape(t, -1).sum(axis=1).astype(np.int64),
+            "legacy_incidents": incidents - nibrs,
+            "nibrs_incidents": nibrs,
+        }
+    )
+    week_list = [w.astype("datetime64[D]").item() for w in history.week_starts]
+    with engine.begin() as conn:
+        for table in ("grid.weekly", "grid.weeks"):
+            conn.execute(
+                sa.text(f"DELETE FROM {table} WHERE week_start = ANY(:weeks)"),
+                {"weeks": week_list},
+            )
+        copy_frame(conn, weeks, "grid.weeks", list(weeks.columns))
+        return copy_frame(conn, frame, "grid.weekly", list(frame.columns))

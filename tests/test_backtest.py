@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import date, timedelta
 
 import numpy as np
 import pytest
 
 from crimejob.backtest import run_backtest, run_backtest_from_db
 from crimejob.cli import main
+from crimejob.devworld import la_world
 from crimejob.errors import DataError
 from crimejob.forecasters import BASELINES
-from crimejob.forecasters.synthetic import store_history, synthetic_history
+from crimejob.gridstore import store_history
 from crimejob.history import GridHistory
 from crimejob.metrics import METRIC_KEYS
 
@@ -21,7 +22,7 @@ TINY = {"epochs": 1, "max_train_windows": 3, "finetune_epochs": 1, "finetune_win
 
 @pytest.fixture(scope="module")
 def history() -> GridHistory:
-    return synthetic_history(weeks=24, seed=7)
+    return la_world(seed=7, start=date(2021, 1, 4), weeks=24).history()
 
 
 def week(history: GridHistory, i: int):
@@ -87,7 +88,7 @@ def test_from_the_database_it_matches_the_in_memory_backtest_and_ignores_later_w
 ):
     store_history(clean_db, history)
     # Weeks after the end of the backtest exist in the database but must not matter.
-    later = synthetic_history(weeks=4, start=week(history, 23) + timedelta(weeks=1), seed=99)
+    later = la_world(seed=99, start=week(history, 23) + timedelta(weeks=1), weeks=4).history()
     later.crime[:] = 500.0
     store_history(clean_db, later)
     start, end = week(history, 16), week(history, 23)

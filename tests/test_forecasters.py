@@ -7,6 +7,7 @@ from datetime import date, timedelta
 import numpy as np
 import pytest
 
+from crimejob.devworld import la_world
 from crimejob.errors import DataError
 from crimejob.forecasters import (
     BASELINES,
@@ -15,7 +16,6 @@ from crimejob.forecasters import (
     default_model,
     get_forecaster,
 )
-from crimejob.forecasters.synthetic import synthetic_history
 from crimejob.history import GridHistory
 
 
@@ -29,7 +29,10 @@ def ramp_history(weeks: int) -> GridHistory:
 
 
 def test_every_name_is_available_and_an_unknown_one_is_refused():
-    assert set(BASELINES) == {"last_week", "mean_4w", "mean_13w", "mean_52w", "ewma"}
+    assert set(BASELINES) == {
+        "last_week", "mean_4w", "mean_13w", "mean_52w", "ewma",
+        "mean_all", "kde_mean", "incident_share", "lgbm",
+    }  # fmt: skip
     assert set(available()) == set(BASELINES) | {"seed_cnn", "rate_cnn"}
     assert DEFAULT_MODEL == "rate_cnn"
     with pytest.raises(ValueError, match="unknown model 'prophet'"):
@@ -79,25 +82,13 @@ def test_ewma_weighs_recent_weeks_by_their_half_life():
 
 
 def test_forecasts_are_non_negative_and_need_enough_history():
-    history = synthetic_history(weeks=12, seed=5)
+    history = la_world(seed=5, start=date(2021, 1, 4), weeks=12).history()
     for name in BASELINES:
         forecast = get_forecaster(name).predict(history)
         assert forecast.shape == (60, 75) and forecast.min() >= 0
 
     with pytest.raises(DataError, match="needs 1 weeks"):
         get_forecaster("last_week").predict(history.through(date(2000, 1, 3)))
-
-
-def test_synthetic_grids_have_la_like_rates_and_persistent_hotspots():
-    history = synthetic_history(weeks=104, seed=1)
-
-    assert 0.4 < history.crime.mean() < 0.6
-    first, second = history.crime[:52].sum(0), history.crime[52:].sum(0)
-    top = np.argsort(-first.ravel())[:225]
-    # The busiest 5% of cells in year one hold far more than 5% of year two.
-    assert second.ravel()[top].sum() / second.sum() > 0.2
-    assert set(np.unique(history.weather[..., 2])) <= {0.0, 1.0}
-    assert history.weather[..., 2].max() == 1.0  # real holidays are in there
 
 
 def test_a_history_may_lie_on_any_grid_and_fills_in_incidents_and_the_series():

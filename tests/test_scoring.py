@@ -9,16 +9,17 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from crimejob.devworld import la_world
 from crimejob.forecast_store import ModelForecast, write_forecasts
-from crimejob.forecasters.synthetic import store_history, synthetic_history
 from crimejob.grid import N_CELLS
+from crimejob.gridstore import store_history
 from crimejob.scoring import score_complete_weeks, weeks_to_score
 
 FIRST = date(2026, 6, 1)
 
 
 def _setup(engine) -> list[date]:
-    history = synthetic_history(weeks=8, start=FIRST, seed=3)
+    history = la_world(seed=3, start=FIRST, weeks=8).history()
     store_history(engine, history)
     weeks = [w.astype("datetime64[D]").item() for w in history.week_starts]
     # the runs for weeks[4] and weeks[5] forecast weeks[5] and weeks[6] at horizon 3
@@ -65,7 +66,7 @@ def test_scores_are_revised_when_late_reports_change_the_week(clean_db):
     assert weeks_to_score(clean_db, weeks[6]) == []
     assert score_complete_weeks(clean_db, weeks[6])["scored_weeks"] == []
     # late reports add three incidents to weeks[5]: it is re-aggregated, then rescored
-    history = synthetic_history(weeks=8, start=FIRST, seed=3)
+    history = la_world(seed=3, start=FIRST, weeks=8).history()
     history.crime[5, 10, 10] += 3
     store_history(clean_db, history.through(weeks[5]))
     assert weeks_to_score(clean_db, weeks[6]) == [weeks[5]]

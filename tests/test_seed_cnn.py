@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import numpy as np
 import pytest
 
+from crimejob.devworld import la_world
 from crimejob.forecasters import get_forecaster
 from crimejob.forecasters.seed_cnn import build_seed_cnn, seed_cnn_parameter_count
-from crimejob.forecasters.synthetic import synthetic_history
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +44,7 @@ def test_registered_defaults_are_the_prototypes():
 
 
 def test_a_small_budget_fit_validates_on_the_newest_weeks_and_forecasts_every_cell():
-    history = synthetic_history(weeks=27, seed=2)
+    history = la_world(seed=2, start=date(2021, 1, 4), weeks=27).history()
     forecaster = get_forecaster("seed_cnn", epochs=1, max_train_windows=2)
 
     report = forecaster.fit(history)

@@ -11,9 +11,10 @@ import pytest
 import sqlalchemy as sa
 
 from crimejob.cli import main
+from crimejob.devworld import la_world
 from crimejob.errors import DataError
 from crimejob.forecasters import BASELINES, get_forecaster
-from crimejob.forecasters.synthetic import store_history, synthetic_history
+from crimejob.gridstore import store_history
 from crimejob.registry import (
     ModelVersion,
     decisions,
@@ -28,7 +29,7 @@ from crimejob.training import RETRAIN_EVERY_WEEKS, _choose_mode, gate_decision, 
 pytestmark = pytest.mark.slow
 
 TINY = {"epochs": 2, "max_train_windows": 6, "finetune_epochs": 1, "finetune_windows": 3}
-HISTORY = synthetic_history(weeks=40, seed=21)
+HISTORY = la_world(seed=21, start=date(2021, 1, 4), weeks=40).history()
 
 
 def week(i: int) -> date:
@@ -37,7 +38,7 @@ def week(i: int) -> date:
 
 @pytest.fixture
 def db(clean_db, tmp_path, monkeypatch):
-    """The synthetic grids in grid.weekly; weeks 34..39 hold an absurd planted count."""
+    """The LA world's grids in grid.weekly; weeks 34..39 hold an absurd planted count."""
     monkeypatch.setenv("CRIMEJOB_MODEL_DIR", str(tmp_path / "models"))
     monkeypatch.delenv("CRIMEJOB_MODEL", raising=False)
     monkeypatch.delenv("CRIMEJOB_HYPERPARAMETERS", raising=False)
@@ -226,7 +227,7 @@ def test_the_weekly_train_step_learns_the_runs_horizon_on_the_complete_weeks(db,
     from crimejob.lag import run_weeks
     from crimejob.modelstep import train_for_week
 
-    # The synthetic grids have no raw records to count as of the run: read them as stored.
+    # The LA world's grids have no raw records to count as of the run: read them as stored.
     monkeypatch.setattr(
         gridstore, "history_for_run",
         lambda bind, w: load_history(bind, run_weeks(w).history_through),

@@ -16,7 +16,8 @@ the weekly pipeline are written once on top of it):
   ``.keras`` file), ``trainable`` and ``min_history`` (weeks predict needs).
 
 Names: the baselines :data:`BASELINES` (``last_week``, ``mean_4w``,
-``mean_13w``, ``mean_52w``, ``ewma``), ``seed_cnn`` (the prototype) and
+``mean_13w``, ``mean_52w``, ``ewma``, and the field's ``mean_all``,
+``kde_mean``, ``incident_share``, ``lgbm``), ``seed_cnn`` (the prototype) and
 ``rate_cnn`` (ours, the default; ``CRIMEJOB_MODEL`` overrides it).
 """
 

@@ -1,8 +1,13 @@
-"""The simple baselines every forecast is judged against.
+"""The baselines every forecast is judged against.
 
-None of them learns anything: each predicts W+1 from the counts of the last
-weeks of the history it is given. ``mean_52w`` and friends use as many of
-their weeks as the history has (so they also work early in a backtest).
+The simple ones here learn nothing: each predicts W+1 from the counts of the
+last weeks of the history it is given. The field's stronger ones live beside
+them: the long-run mean (``mean_all``), its kernel-smoothed form
+(``kde_mean``), the all-incident leading indicator (``incident_share``) in
+:mod:`crimejob.forecasters.longrun`, and LightGBM on lag and neighbourhood
+features (``lgbm``) in :mod:`crimejob.forecasters.gbm`. ``mean_52w`` and
+friends use as many of their weeks as the history has (so they also work
+early in a backtest).
 """
 
 from __future__ import annotations
@@ -62,6 +67,14 @@ class Ewma(Forecaster):
 
 def make_baseline(name: str, **overrides: Any) -> Forecaster:
     """A baseline by name (see :data:`BASELINES`)."""
+    if name in LONG_RUN:
+        from crimejob.forecasters import longrun
+
+        return getattr(longrun, LONG_RUN[name])(**overrides)
+    if name == "lgbm":
+        from crimejob.forecasters.gbm import LightGBMForecaster
+
+        return LightGBMForecaster(**overrides)
     if name == "last_week":
         return LastWeek(**overrides)
     if name == "ewma":
@@ -72,4 +85,9 @@ def make_baseline(name: str, **overrides: Any) -> Forecaster:
 
 
 MEAN_WEEKS = {"mean_4w": 4, "mean_13w": 13, "mean_52w": 52}
-BASELINES = ("last_week", "mean_4w", "mean_13w", "mean_52w", "ewma")
+# The field's baselines (crimejob.forecasters.longrun and .gbm).
+LONG_RUN = {"mean_all": "MeanAll", "kde_mean": "KernelMean", "incident_share": "IncidentShare"}
+BASELINES = (
+    "last_week", "mean_4w", "mean_13w", "mean_52w", "ewma",
+    "mean_all", "kde_mean", "incident_share", "lgbm",
+)  # fmt: skip
