@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from crimejob.forecasters.synthetic import store_history, synthetic_history
 
 from crimejob.cli import main
 from crimejob.feedback import World, format_check, run_check, simulate
 from crimejob.forecast_store import ModelForecast, write_forecasts
 from crimejob.forecasters import get_forecaster
-from crimejob.forecasters.synthetic import store_history, synthetic_history
 from crimejob.grid import N_CELLS
 from crimejob.history import GridHistory
 from crimejob.runs import finish_run, start_run
