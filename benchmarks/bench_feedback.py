@@ -2,7 +2,7 @@
 incidents there; do the flags lock in? Our champion against every baseline.
 
     .venv/bin/python benchmarks/bench_feedback.py [--weeks 52] [--seeds 3]
-        [--champion rate_cnn] [--champion-epochs 8] [--world synthetic|la|philadelphia]
+        [--champion rate_cnn] [--champion-epochs 8] [--world la|philadelphia]
 
 The simulation is :mod:`crimejob.feedback` (read its docstring for the world and
 every column). The champion network is fitted once on the year of public
@@ -43,19 +43,13 @@ from crimejob.forecasters import BASELINES, default_model, get_forecaster  # noq
 
 
 def world_history(name: str):
-    if name == "la":
-        try:
-            from crimejob.devworld import la_world
-        except ImportError as exc:
-            raise SystemExit("--world la needs crimejob.devworld (the LA world)") from exc
-        return la_world(seed=0, start=date(2021, 1, 4), weeks=104).history()
     if name == "philadelphia":
         from bench_uncertainty import philadelphia
 
         return philadelphia()
-    from crimejob.forecasters.synthetic import synthetic_history
+    from crimejob.devworld import la_world
 
-    return synthetic_history(weeks=104, start=date(2021, 1, 4), seed=3)
+    return la_world(seed=0, start=date(2021, 1, 4), weeks=104).history()
 
 
 def main() -> int:
@@ -64,7 +58,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--champion", default=default_model())
     parser.add_argument("--champion-epochs", type=int, default=8)
-    parser.add_argument("--world", choices=["synthetic", "la", "philadelphia"], default="synthetic")
+    parser.add_argument("--world", choices=["la", "philadelphia"], default="la")
     args = parser.parse_args()
 
     history = world_history(args.world)

@@ -1,6 +1,6 @@
 """Do the 90% intervals hold 90%? Coverage and reliability in a rolling backtest.
 
-    .venv/bin/python benchmarks/bench_uncertainty.py [--data philadelphia|synthetic|la|both]
+    .venv/bin/python benchmarks/bench_uncertainty.py [--data philadelphia|la|both]
         [--weeks 52] [--models last_week,mean_4w,mean_13w,mean_52w,ewma] [--json FILE]
 
 Runs :func:`crimejob.backtest.run_backtest` (the same predictive distributions
@@ -13,9 +13,8 @@ flags, and a reliability table by decile.
 Data: ``philadelphia``: the real City of Philadelphia shooting incidents
 (``../shared/data``, 2015-2023), counted per week on a 60 x 75 grid over the
 city's box (violent counts only: incidents = crime, no weather); the backtest
-targets are its last ``--weeks`` complete weeks. ``synthetic``: the project's
-synthetic LA-like grid (``crimejob.forecasters.synthetic``). ``la``: the LA
-development world (``crimejob.devworld``), 2019-2023.
+targets are its last ``--weeks`` complete weeks. ``la``: the LA development
+world (``crimejob.devworld``), 2019-2023.
 """
 
 from __future__ import annotations
@@ -64,18 +63,10 @@ def philadelphia(shape: tuple[int, int] = (60, 75)) -> GridHistory:
     return GridHistory(weeks, crime, weather)
 
 
-def synthetic() -> GridHistory:
-    from crimejob.forecasters.synthetic import synthetic_history
-
-    return synthetic_history(weeks=260, start=date(2019, 1, 7), seed=11)
-
-
 def la() -> GridHistory:
     """The LA development world (crimejob.devworld), 2019-2023."""
-    try:
-        from crimejob.devworld import la_world
-    except ImportError as exc:
-        raise SystemExit("--data la needs crimejob.devworld (the LA world)") from exc
+    from crimejob.devworld import la_world
+
     return la_world(seed=0, start=date(2019, 1, 7), weeks=260).history()
 
 
@@ -92,9 +83,7 @@ def run(name: str, history: GridHistory, weeks: int, models: list[str]) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--data", choices=["philadelphia", "synthetic", "la", "both"], default="both"
-    )
+    parser.add_argument("--data", choices=["philadelphia", "la", "both"], default="both")
     parser.add_argument("--weeks", type=int, default=52)
     parser.add_argument("--models", default=",".join(BASELINES))
     parser.add_argument("--json", help="write every backtest's JSON here")
@@ -106,9 +95,7 @@ def main() -> int:
             print(f"no {PHL_FILE} under {SHARED_DATA}: skipping Philadelphia")
         else:
             out["philadelphia"] = run("philadelphia shootings", philadelphia(), args.weeks, models)
-    if args.data in ("synthetic", "both"):
-        out["synthetic"] = run("synthetic LA-like grid", synthetic(), args.weeks, models)
-    if args.data == "la":
+    if args.data in ("la", "both"):
         out["la"] = run("LA development world", la(), args.weeks, models)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2, default=str))

@@ -11,9 +11,10 @@ import pytest
 import sqlalchemy as sa
 
 from crimejob.dbcopy import copy_frame
+from crimejob.devworld import la_world
 from crimejob.forecast_store import ModelForecast, rank_cells, write_forecasts
-from crimejob.forecasters.synthetic import store_history, synthetic_history
 from crimejob.grid import N_CELLS
+from crimejob.gridstore import store_history
 from crimejob.scoring import score_target_week
 
 WEEK = date(2024, 1, 1)
@@ -77,8 +78,8 @@ def test_a_boundary_tie_is_flagged_fractionally():
 
 @pytest.fixture
 def scored_week(clean_db):
-    """Two weeks of synthetic actuals, two divisions, forecasts of both weeks, scored."""
-    history = synthetic_history(weeks=3, start=WEEK - timedelta(weeks=2), seed=5)
+    """Three weeks of LA-world actuals, two divisions, forecasts of both weeks, scored."""
+    history = la_world(seed=5, start=WEEK - timedelta(weeks=2), weeks=3).history()
     store_history(clean_db, history)
     areas = pd.DataFrame(
         {
@@ -147,7 +148,7 @@ def test_scores_carry_stability_coverage_and_disparity(scored_week):
 
 
 def test_a_forecast_without_intervals_is_scored_without_coverage(clean_db):
-    history = synthetic_history(weeks=2, start=WEEK - timedelta(weeks=1), seed=6)
+    history = la_world(seed=6, start=WEEK - timedelta(weeks=1), weeks=2).history()
     store_history(clean_db, history)
     write_forecasts(clean_db, WEEK, WEEK - timedelta(weeks=1), [
         ModelForecast("conv", "3", True, np.full(N_CELLS, 0.3), 0.0),

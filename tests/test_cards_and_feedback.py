@@ -8,13 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from crimejob.forecasters.synthetic import store_history, synthetic_history
 
 from crimejob.cli import main
+from crimejob.devworld import la_world
 from crimejob.feedback import World, format_check, run_check, simulate
 from crimejob.forecast_store import ModelForecast, write_forecasts
 from crimejob.forecasters import get_forecaster
 from crimejob.grid import N_CELLS
+from crimejob.gridstore import store_history
 from crimejob.history import GridHistory
 from crimejob.runs import finish_run, start_run
 from crimejob.scoring import score_target_week
@@ -63,7 +64,7 @@ def test_the_check_reports_every_model_under_both_designs():
 @pytest.fixture
 def production_weeks(clean_db):
     """Ten weeks of grid rows, two scored weeks with a production baseline and others."""
-    history = synthetic_history(weeks=10, start=WEEK - timedelta(weeks=9), seed=4)
+    history = la_world(seed=4, start=WEEK - timedelta(weeks=9), weeks=10).history()
     store_history(clean_db, history)
     with clean_db.begin() as conn:
         conn.execute(
@@ -158,7 +159,7 @@ def test_model_version_and_decision_views_carry_the_numbers(clean_db, tmp_path, 
     from crimejob.training import train
 
     monkeypatch.setenv("CRIMEJOB_MODEL_DIR", str(tmp_path / "models"))
-    history = synthetic_history(weeks=40, seed=9)
+    history = la_world(seed=9, start=date(2021, 1, 4), weeks=40).history()
     store_history(clean_db, history)
     result = train(
         clean_db,

@@ -17,9 +17,10 @@ from matplotlib.image import imread
 
 from crimejob.cli import main
 from crimejob.dbcopy import copy_frame
+from crimejob.devworld import la_world
 from crimejob.forecast_store import ModelForecast, write_forecasts
-from crimejob.forecasters.synthetic import store_history, synthetic_history
 from crimejob.grid import N_CELLS, N_COLS
+from crimejob.gridstore import store_history
 from crimejob.maps import CMAP
 
 WEEK = date(2024, 1, 8)
@@ -30,7 +31,7 @@ LEAFLET_BACKGROUND = np.array([0xDD, 0xDD, 0xDD]) / 255  # .leaflet-container, n
 @pytest.fixture
 def mapped_week(clean_db):
     """A scored-looking week: actuals, two divisions, the production forecast and a baseline."""
-    history = synthetic_history(weeks=2, start=WEEK - timedelta(weeks=1), seed=8)
+    history = la_world(seed=8, start=WEEK - timedelta(weeks=1), weeks=2).history()
     store_history(clean_db, history)
     cells = np.arange(N_CELLS)
     col = cells % N_COLS
