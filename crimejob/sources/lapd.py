@@ -522,9 +522,21 @@ def portal_header(path: Path) -> list[str]:
     if missing:
         raise SourceError(
             f"{path.name} is not an LAPD portal export: no column(s) "
-            f"{', '.join(missing)} (header: {', '.join(header)})"
+            f"{', '.join(missing)} (header: {_shown(header)})"
+        )
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise SourceError(
+            f"{path.name}: column(s) {', '.join(map(repr, repeated))} appear more than once "
+            "in the header; which one to load is ambiguous"
         )
     return header
+
+
+def _shown(header: list[str], limit: int = 300) -> str:
+    """The header for a one-line message: no line breaks, at most ``limit`` characters."""
+    text = ", ".join(header).replace("\r", " ").replace("\n", " ")
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def mapped_fields(adapter: DatasetAdapter) -> set[str]:
