@@ -43,11 +43,12 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from crimejob import grid
+from crimejob import grid, staleweeks
 from crimejob.calendar import load_holidays
 from crimejob.cell_areas import refresh_cell_areas
 from crimejob.config import SERIES_BREAK
 from crimejob.dbcopy import copy_frame
+from crimejob.errors import check_range
 from crimejob.weather_ingest import track_run
 from crimejob.weeks import week_start, weeks_between
 
@@ -349,6 +350,7 @@ def _aggregate(conn: Connection, weeks: list[date], report: AggregateReport) -> 
         _INSERT_WEEKS, _week_rows(weeks, counts, incidents, violent, reported, holiday_names)
     )
     report.cells_with_division = refresh_cell_areas(conn, first, last)
+    staleweeks.clear(conn, first, last)
 
     report.incident_total = int(incidents.sum())
     report.violent_total = int(violent.sum())
@@ -362,6 +364,7 @@ def aggregate_weeks(engine: Engine, start: date, end: date) -> AggregateReport:
 
     One transaction for the whole range: either every week is replaced or none is.
     """
+    check_range(start, end, "aggregate")
     weeks = weeks_between(start, end)
     report = AggregateReport(weeks=weeks)
     if not weeks:

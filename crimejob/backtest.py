@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.engine import Engine
 
-from crimejob.errors import DataError
+from crimejob.errors import DataError, check_range
 from crimejob.forecasters import get_forecaster
 from crimejob.history import GridHistory
 from crimejob.metrics import (
@@ -347,6 +347,7 @@ def run_backtest_from_db(
     score it); :func:`run_backtest` hands each model only the weeks before
     its target.
     """
+    check_range(start, end, "backtest")
     from crimejob.gridstore import load_history
 
     history = load_history(engine, through=end)

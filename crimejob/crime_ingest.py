@@ -56,6 +56,7 @@ import psycopg2
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from crimejob import staleweeks
 from crimejob.config import (
     CRIME_DATASETS_SETTING,
     DEFAULT_CRIME_DATASETS,
@@ -64,7 +65,7 @@ from crimejob.config import (
     get_settings,
 )
 from crimejob.dbcopy import copy_frame
-from crimejob.errors import SourceError
+from crimejob.errors import SourceError, check_range
 from crimejob.rejects import store_rejects
 from crimejob.reports import IngestReport
 from crimejob.runs import finish_run, start_run
@@ -208,6 +209,7 @@ def _merge(
     loaded = sum(n for inserted, _, n in rows if inserted)
     updated = sum(n for inserted, _, n in rows if not inserted)
     weeks |= {week for _, week, _ in rows}
+    staleweeks.mark(conn, weeks)
     # Records usable now resolve their earlier rejects.
     conn.exec_driver_sql(
         f"DELETE FROM ops.rejects AS j USING {staging} AS s "
@@ -298,6 +300,7 @@ def ingest_crime_api(
     engine: Engine, start: date, end: date, datasets: list[str] | None = None
 ) -> IngestReport:
     """Fetch report dates [start, end] from the SODA API and load them."""
+    check_range(start, end, "ingest crime")
     report = IngestReport(source="lapd-crime")
     params = {"start": start, "end": end, "datasets": datasets}
     with _run(engine, params, report):
@@ -554,7 +557,9 @@ def _insert_into_empty(
         f"DELETE FROM ops.rejects AS j USING {staging} AS s "
         "WHERE j.source = s.source AND j.record_key = s.record_id"
     )
-    return sum(n for _, n in rows), 0, {week for week, _ in rows}
+    weeks = {week for week, _ in rows}
+    staleweeks.mark(conn, weeks)
+    return sum(n for _, n in rows), 0, weeks
 
 
 def _stage_chunk(

@@ -36,11 +36,11 @@ import pandas as pd
 from sqlalchemy.engine import Connection, Engine
 
 from crimejob import rejects as rj
-from crimejob import runs
+from crimejob import runs, staleweeks
 from crimejob.calendar import load_holidays
 from crimejob.config import Settings, get_settings
 from crimejob.dbcopy import copy_frame
-from crimejob.errors import CrimejobError
+from crimejob.errors import CrimejobError, check_range
 from crimejob.reports import IngestReport
 from crimejob.sources import ncei
 from crimejob.weeks import week_start
@@ -308,6 +308,7 @@ def load_weather_records(
         )
         written = conn.exec_driver_sql(_UPSERT_DAILY).fetchall()
         rj.store_rejects(conn, rejected)
+        staleweeks.mark(conn, {week_start(day) for _, day in written})
         years = {d.year for d in rows["day"]}
         load_holidays(conn, years)
     report.loaded = sum(1 for inserted, _ in written if inserted)
@@ -323,8 +324,7 @@ def load_weather_records(
 
 def ingest_weather_api(engine: Engine, start: date, end: date) -> IngestReport:
     """Fetch the configured stations' daily summaries for ``start..end`` and load them."""
-    if end < start:
-        raise CrimejobError(f"ingest weather: --end {end} is before --start {start}")
+    check_range(start, end, "ingest weather")
     with track_run(
         engine, "ingest_weather", {"source": API_SOURCE, "start": start, "end": end}
     ) as counts:

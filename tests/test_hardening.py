@@ -7,13 +7,21 @@ rejects with a reason, or a run that converges; never a traceback, never input a
 
 from __future__ import annotations
 
-from datetime import date
+import math
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import date, timedelta
 
 import pandas as pd
+import pytest
 import sqlalchemy as sa
 
+from crimejob import cli
 from crimejob.crime_ingest import ingest_crime_csv
-from tests.fakes.soda import legacy_frame, write_portal_csv
+from tests.fakes.soda import LEGACY_ID, legacy_frame, make_legacy_records, write_portal_csv
 
 WEEK = (date(2023, 1, 2), date(2023, 1, 8))
 
@@ -39,13 +47,257 @@ def test_a_crafted_csv_header_is_kept_as_data_and_never_runs_as_sql(clean_db, tm
     report = ingest_crime_csv(clean_db, path)
 
     assert report.loaded == 20
-    keys = _rows(
-        clean_db, "SELECT DISTINCT jsonb_object_keys(payload) FROM raw.crime_records"
-    )
+    keys = _rows(clean_db, "SELECT DISTINCT jsonb_object_keys(payload) FROM raw.crime_records")
     keys = {k for (k,) in keys}
     assert "stolen" not in keys
     assert STOLEN in keys and "weird_'col'_%s" in keys
-    values = _rows(
-        clean_db, "SELECT DISTINCT payload ->> :k FROM raw.crime_records", k=STOLEN
-    )
+    values = _rows(clean_db, "SELECT DISTINCT payload ->> :k FROM raw.crime_records", k=STOLEN)
     assert values == [("kept",)]
+
+
+# --- 2. a week that has not happened ----------------------------------------------
+
+
+def _future_monday() -> date:
+    from crimejob.weeks import latest_complete_week
+
+    return latest_complete_week() + timedelta(weeks=2)
+
+
+def test_running_a_week_that_has_not_ended_is_a_one_line_error(clean_db, capsys):
+    week = _future_monday()
+    assert cli.main(["run", "--week", str(week), "--offline"]) == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"week {week} has not ended yet" in err
+    assert _rows(clean_db, "SELECT count(*) FROM ops.runs") == [(0,)]
+    assert _rows(clean_db, "SELECT count(*) FROM grid.weeks") == [(0,)]
+
+
+def test_a_backfill_reaching_into_the_future_is_refused_before_it_starts(clean_db, capsys):
+    code = cli.main(["backfill", "--start", "2023-01-02", "--end", str(_future_monday())])
+    assert code == cli.EXIT_FAILED
+    assert "has not ended yet" in capsys.readouterr().err
+    assert _rows(clean_db, "SELECT count(*) FROM ops.runs") == [(0,)]
+
+
+def test_the_completeness_check_fails_when_the_trailing_median_is_zero(clean_db):
+    from crimejob.lag import run_weeks
+    from crimejob.steps import IncompleteWeekError, check_completeness
+
+    week = date(2023, 3, 6)
+    through = run_weeks(week).history_through
+    with clean_db.begin() as conn:
+        for i in range(9):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO grid.weeks (week_start, series, incident_total, violent_total) "
+                    "VALUES (:w, 'legacy', 0, 0)"
+                ),
+                {"w": through - timedelta(weeks=i)},
+            )
+    with pytest.raises(IncompleteWeekError, match="median of 0 incidents"):
+        check_completeness(clean_db, week)
+
+
+def test_a_null_metric_stored_for_nan_reads_back_as_nan_and_the_gate_still_decides(clean_db):
+    from crimejob.registry import production_version
+    from crimejob.training import gate_decision
+
+    with clean_db.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO ml.model_versions (model_name, version, mode, design_hash, "
+                "data_through, trained_through, train_first_target, train_weeks, "
+                "validation_weeks, last_retrain_week, hyperparameters, fit, validation, "
+                "artifact_path, promoted) VALUES ('rate_cnn', 1, 'retrain', 'd', "
+                "'2023-01-02', '2022-12-19', '2022-01-03', 50, ARRAY[DATE '2022-12-19'], "
+                "'2023-01-02', '{}', '{}', '{\"poisson_deviance\": null, \"mae\": null}', "
+                "'/nowhere.keras', true)"
+            )
+        )
+    production = production_version(clean_db, "rate_cnn")
+    assert math.isnan(production.validation["poisson_deviance"])
+    candidate = {"poisson_deviance": 0.5, "mae": 0.3}
+    decision = gate_decision(candidate, production.validation, {"mean_4w": candidate})
+    assert decision["promoted"] is False
+
+
+# --- 3. killed runs ----------------------------------------------------------------
+
+
+def _incidents(engine, week: date) -> int:
+    (row,) = _rows(engine, "SELECT incident_total FROM grid.weeks WHERE week_start = :w", w=week)
+    return row[0]
+
+
+def test_a_rerun_aggregates_the_late_report_weeks_a_killed_run_had_loaded(clean_db):
+    from crimejob import steps
+    from crimejob.aggregate import aggregate_weeks
+    from crimejob.crime_ingest import load_crime_records
+
+    old_week = date(2023, 1, 2)
+    records = make_legacy_records(200, old_week, date(2023, 2, 26), seed=33)
+    load_crime_records(clean_db, [(LEGACY_ID, records)])
+    aggregate_weeks(clean_db, old_week, date(2023, 2, 20))
+    before = _incidents(clean_db, old_week)
+
+    # The killed run: a late report of an old week loaded, then kill -9 before aggregate.
+    late = dict(records[0], dr_no="239999999", date_rptd="2023-02-27T00:00:00.000",
+                date_occ="2023-01-03T00:00:00.000")  # fmt: skip
+    first = load_crime_records(clean_db, [(LEGACY_ID, [late])])
+    assert first.weeks_touched == {old_week}
+
+    # The rerun loads the same record (unchanged: it touches no week) and aggregates.
+    again = load_crime_records(clean_db, [(LEGACY_ID, [late])])
+    assert again.weeks_touched == set()
+    loaded = {"window_start": "2023-02-13", "weeks_touched": []}
+    out = steps.aggregate(clean_db, date(2023, 2, 20), loaded)
+
+    assert out["older_weeks"] == [str(old_week)]
+    assert _incidents(clean_db, old_week) == before + 1
+    assert (old_week,) not in _rows(clean_db, "SELECT week_start FROM ops.stale_weeks")
+
+
+_KILLED_RUN = """
+import sys, time
+from crimejob.db import get_engine
+from crimejob.runs import start_run
+start_run(get_engine(sys.argv[1]), "weekly")
+print("started", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_killed_run_is_marked_abandoned_and_a_live_one_is_left_running(clean_db, database_url):
+    from crimejob.runs import finish_run, start_run
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_RUN, database_url], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout.readline().strip() == "started"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    live = start_run(clean_db, "ingest_crime")
+    statuses = dict(_rows(clean_db, "SELECT kind, status FROM ops.runs"))
+    assert statuses == {"weekly": "abandoned", "ingest_crime": "running"}
+
+    later = start_run(clean_db, "aggregate")
+    assert (
+        dict(_rows(clean_db, "SELECT run_id, status FROM ops.runs WHERE run_id = :r", r=live))[live]
+        == "running"
+    )
+    finish_run(clean_db, later, "succeeded")
+    finish_run(clean_db, live, "succeeded")
+
+
+# --- 4. two runs of one week at once -------------------------------------------------
+
+
+def test_a_second_run_of_the_same_week_waits_for_the_first(clean_db, monkeypatch):
+    from crimejob.pipeline import run_week
+
+    # nothing listens there: once it has the lock, the run fails at its first fetch
+    monkeypatch.setenv("CRIMEJOB_SODA_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("CRIMEJOB_HTTP_MAX_ATTEMPTS", "1")
+    from crimejob.runs import WEEK_LOCK_KEY, week_lock
+
+    week = date(2023, 3, 6)
+    outcome: list = []
+
+    def second() -> None:
+        try:
+            run_week(clean_db, week)
+        except Exception as exc:
+            outcome.append(exc)
+
+    def waiting() -> int:
+        return _rows(
+            clean_db,
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND classid = :k AND objid = :w",
+            k=WEEK_LOCK_KEY,
+            w=week.toordinal(),
+        )[0][0]
+
+    with week_lock(clean_db, week):
+        thread = threading.Thread(target=second)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while waiting() == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert waiting() == 1 and thread.is_alive() and not outcome
+    thread.join(60)
+    assert not thread.is_alive() and outcome
+
+
+def test_concurrent_writers_of_one_extract_each_leave_a_whole_file(tmp_path):
+    from crimejob.steps import _read_json, _write_json_atomic
+
+    path = tmp_path / "crime.json.gz"
+    payloads = [[[f"writer{i}", list(range(20_000))]] for i in range(6)]
+    errors: list = []
+
+    def write(payload) -> None:
+        try:
+            for _ in range(5):
+                _write_json_atomic(path, payload)
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(p,)) for p in payloads]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert _read_json(path) in payloads
+    assert [p.name for p in tmp_path.iterdir()] == ["crime.json.gz"]
+
+
+# --- 5. a weather value cut mid-number ------------------------------------------------
+
+
+def test_a_weather_csv_cut_mid_number_is_refused_not_loaded_short(clean_db, tmp_path, capsys):
+    from tests.fakes.ncei import make_daily_summaries, to_csv
+
+    text = to_csv(make_daily_summaries(start=date(2023, 1, 2), end=date(2023, 1, 8)))
+    cut = text.rstrip("\n")
+    cut = cut[: cut.rindex('"')]  # ends inside the last value, e.g. "7 of "72"
+    assert cut[-1].isdigit()
+    path = tmp_path / "daily.csv"
+    path.write_text(cut)
+
+    assert cli.main(["ingest", "weather", "--csv", str(path)]) == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "truncated" in err
+    assert _rows(clean_db, "SELECT count(*) FROM raw.weather_daily") == [(0,)]
+
+
+# --- 6. reversed ranges ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ingest", "crime", "--start", "2023-02-01", "--end", "2023-01-01"],
+        ["ingest", "weather", "--start", "2023-02-01", "--end", "2023-01-01"],
+        ["aggregate", "--start", "2023-02-01", "--end", "2023-01-01"],
+        ["backfill", "--start", "2023-02-06", "--end", "2023-01-02"],
+        ["backtest", "--start", "2023-02-06", "--end", "2023-01-02", "--models", "mean_4w"],
+    ],
+)
+def test_a_start_after_the_end_is_a_one_line_usage_error(clean_db, capsys, argv):
+    assert cli.main(argv) == cli.EXIT_USAGE == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is after --end" in err
+    assert _rows(clean_db, "SELECT count(*) FROM ops.runs") == [(0,)]
+
+
+def test_the_library_refuses_a_reversed_range_too(clean_db):
+    from crimejob.aggregate import aggregate_weeks
+    from crimejob.errors import UsageError
+
+    with pytest.raises(UsageError, match="is after --end"):
+        aggregate_weeks(clean_db, date(2023, 2, 6), date(2023, 1, 2))
