@@ -41,7 +41,7 @@ import numpy as np
 from sqlalchemy.engine import Engine
 
 from crimejob.errors import DataError, check_range
-from crimejob.forecasters import get_forecaster
+from crimejob.forecasters import check_model_names, get_forecaster
 from crimejob.history import GridHistory
 from crimejob.metrics import (
     METRIC_KEYS,
@@ -348,6 +348,7 @@ def run_backtest_from_db(
     its target.
     """
     check_range(start, end, "backtest")
+    check_model_names(models)
     from crimejob.gridstore import load_history
 
     history = load_history(engine, through=end)

@@ -249,11 +249,17 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.set_defaults(func=cmd_backtest)
 
     for name, func, helptext in (
-        ("score", cmd_score,
-         "score the forecasts of the weeks complete as of the run for --week (and rescore "
-         "those late reports changed)"),
-        ("forecast", cmd_forecast,
-         "forecast the week after --week for all cells, from the weeks complete as of its run"),
+        (
+            "score",
+            cmd_score,
+            "score the forecasts of the weeks complete as of the run for --week (and rescore "
+            "those late reports changed)",
+        ),
+        (
+            "forecast",
+            cmd_forecast,
+            "forecast the week after --week for all cells, from the weeks complete as of its run",
+        ),
     ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--week", type=_week, required=True)
@@ -313,8 +319,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a clear message, not a traceback, for expected failures
+        import sqlalchemy as sa
+
         from crimejob.errors import CrimejobError, UsageError
 
+        if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+            from crimejob.db import get_engine, unreachable
+
+            exc = unreachable(exc, get_engine())
         if isinstance(exc, CrimejobError):
             print(f"crimejob {args.command}: {exc}", file=sys.stderr)
             return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED

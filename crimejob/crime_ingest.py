@@ -423,7 +423,7 @@ def _stage_raw(conn: Connection, path: Path, layout: CsvLayout) -> int:
             )
         return cursor.rowcount
     except (psycopg2.DataError, UnicodeDecodeError, EOFError, OSError) as exc:
-        raise SourceError(f"{path.name} is not a readable CSV file: {exc}") from exc
+        raise lapd.unreadable(path, exc) from exc
     finally:
         cursor.close()
 

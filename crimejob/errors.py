@@ -28,5 +28,9 @@ def check_range(start, end, what: str = "") -> None:
         raise UsageError(f"{where}--start {start} is after --end {end}")
 
 
+class UnknownModelError(CrimejobError, ValueError):
+    """A model name no forecaster answers to (``--model``, ``--models``, ``CRIMEJOB_MODEL``)."""
+
+
 class ConfigError(CrimejobError, ValueError):
     """A setting (an environment variable) has a value the job cannot use; names the setting."""

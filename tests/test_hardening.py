@@ -301,3 +301,95 @@ def test_the_library_refuses_a_reversed_range_too(clean_db):
 
     with pytest.raises(UsageError, match="is after --end"):
         aggregate_weeks(clean_db, date(2023, 2, 6), date(2023, 1, 2))
+
+
+# --- 7. a one-line error instead of a traceback --------------------------------------
+
+_PORTAL_HEADER = "DR_NO,Date Rptd,DATE OCC,TIME OCC,Crm Cd,LAT,LON\n"
+_PORTAL_ROW = "230101234,01/02/2023 12:00:00 AM,01/01/2023 12:00:00 AM,1200,110,34.05,-118.25\n"
+_WEATHER_HEADER = '"STATION","DATE","TMAX","TMIN","PRCP"\n'
+_WEATHER_ROW = '"USW00023174","2023-01-02","65","48","0.00"\n'
+
+_BAD_FILES = {
+    "binary": lambda header, row: bytes(range(256)) * 8,
+    "utf16": lambda header, row: (header + row).encode("utf-16"),
+    "latin1": lambda header, row: (header + row[:5] + "é" + row[5:]).encode("latin-1"),
+    "nul": lambda header, row: (header + row[:10] + "\x00" + row[10:]).encode(),
+    "huge_line": lambda header, row: (header.rstrip("\n") + "x" * 20_000_000 + "\n" + row).encode(),
+    "repeated_header": lambda header, row: (
+        header.rstrip("\n") + "," + header.split(",")[1] + "\n" + row.rstrip("\n") + ",x\n"
+    ).encode(),
+}
+
+
+def _one_line_failure(argv: list[str], capsys) -> str:
+    code = cli.main(argv)
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_FAILED, err
+    assert err.count("\n") == 1 and err.startswith("crimejob "), err
+    assert len(err) < 1000
+    return err
+
+
+@pytest.mark.parametrize("kind", sorted(_BAD_FILES))
+@pytest.mark.parametrize("source", ["crime", "weather"])
+def test_an_unreadable_file_is_a_one_line_error(clean_db, tmp_path, capsys, kind, source):
+    header, row = (
+        (_PORTAL_HEADER, _PORTAL_ROW) if source == "crime" else (_WEATHER_HEADER, _WEATHER_ROW)
+    )
+    path = tmp_path / f"{kind}.csv"
+    path.write_bytes(_BAD_FILES[kind](header, row))
+    _one_line_failure(["ingest", source, "--csv", str(path)], capsys)
+    assert _rows(clean_db, "SELECT count(*) FROM raw.crime_records") == [(0,)]
+    assert _rows(clean_db, "SELECT count(*) FROM raw.weather_daily") == [(0,)]
+
+
+@pytest.mark.parametrize("source", ["crime", "weather"])
+@pytest.mark.parametrize("where", ["missing", "directory"])
+def test_a_missing_file_or_a_directory_is_a_one_line_error(
+    clean_db, tmp_path, capsys, source, where
+):
+    path = tmp_path / "nothing.csv" if where == "missing" else tmp_path
+    err = _one_line_failure(["ingest", source, "--csv", str(path)], capsys)
+    assert str(path) in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--week", "2023-01-02", "--model", "no_such_model"],
+        ["backtest", "--start", "2023-01-02", "--end", "2023-02-06", "--models", "no_such_model"],
+    ],
+)
+def test_an_unknown_model_name_is_a_one_line_error(clean_db, capsys, argv):
+    err = _one_line_failure(argv, capsys)
+    assert "no_such_model" in err
+
+
+@pytest.mark.parametrize("value", ["{not json", "[1, 2]", '{"epochs": "many"}', '{"no_such": 1}'])
+def test_malformed_hyperparameters_are_a_one_line_error(clean_db, capsys, monkeypatch, value):
+    monkeypatch.setenv("CRIMEJOB_HYPERPARAMETERS", value)
+    err = _one_line_failure(["train", "--week", "2023-01-02", "--model", "rate_cnn"], capsys)
+    assert "CRIMEJOB_HYPERPARAMETERS" in err
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://nobody:secret@127.0.0.1:9/crimejob",
+        "not a url at all",
+        "postgresql://nobody:secret@127.0.0.1:notaport/crimejob",
+    ],
+)
+def test_a_dead_or_malformed_database_url_is_a_one_line_error(capsys, monkeypatch, url):
+    from crimejob.db import _engine_for
+
+    _engine_for.cache_clear()
+    monkeypatch.setenv("CRIMEJOB_DATABASE_URL", url)
+    try:
+        err = _one_line_failure(
+            ["aggregate", "--start", "2023-01-02", "--end", "2023-01-08"], capsys
+        )
+    finally:
+        _engine_for.cache_clear()
+    assert "secret" not in err and "CRIMEJOB_DATABASE_URL" in err
