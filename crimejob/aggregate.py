@@ -45,6 +45,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from crimejob import grid
 from crimejob.calendar import load_holidays
+from crimejob.category_counts import refresh_category_counts
 from crimejob.cell_areas import refresh_cell_areas
 from crimejob.config import SERIES_BREAK
 from crimejob.dbcopy import copy_frame
@@ -69,6 +70,9 @@ _COUNTS = sa.text(
     GROUP BY week_start, cell_id, series
     """
 )
+
+# Which incidents of raw.incidents the grid counts (the category counts use the same).
+MODELLED_INCIDENTS = "true"
 
 _WEATHER = sa.text(
     """
@@ -113,6 +117,7 @@ class AggregateReport:
     weeks_without_weather: list[date] = field(default_factory=list)
     stations: int = 0
     cells_with_division: int = 0
+    category_rows: int = 0
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
@@ -126,6 +131,7 @@ class AggregateReport:
             "weeks_without_weather": [str(w) for w in self.weeks_without_weather],
             "stations": self.stations,
             "cells_with_division": self.cells_with_division,
+            "category_rows": self.category_rows,
             "seconds": round(self.seconds, 3),
         }
 
@@ -349,6 +355,7 @@ def _aggregate(conn: Connection, weeks: list[date], report: AggregateReport) -> 
         _INSERT_WEEKS, _week_rows(weeks, counts, incidents, violent, reported, holiday_names)
     )
     report.cells_with_division = refresh_cell_areas(conn, first, last)
+    report.category_rows = refresh_category_counts(conn, first, last, MODELLED_INCIDENTS)
 
     report.incident_total = int(incidents.sum())
     report.violent_total = int(violent.sum())
