@@ -10,7 +10,10 @@ Counts come from the ``raw.incidents`` view: one incident per (series,
 incident_id), i.e. per legacy ``dr_no`` or NIBRS ``caseno`` whichever dataset
 published it, violent if any of its offenses is, placed in the week and cell of
 the view (its earliest offense); ``grid.weeks`` keeps the legacy/NIBRS mix of
-each week. Each aggregation also refreshes the cells' LAPD divisions
+each week. Incidents made only of police-initiated offenses (``raw.police_initiated_codes``:
+assault on an officer, resisting arrest, ...) are left out of both counts, since
+what patrols find follows where the forecast sends them; ``grid.weeks.police_initiated``
+counts them. Each aggregation also refreshes the cells' LAPD divisions
 (:mod:`crimejob.cell_areas`) in the same transaction. Weather comes from the
 daily station summaries, interpolated to each cell centre by inverse distance
 weighting.
@@ -63,8 +66,9 @@ _LOCK_KEY = 774412  # advisory lock held while grid rows are replaced (db.py use
 _COUNTS = sa.text(
     """
     SELECT week_start, cell_id, series,
-           count(*)                             AS incidents,
-           count(*) FILTER (WHERE is_violent)   AS violent
+           count(*) FILTER (WHERE NOT is_police_initiated)                AS incidents,
+           count(*) FILTER (WHERE is_violent AND NOT is_police_initiated) AS violent,
+           count(*) FILTER (WHERE is_police_initiated)                    AS police_initiated
     FROM raw.incidents
     WHERE week_start BETWEEN :first AND :last
     GROUP BY week_start, cell_id, series
@@ -90,9 +94,11 @@ _HOLIDAYS = sa.text(
 _INSERT_WEEKS = sa.text(
     """
     INSERT INTO grid.weeks (week_start, series, incident_total, violent_total,
-                            legacy_incidents, nibrs_incidents, stations_reported, holiday_names)
+                            legacy_incidents, nibrs_incidents, police_initiated,
+                            stations_reported, holiday_names)
     VALUES (:week_start, :series, :incident_total, :violent_total,
-            :legacy_incidents, :nibrs_incidents, :stations_reported, :holiday_names)
+            :legacy_incidents, :nibrs_incidents, :police_initiated,
+            :stations_reported, :holiday_names)
     """
 )
 
@@ -269,6 +275,11 @@ def _week_rows(
         if not counts.empty
         else pd.DataFrame()
     )
+    police = (
+        counts.groupby("week_start")["police_initiated"].sum()
+        if not counts.empty
+        else pd.Series(dtype="int64")
+    )
     rows = []
     for i, week in enumerate(weeks):
         legacy = (
@@ -290,6 +301,7 @@ def _week_rows(
                 "violent_total": int(violent[i].sum()),
                 "legacy_incidents": legacy,
                 "nibrs_incidents": nibrs,
+                "police_initiated": int(police.get(week, 0)),
                 "stations_reported": int(reported[i]),
                 "holiday_names": holiday_names.get(week),
             }
