@@ -76,7 +76,7 @@ _COUNTS = sa.text(
 )
 
 # Which incidents of raw.incidents the grid counts (the category counts use the same).
-MODELLED_INCIDENTS = "true"
+MODELLED_INCIDENTS = "NOT is_police_initiated"
 
 _WEATHER = sa.text(
     """

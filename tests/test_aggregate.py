@@ -170,6 +170,12 @@ def test_police_initiated_incidents_are_counted_apart_and_not_modelled(clean_db)
     assert list(flagged["incident_id"]) == ["L1", "L2"]
     public = pd.read_sql("SELECT count(*) AS n FROM raw.public_incidents", clean_db)
     assert int(public["n"].iloc[0]) == 3
+    categories = pd.read_sql(
+        "SELECT category, incidents FROM grid.weekly_categories WHERE cell_id = %(cell)s",
+        clean_db,
+        params={"cell": cell},
+    ).set_index("category")["incidents"]
+    assert categories.sum() == 3 and categories.get("aggravated_assault") == 2
 
 
 def test_late_reports_re_aggregate_the_week_they_fall_in(clean_db):
