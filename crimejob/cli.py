@@ -170,12 +170,20 @@ def cmd_plot(args: argparse.Namespace) -> int:
     if args.scores:
         plot.plot_scores(engine, Path(args.scores))
         print(f"wrote {args.scores}")
+    if args.divisions:
+        from crimejob.division_plot import plot_divisions
+
+        plot_divisions(engine, Path(args.divisions))
+        print(f"wrote {args.divisions}")
     if args.week:
         out = Path(args.out or f"forecast_{args.week}.png")
         plot.plot_week(engine, args.week, out)
         print(f"wrote {out}")
-    if not (args.week or args.scores):
-        raise SystemExit("crimejob plot: give --week DATE --out FILE.png and/or --scores FILE.png")
+    if not (args.week or args.scores or args.divisions):
+        raise SystemExit(
+            "crimejob plot: give --week DATE --out FILE.png, --scores FILE.png "
+            "and/or --divisions FILE.png"
+        )
     return 0
 
 
@@ -248,11 +256,17 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.set_defaults(func=cmd_backtest)
 
     for name, func, helptext in (
-        ("score", cmd_score,
-         "score the forecasts of the weeks complete as of the run for --week (and rescore "
-         "those late reports changed)"),
-        ("forecast", cmd_forecast,
-         "forecast the week after --week for all cells, from the weeks complete as of its run"),
+        (
+            "score",
+            cmd_score,
+            "score the forecasts of the weeks complete as of the run for --week (and rescore "
+            "those late reports changed)",
+        ),
+        (
+            "forecast",
+            cmd_forecast,
+            "forecast the week after --week for all cells, from the weeks complete as of its run",
+        ),
     ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--week", type=_week, required=True)
@@ -282,6 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--week", type=_week)
     plot.add_argument("--out")
     plot.add_argument("--scores", help="write weekly MAE and PAI against baselines")
+    plot.add_argument(
+        "--divisions",
+        help="write weekly violent incidents per LAPD division and citywide, actual and "
+        "forecast with 90%% intervals, holiday weeks marked",
+    )
     plot.set_defaults(func=cmd_plot)
 
     fmap = sub.add_parser("map", help="an interactive HTML map of a week's production forecast")
