@@ -393,3 +393,39 @@ def test_a_dead_or_malformed_database_url_is_a_one_line_error(capsys, monkeypatc
     finally:
         _engine_for.cache_clear()
     assert "secret" not in err and "CRIMEJOB_DATABASE_URL" in err
+
+
+# --- 8. the BI role's limits ------------------------------------------------------------
+
+
+@pytest.fixture
+def bi_engine(database_url, clean_db):
+    url = sa.engine.make_url(database_url).set(username="crimejob_bi", password=None)
+    engine = sa.create_engine(url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SELECT lo_create(0)",
+        "SELECT lo_creat(-1)",
+        "SELECT lo_from_bytea(0, '\\x00'::bytea)",
+    ],
+)
+def test_the_bi_role_cannot_create_large_objects(bi_engine, statement):
+    with (
+        bi_engine.connect() as conn,
+        pytest.raises(sa.exc.ProgrammingError, match="permission denied"),
+    ):
+        conn.execute(sa.text(statement))
+
+
+def test_the_bi_role_has_a_statement_timeout_that_survives_an_upgrade(engine, bi_engine):
+    from crimejob.db import upgrade
+
+    upgrade(engine)  # the grants file is re-applied on every upgrade
+    with bi_engine.connect() as conn:
+        assert conn.execute(sa.text("SHOW statement_timeout")).scalar() == "1min"
+        assert conn.execute(sa.text("SHOW idle_in_transaction_session_timeout")).scalar() == "5min"
