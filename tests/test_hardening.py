@@ -7,6 +7,7 @@ rejects with a reason, or a run that converges; never a traceback, never input a
 
 from __future__ import annotations
 
+import http.server
 import math
 import signal
 import subprocess
@@ -429,3 +430,52 @@ def test_the_bi_role_has_a_statement_timeout_that_survives_an_upgrade(engine, bi
     with bi_engine.connect() as conn:
         assert conn.execute(sa.text("SHOW statement_timeout")).scalar() == "1min"
         assert conn.execute(sa.text("SHOW idle_in_transaction_session_timeout")).scalar() == "5min"
+
+
+# --- 9. the SODA app token stays with its host ----------------------------------------
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    seen: list = []
+    target = ""
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        type(self).seen.append(dict(self.headers))
+        if self.target:
+            self.send_response(302)
+            self.send_header("Location", self.target + self.path)
+            self.end_headers()
+            return
+        body = b"[]"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def _serve(handler):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_the_soda_app_token_does_not_follow_a_redirect_to_another_host(monkeypatch):
+    from crimejob.sources.http import HttpClient
+
+    other = type("Other", (_Recorder,), {"seen": [], "target": ""})
+    elsewhere = _serve(other)
+    mirror = type("Mirror", (_Recorder,), {"seen": [], "target": ""})
+    mirror.target = f"http://localhost:{elsewhere.server_address[1]}"
+    soda = _serve(mirror)
+    try:
+        client = HttpClient(headers={"X-App-Token": "s3cret"}, max_attempts=1)
+        assert client.get_json(f"http://127.0.0.1:{soda.server_address[1]}/resource/x.json") == []
+    finally:
+        soda.shutdown()
+        elsewhere.shutdown()
+    assert mirror.seen[0].get("X-App-Token") == "s3cret"
+    assert len(other.seen) == 1 and "X-App-Token" not in other.seen[0]
