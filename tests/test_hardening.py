@@ -479,3 +479,55 @@ def test_the_soda_app_token_does_not_follow_a_redirect_to_another_host(monkeypat
         elsewhere.shutdown()
     assert mirror.seen[0].get("X-App-Token") == "s3cret"
     assert len(other.seen) == 1 and "X-App-Token" not in other.seen[0]
+
+
+# --- 10. implausible values ---------------------------------------------------------------
+
+
+def test_crime_records_from_the_future_before_1900_or_reported_before_occurring_are_rejected(
+    clean_db,
+):
+    from crimejob.crime_ingest import load_crime_records
+
+    good = make_legacy_records(4, *WEEK, seed=35)
+    future = dict(good[0], date_rptd="3000-01-02T00:00:00.000", date_occ="3000-01-01T00:00:00.000")
+    ancient = dict(good[1], date_rptd="1899-12-30T00:00:00.000", date_occ="1899-12-29T00:00:00.000")
+    backwards = dict(
+        good[2], date_rptd="2023-01-03T00:00:00.000", date_occ="2023-01-05T00:00:00.000"
+    )
+    report = load_crime_records(clean_db, [(LEGACY_ID, [future, ancient, backwards, good[3]])])
+    assert report.loaded == 1 and report.rejected == {"implausible_date": 3}
+    details = {k: d for k, d in _rows(clean_db, "SELECT record_key, detail FROM ops.rejects")}
+    assert "in the future" in details[future["dr_no"]]
+    assert "before 2000-01-01" in details[ancient["dr_no"]]
+    assert "is after date_rptd" in details[backwards["dr_no"]]
+
+
+def test_weather_days_out_of_time_and_tmin_above_tmax_are_rejected(clean_db, monkeypatch):
+    from crimejob.weather_ingest import load_weather_records
+
+    monkeypatch.setenv("CRIMEJOB_STATIONS", "USW00023174:33.94:-118.39:LAX")
+    day = {"STATION": "USW00023174", "TMAX": "70", "TMIN": "50", "PRCP": "0.00"}
+    records = [
+        dict(day, DATE="2023-01-02"),
+        dict(day, DATE="3023-01-03"),
+        dict(day, DATE="1850-01-04"),
+        dict(day, DATE="2023-01-05", TMAX="50", TMIN="70"),
+    ]
+    report = load_weather_records(clean_db, records, source="test")
+    assert report.loaded == 1 and report.rejected == {"bad_date": 2, "bad_value": 1}
+    (detail,) = _rows(clean_db, "SELECT detail FROM ops.rejects WHERE reason = 'bad_value'")[0]
+    assert "TMIN 70 is above TMAX 50" == detail
+
+
+@pytest.mark.parametrize(
+    "hyperparameters",
+    [{"epochs": -1}, {"epochs": 0}, {"batch_size": 2.5}, {"learning_rate": float("nan")}],
+)
+def test_implausible_hyperparameters_are_refused_with_the_reason(hyperparameters):
+    from crimejob.errors import ConfigError
+    from crimejob.forecasters import get_forecaster
+
+    (key,) = hyperparameters
+    with pytest.raises(ConfigError, match=f"hyperparameter '{key}' must"):
+        get_forecaster("rate_cnn", **hyperparameters)

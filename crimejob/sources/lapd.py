@@ -400,6 +400,15 @@ def map_frame(frame: pd.DataFrame, adapter: DatasetAdapter) -> tuple[pd.DataFram
     flag(occurred_date < EARLIEST_OCCURRENCE, IMPLAUSIBLE_DATE,
          lambda hit: f"{adapter.occurred_field}=" + occurred_text[hit].astype(str)
          + f" is before {EARLIEST_OCCURRENCE.date()}")  # fmt: skip
+    # A report from the future is a typo or a test record (the day after today in LA is
+    # allowed for clocks); one before the earliest occurrence cannot be true either.
+    not_yet = pd.Timestamp.now(tz="America/Los_Angeles").tz_localize(None) + pd.Timedelta(days=1)
+    flag(reported > not_yet, IMPLAUSIBLE_DATE,
+         lambda hit: f"{adapter.report_field}=" + report_text[hit].astype(str)
+         + " is in the future")  # fmt: skip
+    flag(reported < EARLIEST_OCCURRENCE, IMPLAUSIBLE_DATE,
+         lambda hit: f"{adapter.report_field}=" + report_text[hit].astype(str)
+         + f" is before {EARLIEST_OCCURRENCE.date()}")  # fmt: skip
     flag(occurred_date.dt.normalize() > reported.dt.normalize(), IMPLAUSIBLE_DATE,
          lambda hit: f"{adapter.occurred_field}=" + occurred_text[hit].astype(str)
          + f" is after {adapter.report_field}=" + report_text[hit].astype(str))  # fmt: skip
