@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from crimejob.dbcopy import copy_frame
+from crimejob.divisions import write_division_forecasts
 from crimejob.errors import DataError
 from crimejob.grid import N_CELLS
 from crimejob.gridstore import history_for_run
@@ -166,6 +167,7 @@ def write_forecasts(
     with engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM ml.forecasts WHERE target_week = :t"), {"t": target_week})
         copy_frame(conn, frame, "ml.forecasts", list(frame.columns))
+        write_division_forecasts(conn, target_week, history_through, forecasts)
     return len(frame)
 
 

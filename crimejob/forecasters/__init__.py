@@ -63,6 +63,10 @@ def get_forecaster(name: str, **overrides: Any) -> Forecaster:
     """A fresh, unfitted forecaster; ``overrides`` replace default hyperparameters."""
     if name in BASELINES:
         return make_baseline(name, **overrides)
+    if name in NETWORKS:
+        from crimejob.quiet import import_backend
+
+        import_backend()  # without TensorFlow's start-up noise (crimejob -v shows it)
     if name == "seed_cnn":
         from crimejob.forecasters.seed_cnn import SeedCNN
 
