@@ -18,7 +18,9 @@ the weekly pipeline are written once on top of it):
 Names: the baselines :data:`BASELINES` (``last_week``, ``mean_4w``,
 ``mean_13w``, ``mean_52w``, ``ewma``, and the field's ``mean_all``,
 ``kde_mean``, ``incident_share``, ``lgbm``), ``seed_cnn`` (the prototype) and
-``rate_cnn`` (ours, the default; ``CRIMEJOB_MODEL`` overrides it).
+``rate_cnn`` (ours, the default; ``CRIMEJOB_MODEL`` overrides it) and
+``sparse_cnn`` (ours, redesigned for sparse real counts: a learned correction
+to an empirical-Bayes rate).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from crimejob.errors import UnknownModelError
 from crimejob.forecasters.base import FitReport, Forecaster
 from crimejob.forecasters.baselines import BASELINES, make_baseline
 
-NETWORKS = ("seed_cnn", "rate_cnn")
+NETWORKS = ("seed_cnn", "rate_cnn", "sparse_cnn")
 DEFAULT_MODEL = "rate_cnn"
 
 __all__ = [
@@ -74,6 +76,10 @@ def get_forecaster(name: str, **overrides: Any) -> Forecaster:
         from crimejob.forecasters.rate_cnn import RateCNN
 
         return RateCNN(**overrides)
+    if name == "sparse_cnn":
+        from crimejob.forecasters.sparse_cnn import SparseCNN
+
+        return SparseCNN(**overrides)
     raise UnknownModelError(f"unknown model {name!r}; choose from {', '.join(available())}")
 
 
