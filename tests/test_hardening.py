@@ -531,3 +531,31 @@ def test_implausible_hyperparameters_are_refused_with_the_reason(hyperparameters
     (key,) = hyperparameters
     with pytest.raises(ConfigError, match=f"hyperparameter '{key}' must"):
         get_forecaster("rate_cnn", **hyperparameters)
+
+
+# --- 12. the data path at speed keeps its results -------------------------------------------
+
+
+def test_a_few_weeks_are_counted_exactly_as_the_whole_table_grouping_counts_them(clean_db):
+    from crimejob.aggregate import _COUNTS, _COUNTS_FEW_WEEKS
+    from crimejob.crime_ingest import load_crime_records
+    from tests.fakes.soda import NIBRS_2026_ID, make_nibrs_records
+
+    start, end = date(2023, 1, 2), date(2023, 3, 26)
+    load_crime_records(
+        clean_db,
+        [
+            (LEGACY_ID, make_legacy_records(1500, start, end, seed=41)),
+            (NIBRS_2026_ID, make_nibrs_records(700, start, end, seed=42)),
+        ],
+    )
+    order = " ORDER BY 1, 2, 3"
+    for first, last in [
+        (date(2023, 1, 9), date(2023, 1, 29)),
+        (date(2023, 2, 6), date(2023, 2, 6)),
+    ]:
+        params = {"first": first, "last": last}
+        with clean_db.connect() as conn:
+            whole = conn.execute(sa.text(str(_COUNTS) + order), params).all()
+            few = conn.execute(sa.text(str(_COUNTS_FEW_WEEKS) + order), params).all()
+        assert whole and few == whole
