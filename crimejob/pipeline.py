@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from crimejob import steps
 from crimejob.errors import check_range
+from crimejob.gridstore import run_histories
 from crimejob.runs import completed_weeks, finish_run, start_run, week_lock
 from crimejob.steps import IncompleteWeekError
 from crimejob.weeks import require_ended, week_start, weeks_between
@@ -122,7 +123,7 @@ def run_week(
         return out
 
     try:
-        with week_lock(engine, week):
+        with week_lock(engine, week), run_histories():
             _steps(engine, week, step, allow_incomplete, mode, offline, run_id)
     except IncompleteWeekError as exc:
         result.status = "incomplete"

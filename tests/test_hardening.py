@@ -522,7 +522,7 @@ def test_weather_days_out_of_time_and_tmin_above_tmax_are_rejected(clean_db, mon
 
 @pytest.mark.parametrize(
     "hyperparameters",
-    [{"epochs": -1}, {"epochs": 0}, {"batch_size": 2.5}, {"learning_rate": float("nan")}],
+    [{"epochs": -1}, {"window": 0}, {"batch_size": 2.5}, {"learning_rate": float("nan")}],
 )
 def test_implausible_hyperparameters_are_refused_with_the_reason(hyperparameters):
     from crimejob.errors import ConfigError
@@ -559,3 +559,27 @@ def test_a_few_weeks_are_counted_exactly_as_the_whole_table_grouping_counts_them
             whole = conn.execute(sa.text(str(_COUNTS) + order), params).all()
             few = conn.execute(sa.text(str(_COUNTS_FEW_WEEKS) + order), params).all()
         assert whole and few == whole
+
+
+def test_a_run_reads_its_as_of_history_once_and_each_step_gets_its_own_copy(clean_db, monkeypatch):
+    from crimejob import gridstore
+    from crimejob.aggregate import aggregate_weeks
+    from crimejob.crime_ingest import load_crime_records
+
+    records = make_legacy_records(600, date(2022, 10, 3), date(2023, 1, 29), seed=43)
+    load_crime_records(clean_db, [(LEGACY_ID, records)])
+    aggregate_weeks(clean_db, date(2022, 10, 3), date(2023, 1, 23))
+    week = date(2023, 1, 23)
+    fresh = gridstore.history_for_run(clean_db, week)
+    reads = []
+    real = gridstore.load_history
+    monkeypatch.setattr(gridstore, "load_history", lambda *a, **k: reads.append(a) or real(*a, **k))
+    with gridstore.run_histories():
+        first = gridstore.history_for_run(clean_db, week)
+        first.crime[:] = -1  # a step that changes its copy changes nobody else's
+        second = gridstore.history_for_run(clean_db, week)
+    assert len(reads) == 1
+    assert (second.crime == fresh.crime).all() and (second.incidents == fresh.incidents).all()
+    assert (second.week_starts == fresh.week_starts).all()
+    gridstore.history_for_run(clean_db, week)  # outside a run: read again
+    assert len(reads) == 2

@@ -49,7 +49,7 @@ def _iso(day: date | None) -> str | None:
 
 
 # Hyperparameters that count something that must exist at least once.
-_AT_LEAST_ONE = frozenset({"horizon", "window", "epochs", "batch_size", "gpu_batch_size"})
+_AT_LEAST_ONE = frozenset({"horizon", "window", "batch_size", "gpu_batch_size"})
 
 
 def _hyperparameter_problem(key: str, value: Any, default: Any) -> str | None:
