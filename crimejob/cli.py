@@ -106,7 +106,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from crimejob.backtest import run_backtest_from_db
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    result = run_backtest_from_db(_engine(), args.start, args.end, models)
+    result = run_backtest_from_db(_engine(), args.start, args.end, models, progress=True)
     print(result.format_table())
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_json(), indent=2))
@@ -232,7 +232,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crimejob", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log at INFO, TensorFlow's start-up too"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_cmd", required=True)
@@ -346,13 +348,6 @@ def build_parser() -> argparse.ArgumentParser:
         "and trains, the next ones score and forecast. Ends with the map, the plot and three "
         "SQL queries of the bi views. A few minutes; no network; nothing outside --dir is "
         "touched (CRIMEJOB_DATABASE_URL is ignored).",
-        epilog="examples:\n"
-        "  crimejob demo                        # 4 weekly runs to last week, in .crimejob/demo\n"
-        "  crimejob demo --runs 2 --dir /tmp/d  # quicker: the bootstrap and one weekly run\n"
-        "  CRIMEJOB_DATA_DIR=.crimejob/demo crimejob map --week 2026-11-30 --out map.html\n"
-        "  crimejob demo --stop                 # stop the demo's PostgreSQL\n"
-        "\nexit codes: 0 done, 1 a failure (message on stderr), 2 usage",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     dm.add_argument(
         "--dir",
@@ -383,7 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop the demo's PostgreSQL (left running for crimejob map, plot, ...)",
     )
     dm.set_defaults(func=cmd_demo)
-    return parser
+
+    from crimejob.cli_help import teach
+
+    return teach(parser)  # examples, exit codes and what the dates mean, for every command
 
 
 def main(argv: list[str] | None = None) -> int:
