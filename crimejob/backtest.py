@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -238,6 +239,7 @@ def run_backtest(
         kept = []
         previous = None
         pooled: dict[str, list[np.ndarray]] = {"mean": [], "actual": [], "prob": []}
+        running: list[dict[str, float]] = []
         for n, (i, target) in enumerate(zip(indices, targets, strict=True)):
             past = history.through(target - timedelta(weeks=forecaster.horizon))
             fit_started = time.perf_counter()
@@ -262,15 +264,20 @@ def run_backtest(
                     "fit_seconds": fit_seconds,
                 }
             )
+            running.append(scores)
             if progress or log.isEnabledFor(logging.INFO):
+                mean = mean_scores(running)
                 message = (
-                    f"{name} {target}: poisson_deviance {scores['poisson_deviance']:.4f} "
-                    f"pai_5pct {scores['pai_5pct']:.3f} fit {fit_seconds:.1f}s"
+                    f"backtest {name} week {target} ({n + 1}/{len(targets)}): "
+                    f"poisson_deviance {scores['poisson_deviance']:.4f} "
+                    f"(running mean {mean['poisson_deviance']:.4f}), "
+                    f"pai_5pct {scores['pai_5pct']:.3f} (running mean {mean['pai_5pct']:.3f}), "
+                    f"fit {fit_seconds:.1f}s"
                 )
                 if forecaster.trainable:
                     message += f" ({report.mode}, {report.epochs_run} epochs)"
-                if progress:
-                    print(message, flush=True)
+                if progress:  # on stderr: stdout is the table (and may be piped)
+                    print(message, file=sys.stderr, flush=True)
                 log.info(message)
         result.seconds[name] = time.perf_counter() - started
         if pooled["mean"]:
@@ -340,6 +347,7 @@ def run_backtest_from_db(
     end: date,
     models: list[str],
     overrides: dict[str, dict[str, Any]] | None = None,
+    progress: bool = False,
 ) -> BacktestResult:
     """The backtest on the grid rows in ``grid.weekly`` (what ``crimejob backtest`` runs).
 
@@ -353,5 +361,10 @@ def run_backtest_from_db(
     if len(history) == 0:
         raise DataError(f"grid.weekly has no weeks up to {end}; run crimejob aggregate first")
     return run_backtest(
-        history, start, end, models, overrides if overrides is not None else overrides_from_env()
+        history,
+        start,
+        end,
+        models,
+        overrides if overrides is not None else overrides_from_env(),
+        progress=progress,
     )

@@ -158,6 +158,9 @@ class Settings:
     # Days from a report to its publication on the portal (measured: 12-14): weeks whose
     # reports are not all published by the run are not used as history (see crimejob.lag).
     publication_lag_days: int = 14
+    # The Airflow extract tasks' retries: a source still down after them fails the run.
+    extract_retries: int = 3
+    extract_retry_minutes: float = 10.0
 
 
 def get_settings() -> Settings:
@@ -182,6 +185,8 @@ def get_settings() -> Settings:
         if datasets_text
         else DEFAULT_CRIME_DATASETS,
         publication_lag_days=_lag_days(_env(PUBLICATION_LAG_SETTING, "14")),
+        extract_retries=int(_env("CRIMEJOB_EXTRACT_RETRIES", "3")),
+        extract_retry_minutes=float(_env("CRIMEJOB_EXTRACT_RETRY_MINUTES", "10")),
     )
 
 

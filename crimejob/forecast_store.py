@@ -29,8 +29,9 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from crimejob.category_forecasts import write_category_forecasts
 from crimejob.dbcopy import copy_frame
-from crimejob.divisions import write_division_forecasts
+from crimejob.divisions import write_division_forecasts, write_volume_forecasts
 from crimejob.errors import DataError
 from crimejob.grid import N_CELLS
 from crimejob.gridstore import history_for_run
@@ -84,9 +85,7 @@ def cell_columns(predicted: np.ndarray, dispersion: float) -> dict[str, np.ndarr
     return columns
 
 
-def make_forecasts(
-    engine: Engine, history: GridHistory, horizon: int = 1
-) -> list[ModelForecast]:
+def make_forecasts(engine: Engine, history: GridHistory, horizon: int = 1) -> list[ModelForecast]:
     """The production model's forecast and every baseline's, for the week ``horizon``
     weeks after ``history.last_week``.
 
@@ -190,6 +189,8 @@ def forecast_next_week(engine: Engine, week: date, run_id: int | None = None) ->
             f"no production model could forecast {target} from {len(history)} weeks of history"
         )
     rows = write_forecasts(engine, target, history.last_week, forecasts, run_id=run_id)
+    write_volume_forecasts(engine, history, target)
+    write_category_forecasts(engine, history.week_starts, target)
     production = next(f for f in forecasts if f.is_production)
     return {
         "target_week": str(target),

@@ -33,7 +33,9 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from crimejob.calendar import holiday_table
 from crimejob.history import GridHistory
+from crimejob.uncertainty import fit_dispersion
 
 CITYWIDE = "citywide"
 SEASON = 52  # weeks in a (forecasting) year
@@ -131,6 +133,7 @@ class VolumeLGBM:
             **hyperparameters,
         }
         self.booster: lgb.Booster | None = None
+        self.dispersion = 0.0  # NB2 alpha of the one-step errors
 
     def fit(self, series: VolumeSeries) -> VolumeLGBM:
         """Learn from every one-step pair (origin t, week t+1) inside ``series``."""
@@ -154,6 +157,11 @@ class VolumeLGBM:
             data,
             num_boost_round=int(self.hp["num_boost_round"]),
         )
+        fitted = np.exp(
+            self.booster.predict(np.concatenate(xs), raw_score=True) + np.concatenate(offsets)
+        )
+        # In-sample, so if anything too small: bi.division_scores measures the coverage.
+        self.dispersion = fit_dispersion(np.concatenate(ys), fitted)
         return self
 
     def predict(self, series: VolumeSeries, horizons: int, calendar: CalendarAhead) -> np.ndarray:
@@ -191,6 +199,32 @@ def calendar_after(series: VolumeSeries, origin: int) -> CalendarAhead:
     """The calendar ahead of ``origin`` (holidays are public knowledge: the whole series')."""
     holidays = dict(zip(series.week_starts, series.holiday.astype(float), strict=True))
     return CalendarAhead(series.week_starts[origin], holidays)
+
+
+def future_calendar(origin_week: np.datetime64, horizons: int) -> CalendarAhead:
+    """The calendar of the ``horizons`` weeks after ``origin_week`` from the holiday
+    package (US federal and California, as the grid's holiday flag)."""
+    origin = np.datetime64(origin_week, "D")
+    weeks = [origin + np.timedelta64(7 * k, "D") for k in range(1, horizons + 1)]
+    years = {int(str(w)[:4]) for w in weeks} | {int(str(weeks[-1] + 6)[:4])}
+    days = pd.to_datetime(holiday_table(years)["day"]).to_numpy().astype("datetime64[D]")
+    flags = {w: float(((days >= w) & (days < w + np.timedelta64(7, "D"))).any()) for w in weeks}
+    return CalendarAhead(origin, flags)
+
+
+def forecast_volume(
+    history: GridHistory, labels: np.ndarray, names: dict[int, str], horizon: int
+) -> tuple[list[str], np.ndarray, float] | None:
+    """Production: each division's and the city's expected count ``horizon`` weeks after
+    the history, recursively; ``(names, means, dispersion)``, or None when the history
+    is too short to fit (a year and a quarter of weeks and a year of training pairs)."""
+    series = volume_series(history, labels, names)
+    if len(series) < MIN_WEEKS + SEASON or not names:
+        return None
+    model = VolumeLGBM().fit(series)
+    calendar = future_calendar(series.week_starts[-1], horizon)
+    means = model.predict(series, horizon, calendar)[-1]
+    return series.names, means, model.dispersion
 
 
 def seasonal_naive(series: VolumeSeries, origin: int, horizons: int) -> np.ndarray:

@@ -42,6 +42,9 @@ def on_gpu() -> bool:
     """Whether the active Keras backend sees a GPU (``CRIMEJOB_FORCE_CPU=1`` says no)."""
     if os.environ.get("CRIMEJOB_FORCE_CPU") == "1":
         return False
+    from crimejob.quiet import import_backend, quiet_backend
+
+    import_backend()
     import keras
 
     backend = keras.config.backend()
@@ -49,7 +52,8 @@ def on_gpu() -> bool:
         if backend == "tensorflow":
             import tensorflow as tf
 
-            return bool(tf.config.list_physical_devices("GPU"))
+            with quiet_backend():  # the device probe: "cuInit", "Could not find cuda drivers"
+                return bool(tf.config.list_physical_devices("GPU"))
         if backend == "jax":
             import jax
 
