@@ -43,6 +43,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from benchmarks import datasets  # noqa: E402
 from crimejob.backtest import BacktestResult, run_backtest  # noqa: E402
 from crimejob.forecasters import BASELINES, NETWORKS  # noqa: E402
+from crimejob.series_break import scores_by_era  # noqa: E402
 
 SEED_BUDGET = {"epochs": 3, "max_train_windows": 32, "finetune_epochs": 1, "finetune_windows": 4}
 # Target weeks per data set: the newest N weeks of its history (full run, --quick).
@@ -237,12 +238,24 @@ def main() -> int:
         diffs = paired_differences(result, [m for m in baselines if m in result.models])
         print("\npaired difference to the best baseline, per week: mean (Newey-West SE)")
         print(format_differences(diffs, result.models))
+        by_era = scores_by_era(result.rows, history)
+        if any(len(eras) > 1 for eras in by_era.values()):
+            print("\nmean Poisson deviance by era of the 2024 NIBRS switch (weeks)")
+            for model, eras in by_era.items():
+                print(
+                    f"{model:<15}"
+                    + "".join(
+                        f"  {era} {v['mean']:.5f} ({v['weeks']})"
+                        for era, v in sorted(eras.items())
+                    )
+                )
         print(f"{name}: {seconds:.1f} s")
         report["datasets"][name] = {
             "description": dataset.description,
             "target_weeks": [start.isoformat(), (end + timedelta(days=0)).isoformat()],
             "backtest": result.to_json(),
             "paired_differences": diffs,
+            "deviance_by_series_era": by_era,
             "failures": failures,
             "seconds": seconds,
         }

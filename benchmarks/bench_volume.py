@@ -54,7 +54,8 @@ def cell_aggregates(
         forecaster = get_forecaster(model, horizon=h)
         for i, origin in enumerate(origins):
             past = history.select(slice(0, origin + 1))
-            forecaster.fit(past)
+            if forecaster.trainable:  # as run_backtest: a full fit first, then fine-tunes
+                forecaster.fit(past) if i == 0 else forecaster.update(past)
             grid = forecaster.predict(past).reshape(-1).astype(np.float64)
             out[i, h - 1] = [grid[m].sum() for m in masks]
     return out

@@ -29,6 +29,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from crimejob.category_forecasts import write_category_forecasts
 from crimejob.dbcopy import copy_frame
 from crimejob.divisions import write_division_forecasts, write_volume_forecasts
 from crimejob.errors import DataError
@@ -189,6 +190,7 @@ def forecast_next_week(engine: Engine, week: date, run_id: int | None = None) ->
         )
     rows = write_forecasts(engine, target, history.last_week, forecasts, run_id=run_id)
     write_volume_forecasts(engine, history, target)
+    write_category_forecasts(engine, history.week_starts, target)
     production = next(f for f in forecasts if f.is_production)
     return {
         "target_week": str(target),

@@ -25,6 +25,7 @@ for the weeks ahead). It is refitted at every origin on the weeks up to T only.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -79,12 +80,14 @@ def volume_series(history: GridHistory, labels: np.ndarray, names: dict[int, str
     masks = [flat_labels == code for code in sorted(names)]
     masks.append(np.ones(flat_labels.shape, bool))
     counts = np.stack([crime[:, m].sum(axis=1) for m in masks], axis=1)
-    temp = np.stack([np.nanmean(weather[:, m, 0], axis=1) for m in masks], axis=1)
-    rain = np.stack([np.nanmean(weather[:, m, 1], axis=1) for m in masks], axis=1)
-    holiday = np.nanmax(weather[:, :, 2], axis=1)
+    with warnings.catch_warnings():  # a week without weather stays NaN: LightGBM takes it
+        warnings.simplefilter("ignore", RuntimeWarning)
+        temp = np.stack([np.nanmean(weather[:, m, 0], axis=1) for m in masks], axis=1)
+        rain = np.stack([np.nanmean(weather[:, m, 1], axis=1) for m in masks], axis=1)
+        holiday = np.nan_to_num(np.nanmax(weather[:, :, 2], axis=1))
     return VolumeSeries(
         history.week_starts.copy(), [names[c] for c in sorted(names)] + [CITYWIDE],
-        counts, np.nan_to_num(temp), np.nan_to_num(rain), np.nan_to_num(holiday),
+        counts, temp, rain, holiday,
     )  # fmt: skip
 
 

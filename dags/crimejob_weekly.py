@@ -9,8 +9,8 @@ complete, and fine-tunes (or retrains) the model. BI tools read the results in t
 **Time zone: America/Los_Angeles.** The schedule is
 `CronDataIntervalTimetable("0 0 * * 1", America/Los_Angeles)`: a run's data
 interval is Monday 00:00 to the next Monday 00:00 in LA time (DST included), and the
-run starts once that week has ended. The UI may show times in UTC: Monday 00:00 in
-LA is 07:00 or 08:00 UTC.
+run starts once that week has ended. The UI displays times in the browser's time
+zone (switch it in the user menu): Monday 00:00 in LA is 07:00 or 08:00 UTC.
 
 **Tasks.** `extract_crime` and `extract_weather` (in parallel) → `load` →
 `aggregate` → `check_completeness` → `score` → `train` → `forecast`. Each calls one
