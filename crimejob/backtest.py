@@ -41,8 +41,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy.engine import Engine
 
-from crimejob.errors import DataError
-from crimejob.forecasters import get_forecaster
+from crimejob.errors import DataError, check_range
+from crimejob.forecasters import check_model_names, get_forecaster
 from crimejob.history import GridHistory
 from crimejob.metrics import (
     METRIC_KEYS,
@@ -355,6 +355,8 @@ def run_backtest_from_db(
     score it); :func:`run_backtest` hands each model only the weeks before
     its target.
     """
+    check_range(start, end, "backtest")
+    check_model_names(models)
     from crimejob.gridstore import load_history
 
     history = load_history(engine, through=end)
