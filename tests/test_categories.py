@@ -244,3 +244,17 @@ def test_real_records_per_violent_category_equal_incidents_counted_by_primary_co
         assert got.get(category, 0) == by_code.get(category, 0), category
     assert got[list(VIOLENT_CATEGORIES)].sum() > 80
     assert got.sum() == len(primary)
+
+
+def test_every_code_the_dev_world_draws_has_an_explicit_category():
+    from crimejob.devworld.world import load_params
+
+    params = load_params()
+    drawn = {
+        "legacy": {*params["codes"]["legacy_violent"], *params["codes"]["legacy_other"]},
+        "nibrs": {*params["nibrs"]["nibrs_violent"], *params["nibrs"]["nibrs_other"]},
+    }
+    table = code_categories()
+    for series, codes in drawn.items():
+        assert len(codes) > 10
+        assert codes - set(table.loc[table["series"] == series, "code"]) == set(), series
