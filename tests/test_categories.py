@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from crimejob import grid
+from crimejob import category_counts, grid
 from crimejob.aggregate import aggregate_weeks
 from crimejob.categories import (
     CATEGORIES,
@@ -148,9 +148,11 @@ def _expected(rows: list[dict]) -> pd.Series:
     return per_incident.groupby(["week_start", "cell_id", "category"]).size()
 
 
+@pytest.mark.parametrize("few_weeks", [26, 0], ids=["weekly-window", "whole-table"])
 def test_category_counts_follow_the_primary_offense_and_violent_ones_sum_to_violent_count(
-    clean_db,
+    clean_db, monkeypatch, few_weeks
 ):
+    monkeypatch.setattr(category_counts, "FEW_WEEKS", few_weeks)
     rows = _random_legacy(600, seed=3) + _nibrs_cases(300, seed=4)
     insert_crime(clean_db, rows)
     report = aggregate_weeks(clean_db, W1, W2)
