@@ -211,8 +211,7 @@ def aggregation_ranges(
             ranges.append([w, w])
     window = [window_start, week]
     if ranges and all(
-        ranges[-1][1] + step * i in have
-        for i in range(1, (window_start - ranges[-1][1]) // step)
+        ranges[-1][1] + step * i in have for i in range(1, (window_start - ranges[-1][1]) // step)
     ):
         window[0] = ranges.pop()[0]
     return [tuple(window), *(tuple(r) for r in ranges)]
