@@ -188,7 +188,7 @@ def main() -> int:
         "--policy", action="store_true", help="add the champion policy as the row 'production'"
     )
     parser.add_argument(
-        "--policy-network", help="the network the policy trains (default: CRIMEJOB_MODEL)"
+        "--policy-network", help="the network the policy trains (default: CRIMEJOB_MODEL; none: baselines only)"
     )
     parser.add_argument("--json", help="also write every figure to this file")
     args = parser.parse_args()
@@ -199,8 +199,10 @@ def main() -> int:
         else [*BASELINES, *NETWORKS]
     )
     if args.policy:
-        if args.policy_network:
-            os.environ["CRIMEJOB_MODEL"] = args.policy_network
+        if args.policy_network:  # "none": the champion among the baselines only
+            os.environ["CRIMEJOB_MODEL"] = (
+                "mean_all" if args.policy_network == "none" else args.policy_network
+            )
         models = [*models, "production"]
     baselines = [m for m in models if m in BASELINES]
     overrides = {"seed_cnn": SEED_BUDGET, **args.budgets}

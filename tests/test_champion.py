@@ -30,6 +30,8 @@ from crimejob.gridstore import load_history, store_history
 from crimejob.lag import run_weeks
 from crimejob.training import NO_VALIDATION, TrainResult, gate_or_refuse, train
 
+pytestmark = pytest.mark.slow  # trains rate_cnn on a tiny budget
+
 HISTORY = la_world(seed=21, start=date(2021, 1, 4), weeks=40).history()
 TINY = {"epochs": 2, "max_train_windows": 6, "finetune_epochs": 1, "finetune_windows": 3}
 ROOT = Path(__file__).resolve().parents[1]
