@@ -50,6 +50,7 @@ from benchmarks import datasets  # noqa: E402
 from crimejob.backtest import BacktestResult, run_backtest  # noqa: E402
 from crimejob.compare import newey_west_se  # noqa: E402
 from crimejob.forecasters import BASELINES, NETWORKS  # noqa: E402
+from crimejob.series_break import scores_by_era  # noqa: E402
 
 SEED_BUDGET = {"epochs": 3, "max_train_windows": 32, "finetune_epochs": 1, "finetune_windows": 4}
 # Target weeks per data set: the newest N weeks of its history (full run, --quick).
@@ -188,7 +189,8 @@ def main() -> int:
         "--policy", action="store_true", help="add the champion policy as the row 'production'"
     )
     parser.add_argument(
-        "--policy-network", help="the network the policy trains (default: CRIMEJOB_MODEL; none: baselines only)"
+        "--policy-network",
+        help="the network the policy trains (default: CRIMEJOB_MODEL; none: baselines only)",
     )
     parser.add_argument("--json", help="also write every figure to this file")
     args = parser.parse_args()
@@ -242,12 +244,24 @@ def main() -> int:
         diffs = paired_differences(result, [m for m in baselines if m in result.models])
         print("\npaired difference to the best baseline, per week: mean (Newey-West SE)")
         print(format_differences(diffs, result.models))
+        by_era = scores_by_era(result.rows, history)
+        if any(len(eras) > 1 for eras in by_era.values()):
+            print("\nmean Poisson deviance by era of the 2024 NIBRS switch (weeks)")
+            for model, eras in by_era.items():
+                print(
+                    f"{model:<15}"
+                    + "".join(
+                        f"  {era} {v['mean']:.5f} ({v['weeks']})"
+                        for era, v in sorted(eras.items())
+                    )
+                )
         print(f"{name}: {seconds:.1f} s")
         report["datasets"][name] = {
             "description": dataset.description,
             "target_weeks": [start.isoformat(), (end + timedelta(days=0)).isoformat()],
             "backtest": result.to_json(),
             "paired_differences": diffs,
+            "deviance_by_series_era": by_era,
             "failures": failures,
             "seconds": seconds,
         }

@@ -70,7 +70,7 @@ def training_speed(name: str, history, samples: int, overrides: dict) -> float:
 
 def cost_table(history, skip_seed: bool) -> list[dict]:
     rows = []
-    plan = [("rate_cnn", 64, {})]
+    plan = [("rate_cnn", 64, {}), ("sparse_cnn", 64, {})]
     if not skip_seed:
         plan.append(("seed_cnn", 16, {}))
     for name, samples, overrides in plan:
@@ -117,6 +117,7 @@ def main() -> int:
         help=f"seed_cnn hyperparameter overrides, JSON (default {json.dumps(SEED_BUDGET)})",
     )
     parser.add_argument("--skip-costs", action="store_true", help="skip the cost table")
+    parser.add_argument("--skip-backtest", action="store_true", help="print the cost table only")
     parser.add_argument("--json", help="also write all figures to this file")
     args = parser.parse_args()
 
@@ -150,7 +151,11 @@ def main() -> int:
             f"{row['fwd_bwd_gflops']:>14.3f} {row['batch']:>6} {row['train_samples_per_s']:>16.2f}"
         )
 
-    models = [*BASELINES, "rate_cnn"] + ([] if args.skip_seed else ["seed_cnn"])
+    if args.skip_backtest:
+        if args.json:
+            Path(args.json).write_text(json.dumps({"device": device, "costs": costs}, indent=2))
+        return 0
+    models = [*BASELINES, "rate_cnn", "sparse_cnn"] + ([] if args.skip_seed else ["seed_cnn"])
     if args.models:
         models = [m.strip() for m in args.models.split(",") if m.strip()]
     start = history.week_starts[-args.backtest_weeks].astype("datetime64[D]").item()

@@ -10,7 +10,10 @@ Counts come from the ``raw.incidents`` view: one incident per (series,
 incident_id), i.e. per legacy ``dr_no`` or NIBRS ``caseno`` whichever dataset
 published it, violent if any of its offenses is, placed in the week and cell of
 the view (its earliest offense); ``grid.weeks`` keeps the legacy/NIBRS mix of
-each week. Each aggregation also refreshes the cells' LAPD divisions
+each week. Incidents made only of police-initiated offenses (``raw.police_initiated_codes``:
+assault on an officer, resisting arrest, ...) are left out of both counts, since
+what patrols find follows where the forecast sends them; ``grid.weeks.police_initiated``
+counts them. Each aggregation also refreshes the cells' LAPD divisions
 (:mod:`crimejob.cell_areas`) in the same transaction. Weather comes from the
 daily station summaries, interpolated to each cell centre by inverse distance
 weighting.
@@ -45,6 +48,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from crimejob import grid
 from crimejob.calendar import load_holidays
+from crimejob.category_counts import refresh_category_counts
 from crimejob.cell_areas import refresh_cell_areas
 from crimejob.config import SERIES_BREAK
 from crimejob.dbcopy import copy_frame
@@ -62,13 +66,17 @@ _LOCK_KEY = 774412  # advisory lock held while grid rows are replaced (db.py use
 _COUNTS = sa.text(
     """
     SELECT week_start, cell_id, series,
-           count(*)                             AS incidents,
-           count(*) FILTER (WHERE is_violent)   AS violent
+           count(*) FILTER (WHERE NOT is_police_initiated)                AS incidents,
+           count(*) FILTER (WHERE is_violent AND NOT is_police_initiated) AS violent,
+           count(*) FILTER (WHERE is_police_initiated)                    AS police_initiated
     FROM raw.incidents
     WHERE week_start BETWEEN :first AND :last
     GROUP BY week_start, cell_id, series
     """
 )
+
+# Which incidents of raw.incidents the grid counts (the category counts use the same).
+MODELLED_INCIDENTS = "NOT is_police_initiated"
 
 _WEATHER = sa.text(
     """
@@ -86,9 +94,11 @@ _HOLIDAYS = sa.text(
 _INSERT_WEEKS = sa.text(
     """
     INSERT INTO grid.weeks (week_start, series, incident_total, violent_total,
-                            legacy_incidents, nibrs_incidents, stations_reported, holiday_names)
+                            legacy_incidents, nibrs_incidents, police_initiated,
+                            stations_reported, holiday_names)
     VALUES (:week_start, :series, :incident_total, :violent_total,
-            :legacy_incidents, :nibrs_incidents, :stations_reported, :holiday_names)
+            :legacy_incidents, :nibrs_incidents, :police_initiated,
+            :stations_reported, :holiday_names)
     """
 )
 
@@ -113,6 +123,7 @@ class AggregateReport:
     weeks_without_weather: list[date] = field(default_factory=list)
     stations: int = 0
     cells_with_division: int = 0
+    category_rows: int = 0
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
@@ -126,6 +137,7 @@ class AggregateReport:
             "weeks_without_weather": [str(w) for w in self.weeks_without_weather],
             "stations": self.stations,
             "cells_with_division": self.cells_with_division,
+            "category_rows": self.category_rows,
             "seconds": round(self.seconds, 3),
         }
 
@@ -263,6 +275,11 @@ def _week_rows(
         if not counts.empty
         else pd.DataFrame()
     )
+    police = (
+        counts.groupby("week_start")["police_initiated"].sum()
+        if not counts.empty
+        else pd.Series(dtype="int64")
+    )
     rows = []
     for i, week in enumerate(weeks):
         legacy = (
@@ -284,6 +301,7 @@ def _week_rows(
                 "violent_total": int(violent[i].sum()),
                 "legacy_incidents": legacy,
                 "nibrs_incidents": nibrs,
+                "police_initiated": int(police.get(week, 0)),
                 "stations_reported": int(reported[i]),
                 "holiday_names": holiday_names.get(week),
             }
@@ -349,6 +367,7 @@ def _aggregate(conn: Connection, weeks: list[date], report: AggregateReport) -> 
         _INSERT_WEEKS, _week_rows(weeks, counts, incidents, violent, reported, holiday_names)
     )
     report.cells_with_division = refresh_cell_areas(conn, first, last)
+    report.category_rows = refresh_category_counts(conn, first, last, MODELLED_INCIDENTS)
 
     report.incident_total = int(incidents.sum())
     report.violent_total = int(violent.sum())

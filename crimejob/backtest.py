@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -297,6 +298,7 @@ def run_backtest(
         kept = []
         previous = None
         pooled: dict[str, list[np.ndarray]] = {"mean": [], "actual": [], "prob": []}
+        running: list[dict[str, float]] = []
         for n, (i, target) in enumerate(zip(indices, targets, strict=True)):
             past = history.through(target - timedelta(weeks=policy.horizon))
             fit_started = time.perf_counter()
@@ -321,15 +323,20 @@ def run_backtest(
                     **info,
                 }
             )
+            running.append(scores)
             if progress or log.isEnabledFor(logging.INFO):
+                mean = mean_scores(running)
                 message = (
-                    f"{name} {target}: poisson_deviance {scores['poisson_deviance']:.4f} "
-                    f"pai_5pct {scores['pai_5pct']:.3f} fit {fit_seconds:.1f}s"
+                    f"backtest {name} week {target} ({n + 1}/{len(targets)}): "
+                    f"poisson_deviance {scores['poisson_deviance']:.4f} "
+                    f"(running mean {mean['poisson_deviance']:.4f}), "
+                    f"pai_5pct {scores['pai_5pct']:.3f} (running mean {mean['pai_5pct']:.3f}), "
+                    f"fit {fit_seconds:.1f}s"
                 )
                 if info.get("summary"):
                     message += f" ({info['summary']})"
-                if progress:
-                    print(message, flush=True)
+                if progress:  # on stderr: stdout is the table (and may be piped)
+                    print(message, file=sys.stderr, flush=True)
                 log.info(message)
         result.seconds[name] = time.perf_counter() - started
         if pooled["mean"]:

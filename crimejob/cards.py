@@ -427,10 +427,11 @@ def build_card(
         "",
         "**What the design does about it.** The model is meant to learn from incidents the "
         "public reports, not from what patrols find: offenses that only arise from police "
-        "activity (e.g. LAPD `crm_cd` 231 assault with a deadly weapon on a police officer, "
-        "437 resisting arrest, 623 battery on a police officer) are the police-initiated "
-        "records to keep out of training (see docs/accountability.md for the codes and what "
-        "could be verified). Scores are also recomputed as late reports arrive, and every "
+        "activity (LAPD `crm_cd` 231 assault with a deadly weapon on a police officer, "
+        "437 resisting arrest, 623 battery on a police officer, 884, 890) are police-initiated: "
+        "incidents made only of them are left out of every count the models train and are "
+        "scored on (raw.police_initiated_codes; docs/accountability.md says what could be "
+        "verified). Scores are also recomputed as late reports arrive, and every "
         "forecast is shown beside the baselines.",
         "",
     ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -122,7 +123,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     # Production forecasts at the run's horizon (the publication lag); research: 1 by default.
     horizon = args.horizon or (run_weeks(args.end).horizon if PRODUCTION in models else 1)
     result = run_backtest_from_db(
-        _engine(), args.start, args.end, models, horizon=horizon, progress=args.progress
+        _engine(), args.start, args.end, models, horizon=horizon, progress=True
     )
     print(result.format_table())
     if PRODUCTION in models:
@@ -191,12 +192,20 @@ def cmd_plot(args: argparse.Namespace) -> int:
     if args.scores:
         plot.plot_scores(engine, Path(args.scores))
         print(f"wrote {args.scores}")
+    if args.divisions:
+        from crimejob.division_plot import plot_divisions
+
+        plot_divisions(engine, Path(args.divisions))
+        print(f"wrote {args.divisions}")
     if args.week:
         out = Path(args.out or f"forecast_{args.week}.png")
         plot.plot_week(engine, args.week, out)
         print(f"wrote {out}")
-    if not (args.week or args.scores):
-        raise SystemExit("crimejob plot: give --week DATE --out FILE.png and/or --scores FILE.png")
+    if not (args.week or args.scores or args.divisions):
+        raise SystemExit(
+            "crimejob plot: give --week DATE --out FILE.png, --scores FILE.png "
+            "and/or --divisions FILE.png"
+        )
     return 0
 
 
@@ -220,12 +229,33 @@ def cmd_card(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from crimejob import demo
+
+    directory = Path(args.dir)
+    if args.stop:
+        from crimejob.db import stop_embedded
+
+        stopped = stop_embedded(directory)
+        state = "stopped" if stopped else "no server running for"
+        print(f"{state} the demo's PostgreSQL in {directory / 'pgdata'}")
+        return 0
+    try:
+        demo.run_demo(directory, runs=args.runs, last_week=args.last_week, share=args.share)
+    except ValueError as exc:
+        print(f"crimejob demo: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
 # --- parser -------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crimejob", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log at INFO, TensorFlow's start-up too"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_cmd", required=True)
@@ -279,7 +309,6 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="weeks ahead (default: the run's horizon with --policy, else 1)",
     )
-    backtest.add_argument("--progress", action="store_true", help="print every scored week")
     backtest.add_argument("--json", help="also write per-week rows and means as JSON")
     backtest.set_defaults(func=cmd_backtest)
 
@@ -324,6 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--week", type=_week)
     plot.add_argument("--out")
     plot.add_argument("--scores", help="write weekly MAE and PAI against baselines")
+    plot.add_argument(
+        "--divisions",
+        help="write weekly violent incidents per LAPD division and citywide, actual and "
+        "forecast with 90%% intervals, holiday weeks marked",
+    )
     plot.set_defaults(func=cmd_plot)
 
     fmap = sub.add_parser("map", help="an interactive HTML map of a week's production forecast")
@@ -337,11 +371,58 @@ def build_parser() -> argparse.ArgumentParser:
         "--store", action="store_true", help="also store it with the version (ml.model_cards)"
     )
     card.set_defaults(func=cmd_card)
-    return parser
+
+    from crimejob.demo import DEFAULT_DIR, DEFAULT_RUNS
+
+    dm = sub.add_parser(
+        "demo",
+        help="a first look without network: the weekly job on a simulated Los Angeles",
+        description="Serve the LA development world (simulated from committed parameters) "
+        "through local SODA and NCEI servers in today's formats, and run the real weekly job "
+        "against them on an embedded PostgreSQL of its own: the first run loads the history "
+        "and trains, the next ones score and forecast. Ends with the map, the plot and three "
+        "SQL queries of the bi views. A few minutes; no network; nothing outside --dir is "
+        "touched (CRIMEJOB_DATABASE_URL is ignored).",
+    )
+    dm.add_argument(
+        "--dir",
+        default=str(DEFAULT_DIR),
+        help=f"the demo's data directory, emptied first (default {DEFAULT_DIR})",
+    )
+    dm.add_argument(
+        "--runs",
+        type=int,
+        default=DEFAULT_RUNS,
+        help=f"weekly runs, the first one the bootstrap (default {DEFAULT_RUNS}: "
+        "the first forecast gets scored)",
+    )
+    dm.add_argument(
+        "--last-week",
+        type=_week,
+        help="the last week run (any date in it; default: the latest complete week)",
+    )
+    dm.add_argument(
+        "--share",
+        type=float,
+        default=1.0,
+        help="publish only this share of the incidents: faster, sparser (default 1)",
+    )
+    dm.add_argument(
+        "--stop",
+        action="store_true",
+        help="stop the demo's PostgreSQL (left running for crimejob map, plot, ...)",
+    )
+    dm.set_defaults(func=cmd_demo)
+
+    from crimejob.cli_help import teach
+
+    return teach(parser)  # examples, exit codes and what the dates mean, for every command
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.verbose:  # TensorFlow's start-up messages too (crimejob.quiet)
+        os.environ["CRIMEJOB_VERBOSE"] = "1"
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -164,6 +164,9 @@ class Settings:
     champion_weeks: int = 8
     champion_min_weeks: int = 4
     champion_margin_se: float = 1.0
+    # The Airflow extract tasks' retries: a source still down after them fails the run.
+    extract_retries: int = 3
+    extract_retry_minutes: float = 10.0
 
 
 def get_settings() -> Settings:
@@ -191,6 +194,8 @@ def get_settings() -> Settings:
         champion_weeks=_positive_int("CRIMEJOB_CHAMPION_WEEKS", "8"),
         champion_min_weeks=_positive_int("CRIMEJOB_CHAMPION_MIN_WEEKS", "4"),
         champion_margin_se=_non_negative_float("CRIMEJOB_CHAMPION_MARGIN_SE", "1"),
+        extract_retries=int(_env("CRIMEJOB_EXTRACT_RETRIES", "3")),
+        extract_retry_minutes=float(_env("CRIMEJOB_EXTRACT_RETRY_MINUTES", "10")),
     )
 
 

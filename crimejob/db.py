@@ -74,6 +74,36 @@ def embedded_url(database: str = EMBEDDED_DATABASE) -> str:
     )
 
 
+def stop_embedded(data_dir: Path | None = None, timeout: float = 60) -> bool:
+    """Stop the embedded PostgreSQL of ``data_dir`` (default: the configured data
+    directory) if it runs; True if one was stopped. For ``scripts/airflow-local``'s exit
+    and the demo: every other command leaves it running for the next one.
+
+    A "fast" shutdown, as ``pg_ctl stop`` does it: SIGINT to the postmaster named in
+    ``postmaster.pid`` (open sessions are ended, nothing committed is lost).
+    """
+    import signal
+
+    import psutil
+
+    pid_file = Path(data_dir or get_settings().data_dir) / "pgdata" / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        postmaster = psutil.Process(pid)
+        if "postgres" not in postmaster.name():
+            return False  # a stale pid file naming some other process
+    except (FileNotFoundError, ValueError, IndexError, psutil.NoSuchProcess):
+        return False
+    _embedded_server.cache_clear()
+    _engine_for.cache_clear()
+    postmaster.send_signal(signal.SIGINT)
+    try:
+        postmaster.wait(timeout)
+    except psutil.TimeoutExpired:
+        return False
+    return True
+
+
 def database_url() -> str:
     """The configured database URL, or the embedded server's."""
     url = get_settings().database_url

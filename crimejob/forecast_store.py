@@ -30,9 +30,11 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from crimejob.category_forecasts import write_category_forecasts
 from crimejob.champion import ChampionDecision
 from crimejob.champion import record as record_champion
 from crimejob.dbcopy import copy_frame
+from crimejob.divisions import write_division_forecasts, write_volume_forecasts
 from crimejob.errors import DataError
 from crimejob.grid import N_CELLS
 from crimejob.gridstore import history_for_run
@@ -154,6 +156,7 @@ def write_forecasts(
     with engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM ml.forecasts WHERE target_week = :t"), {"t": target_week})
         copy_frame(conn, frame, "ml.forecasts", list(frame.columns))
+        write_division_forecasts(conn, target_week, history_through, forecasts)
     return len(frame)
 
 
@@ -174,6 +177,8 @@ def forecast_next_week(engine: Engine, week: date, run_id: int | None = None) ->
     rows = write_forecasts(engine, target, history.last_week, forecasts, run_id=run_id)
     with engine.begin() as conn:
         record_champion(conn, decision)
+    write_volume_forecasts(engine, history, target)
+    write_category_forecasts(engine, history.week_starts, target)
     production = next(f for f in forecasts if f.is_production)
     return {
         "target_week": str(target),

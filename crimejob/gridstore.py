@@ -29,7 +29,7 @@ _AS_OF_QUERY = sa.text(
     LEFT JOIN (
         SELECT week_start, cell_id, count(*) FILTER (WHERE is_violent) AS violent_count,
                count(*) AS incident_count, count(*) FILTER (WHERE series = 'nibrs') AS nibrs_count
-        FROM raw.incidents
+        FROM raw.public_incidents
         WHERE reported_at < :reported_before AND week_start <= :through
         GROUP BY week_start, cell_id
     ) AS c USING (week_start, cell_id)

@@ -193,3 +193,27 @@ def mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column stays NaN
         means = np.nanmean(table, axis=0)
     return {key: float(value) for key, value in zip(METRIC_KEYS, means, strict=True)}
+
+
+def r_squared(predicted: np.ndarray, actual: np.ndarray) -> float:
+    """Coefficient of determination over cells: 1 - SS_res / SS_tot around the actual mean.
+
+    1 is perfect, 0 is no better than predicting the week's mean everywhere, and it can
+    be negative. NaN when every actual value is the same (SS_tot = 0).
+    """
+    pred = np.asarray(predicted, np.float64).ravel()
+    act = np.asarray(actual, np.float64).ravel()
+    total = np.square(act - act.mean()).sum()
+    if total == 0:
+        return float("nan")
+    return float(1 - np.square(act - pred).sum() / total)
+
+
+def score_severity(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float]:
+    """How a severity-weighted count forecast of one week is judged: MAE and R² over cells
+    (the LA severity project's two numbers; see crimejob/severity.py)."""
+    pred = np.asarray(predicted, np.float64).ravel()
+    act = np.asarray(actual, np.float64).ravel()
+    if pred.shape != act.shape:
+        raise ValueError(f"predicted has {pred.size} cells, actual {act.size}")
+    return {"mae": float(np.abs(pred - act).mean()), "r2": r_squared(pred, act)}

@@ -121,16 +121,20 @@ def run_week(
 
     try:
         if offline:
-            loaded = {
-                "window_start": str(steps.extract_window(engine, week)[0]),
-                "weeks_touched": [],
-            }
+            loaded = steps.offline_loaded(engine, week)
         else:
             crime = step("extract_crime", steps.extract_crime, engine, week)
             weather = step("extract_weather", steps.extract_weather, engine, week)
             loaded = step("load", steps.load, engine, week, crime, weather)
         step("aggregate", steps.aggregate, engine, week, loaded)
-        step("check_completeness", steps.check_completeness, engine, week, allow_incomplete)
+        step(
+            "check_completeness",
+            steps.check_completeness,
+            engine,
+            week,
+            allow_incomplete,
+            offline=offline,
+        )
         step("score", steps.score, engine, week)
         step("train", steps.train, engine, week, mode)
         step("forecast", steps.forecast, engine, week, run_id=run_id)

@@ -95,6 +95,17 @@ def _read_json(path: str | Path):
 # --- extract / load / aggregate -----------------------------------------------
 
 
+def offline_loaded(engine: Engine, week: date) -> dict:
+    """What ``load`` hands on when the run is offline (``crimejob run --offline``, the DAG's
+    ``offline`` param): nothing fetched, the window to re-aggregate from the records
+    already in the database."""
+    return {
+        "window_start": str(extract_window(engine, week)[0]),
+        "weeks_touched": [],
+        "offline": True,
+    }
+
+
 def extract_crime(engine: Engine, week: date) -> dict:
     """Fetch LAPD records reported in the window; verified complete, written to a file."""
     from crimejob.crime_ingest import fetch_crime_api
@@ -188,7 +199,9 @@ _NEWEST_REPORT = sa.text(
 STALL_DAYS = 7
 
 
-def check_completeness(engine: Engine, week: date, allow_incomplete: bool = False) -> dict:
+def check_completeness(
+    engine: Engine, week: date, allow_incomplete: bool = False, offline: bool = False
+) -> dict:
     """Stop the run when the source is clearly broken, not because of the publication lag.
 
     The lag is designed in (``crimejob.lag``): the weeks after ``history_through``
@@ -204,6 +217,8 @@ def check_completeness(engine: Engine, week: date, allow_incomplete: bool = Fals
       ``CRIMEJOB_PUBLICATION_LAG_DAYS``.
 
     ``allow_incomplete`` (``--allow-incomplete``, backfills) turns both into a note.
+    ``offline`` (nothing was fetched) words the problems as what they are then: records
+    missing from the database, not a source that has not published them.
     """
     from crimejob.lag import run_weeks
 
@@ -230,7 +245,14 @@ def check_completeness(engine: Engine, week: date, allow_incomplete: bool = Fals
         "complete": True,
     }
     problems = []
-    if len(previous) < 4:
+    missing_offline = offline and not totals[through]
+    if missing_offline:
+        problems.append(
+            f"offline: no records for week {through} in the database (the newest week "
+            f"complete after the {plan.lag_days}-day publication lag; the newest record "
+            f"there was reported {newest or 'never'})"
+        )
+    elif len(previous) < 4:
         result["note"] = f"only {len(previous)} earlier weeks to compare with; not checked"
     else:
         median = statistics.median(previous)
@@ -240,14 +262,28 @@ def check_completeness(engine: Engine, week: date, allow_incomplete: bool = Fals
             str(w): round(totals.get(w, 0) / median, 3) if median else None
             for w in plan.incomplete_weeks
         }
-        if ratio < ratio_floor:
+        if ratio < ratio_floor and offline:
+            problems.append(
+                f"offline: week {through} has {totals[through]} incidents in the database, "
+                f"{ratio:.0%} of the median {median:g} of the 8 weeks before: its records "
+                f"are not all in the database"
+            )
+        elif ratio < ratio_floor:
             problems.append(
                 f"week {through} has {totals[through]} incidents, {ratio:.0%} of the median "
                 f"{median:g} of the 8 weeks before, although its reports should all be "
                 f"published after the {plan.lag_days}-day lag: the source has not published it"
             )
     stalled_before = plan.published_before - timedelta(days=STALL_DAYS)
-    if newest is None or newest < stalled_before:
+    if missing_offline:
+        pass  # said above
+    elif (newest is None or newest < stalled_before) and offline:
+        problems.append(
+            f"offline: the newest record in the database was reported {newest or 'never'}: "
+            f"none reported on or after {stalled_before:%Y-%m-%d} is there, though the run "
+            f"for {week} may use those reported before {plan.published_before:%Y-%m-%d}"
+        )
+    elif newest is None or newest < stalled_before:
         problems.append(
             f"the newest report published is {newest or 'none'}: nothing reported on or "
             f"after {stalled_before:%Y-%m-%d} has been published, though with the "
@@ -256,7 +292,13 @@ def check_completeness(engine: Engine, week: date, allow_incomplete: bool = Fals
         )
     if problems:
         result["complete"] = False
-        message = "; ".join(problems) + " (rerun later, or pass --allow-incomplete)"
+        advice = (
+            "import the missing records (crimejob ingest crime --csv FILE), run without "
+            "--offline, or pass --allow-incomplete"
+            if offline
+            else "rerun later, or pass --allow-incomplete"
+        )
+        message = "; ".join(problems) + f" ({advice})"
         if not allow_incomplete:
             raise IncompleteWeekError(message)
         result["note"] = "allowed: " + message

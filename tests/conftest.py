@@ -107,7 +107,8 @@ def clean_db(engine: sa.Engine) -> sa.Engine:
                 )
             )
         }
-        keep = {"grid.cells", "ops.schema_migrations"}
+        # reference data the migrations seed stays
+        keep = {"grid.cells", "ops.schema_migrations", "raw.police_initiated_codes"}
         tables = sorted(existing - keep)
         if tables:
             conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))

@@ -34,10 +34,9 @@ W1, W2, W3 = date(2024, 1, 1), date(2024, 1, 8), date(2024, 1, 15)
 def crime_rows(rows: list[dict]) -> pd.DataFrame:
     """raw.crime_records rows; each dict needs record_id, occurred (date), lat, lon, codes."""
     frame = pd.DataFrame(rows)
-    frame["source"] = frame.get("source", "2nrs-mtv8")
+    frame["source"] = frame.get("source", pd.Series(index=frame.index)).fillna("2nrs-mtv8")
     frame["series"] = np.where(frame["source"] == "2nrs-mtv8", "legacy", "nibrs")
-    if "incident_id" not in frame:
-        frame["incident_id"] = frame["record_id"]
+    frame["incident_id"] = frame.get("incident_id", frame["record_id"]).fillna(frame["record_id"])
     frame["occurred_at"] = pd.to_datetime(frame["occurred"]) + pd.Timedelta(hours=12)
     frame["reported_at"] = pd.to_datetime(frame.get("reported", frame["occurred"]))
     frame["week_start"] = [week_start(d) for d in frame["occurred_at"]]
@@ -139,6 +138,44 @@ def test_a_nibrs_incident_with_two_offenses_counts_once_and_is_violent_if_either
     assert (row["incident_count"], row["violent_count"]) == (2, 1)
     week = pd.read_sql("SELECT * FROM grid.weeks", clean_db).iloc[0]
     assert (week["series"], week["nibrs_incidents"], week["legacy_incidents"]) == ("nibrs", 2, 0)
+
+
+def test_police_initiated_incidents_are_counted_apart_and_not_modelled(clean_db):
+    """Offenses only police activity brings (ADW on an officer, resisting arrest) are not
+    what the public reports: they stay in raw.incidents but out of the modelled counts."""
+    here = {"lat": 34.05, "lon": -118.25, "occurred": W2 + timedelta(days=2)}
+    insert_crime(
+        clean_db,
+        [
+            # ADW on a police officer; battery on police + resisting arrest
+            {**here, "record_id": "L1", "codes": ["231"], "violent": True},
+            {**here, "record_id": "L2", "codes": ["623", "437"], "violent": False},
+            # an aggravated assault whose arrest was resisted is still a public report
+            {**here, "record_id": "L3", "codes": ["230", "437"], "violent": True},
+            {**here, "record_id": "L4", "codes": ["330"], "violent": False},
+            # NIBRS codes do not say who initiated the contact: always modelled
+            {**here, "source": "k7nn-b2ep", "record_id": "N1-13A", "incident_id": "N1",
+             "codes": ["13A"], "violent": True},
+        ],
+    )  # fmt: skip
+    aggregate_weeks(clean_db, W2, W2)
+    cell = int(grid.cell_of([34.05], [-118.25])[0][0])
+    row = weekly(clean_db).set_index("cell_id").loc[cell]
+    assert (row["incident_count"], row["violent_count"]) == (3, 2)
+    week = pd.read_sql("SELECT * FROM grid.weeks", clean_db).iloc[0]
+    assert (week["police_initiated"], week["incident_total"], week["violent_total"]) == (2, 3, 2)
+    flagged = pd.read_sql(
+        "SELECT incident_id FROM raw.incidents WHERE is_police_initiated ORDER BY 1", clean_db
+    )
+    assert list(flagged["incident_id"]) == ["L1", "L2"]
+    public = pd.read_sql("SELECT count(*) AS n FROM raw.public_incidents", clean_db)
+    assert int(public["n"].iloc[0]) == 3
+    categories = pd.read_sql(
+        "SELECT category, incidents FROM grid.weekly_categories WHERE cell_id = %(cell)s",
+        clean_db,
+        params={"cell": cell},
+    ).set_index("category")["incidents"]
+    assert categories.sum() == 3 and categories.get("aggravated_assault") == 2
 
 
 def test_late_reports_re_aggregate_the_week_they_fall_in(clean_db):
@@ -333,7 +370,10 @@ def test_portal_export_and_ncei_csv_through_the_cli_give_dense_weeks_of_all_viol
     assert len(per_week) == 53 and set(per_week["cells"]) == {4500}
     with clean_db.connect() as conn:
         violent_inside = conn.execute(
-            sa.text("SELECT count(*) FROM raw.incidents WHERE is_violent AND cell_id >= 0")
+            sa.text(
+                "SELECT count(*) FROM raw.incidents "
+                "WHERE is_violent AND NOT is_police_initiated AND cell_id >= 0"
+            )
         ).scalar_one()
         missing = conn.execute(
             sa.text("SELECT count(*) FROM ops.rejects WHERE reason = 'missing_location'")

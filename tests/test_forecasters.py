@@ -33,7 +33,7 @@ def test_every_name_is_available_and_an_unknown_one_is_refused():
         "last_week", "mean_4w", "mean_13w", "mean_52w", "ewma",
         "mean_all", "kde_mean", "incident_share", "lgbm",
     }  # fmt: skip
-    assert set(available()) == set(BASELINES) | {"seed_cnn", "rate_cnn"}
+    assert set(available()) == set(BASELINES) | {"seed_cnn", "rate_cnn", "sparse_cnn"}
     assert DEFAULT_MODEL == "rate_cnn"
     with pytest.raises(ValueError, match="unknown model 'prophet'"):
         get_forecaster("prophet")

@@ -18,7 +18,9 @@ the weekly pipeline are written once on top of it):
 Names: the baselines :data:`BASELINES` (``last_week``, ``mean_4w``,
 ``mean_13w``, ``mean_52w``, ``ewma``, and the field's ``mean_all``,
 ``kde_mean``, ``incident_share``, ``lgbm``), ``seed_cnn`` (the prototype) and
-``rate_cnn`` (ours, the default; ``CRIMEJOB_MODEL`` overrides it).
+``rate_cnn`` (ours, the default; ``CRIMEJOB_MODEL`` overrides it) and
+``sparse_cnn`` (ours, redesigned for sparse real counts: a learned correction
+to an empirical-Bayes rate).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 from crimejob.forecasters.base import FitReport, Forecaster
 from crimejob.forecasters.baselines import BASELINES, make_baseline
 
-NETWORKS = ("seed_cnn", "rate_cnn")
+NETWORKS = ("seed_cnn", "rate_cnn", "sparse_cnn")
 DEFAULT_MODEL = "rate_cnn"
 
 __all__ = [
@@ -61,6 +63,10 @@ def get_forecaster(name: str, **overrides: Any) -> Forecaster:
     """A fresh, unfitted forecaster; ``overrides`` replace default hyperparameters."""
     if name in BASELINES:
         return make_baseline(name, **overrides)
+    if name in NETWORKS:
+        from crimejob.quiet import import_backend
+
+        import_backend()  # without TensorFlow's start-up noise (crimejob -v shows it)
     if name == "seed_cnn":
         from crimejob.forecasters.seed_cnn import SeedCNN
 
@@ -69,4 +75,8 @@ def get_forecaster(name: str, **overrides: Any) -> Forecaster:
         from crimejob.forecasters.rate_cnn import RateCNN
 
         return RateCNN(**overrides)
+    if name == "sparse_cnn":
+        from crimejob.forecasters.sparse_cnn import SparseCNN
+
+        return SparseCNN(**overrides)
     raise ValueError(f"unknown model {name!r}; choose from {', '.join(available())}")

@@ -12,6 +12,7 @@ import numpy as np
 
 from crimejob.errors import DataError
 from crimejob.history import GridHistory
+from crimejob.series_break import rescale_to_current_series
 
 
 @dataclass
@@ -104,8 +105,16 @@ class Forecaster(abc.ABC):
             raise DataError(
                 f"{self.name} needs {self.min_history} weeks of history, got {len(history)}"
             )
-        out = np.asarray(self._predict(history), np.float32).reshape(history.shape)
+        out = np.asarray(self._predict(self.prepared(history)), np.float32).reshape(history.shape)
         return np.maximum(np.nan_to_num(out, nan=0.0, posinf=0.0), 0.0)
+
+    def prepared(self, history: GridHistory) -> GridHistory:
+        """The history as this model reads it: with ``rescale_series`` (models that do not
+        see ``nibrs_share`` themselves), every week at the newest series' recording level,
+        so the 2024 NIBRS switch is not read as a change in crime."""
+        if self.hp.get("rescale_series", False):
+            return rescale_to_current_series(history)
+        return history
 
     def save(self, path: Path) -> Path:
         raise NotImplementedError(f"{self.name} has no artifact to save")

@@ -42,6 +42,9 @@ def on_gpu() -> bool:
     """Whether the active Keras backend sees a GPU (``CRIMEJOB_FORCE_CPU=1`` says no)."""
     if os.environ.get("CRIMEJOB_FORCE_CPU") == "1":
         return False
+    from crimejob.quiet import import_backend, quiet_backend
+
+    import_backend()
     import keras
 
     backend = keras.config.backend()
@@ -49,7 +52,8 @@ def on_gpu() -> bool:
         if backend == "tensorflow":
             import tensorflow as tf
 
-            return bool(tf.config.list_physical_devices("GPU"))
+            with quiet_backend():  # the device probe: "cuInit", "Could not find cuda drivers"
+                return bool(tf.config.list_physical_devices("GPU"))
         if backend == "jax":
             import jax
 
@@ -179,6 +183,7 @@ class KerasForecaster(Forecaster):
 
     def fit(self, history: GridHistory) -> FitReport:
         """Full retrain from fresh weights; validation = the newest 20% of targets."""
+        history = self.prepared(history)
         n_windows = len(window_ends(len(history), int(self.hp["window"]), self.horizon))
         n_val = max(
             int(self.hp["min_validation_weeks"]),
@@ -201,6 +206,7 @@ class KerasForecaster(Forecaster):
         """Fine-tune the current weights on the newest windows (a retrain if there are none)."""
         if self.model is None:
             return self.fit(history)
+        history = self.prepared(history)
         train, val = self._split(
             history, int(self.hp["finetune_validation_weeks"]), int(self.hp["finetune_windows"])
         )

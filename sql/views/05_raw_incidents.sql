@@ -19,6 +19,16 @@ SELECT min(source)            AS source,
        min(lon)               AS lon,
        bool_or(is_violent)    AS is_violent,
        count(DISTINCT record_id) AS offense_records,
+       -- police-initiated: every offense of the incident is a code that only police
+       -- activity brings (raw.police_initiated_codes); such incidents are not modelled
+       -- (uncorrelated subqueries: evaluated once per query, not per record)
+       bool_and(offense_codes <@ CASE series
+                    WHEN 'legacy' THEN (SELECT coalesce(array_agg(code), '{}')
+                                        FROM raw.police_initiated_codes WHERE series = 'legacy')
+                    ELSE (SELECT coalesce(array_agg(code), '{}')
+                          FROM raw.police_initiated_codes WHERE series = 'nibrs') END
+                AND cardinality(offense_codes) > 0)
+                              AS is_police_initiated,
        ARRAY(SELECT DISTINCT code
              FROM unnest(string_to_array(string_agg(array_to_string(offense_codes, ','), ','),
                                          ',')) AS code
@@ -37,5 +47,6 @@ COMMENT ON COLUMN raw.incidents.cell_id IS 'Grid cell of the incident.';
 COMMENT ON COLUMN raw.incidents.lat IS 'Latitude as published.';
 COMMENT ON COLUMN raw.incidents.lon IS 'Longitude as published.';
 COMMENT ON COLUMN raw.incidents.is_violent IS 'True if any offense is violent (legacy crm_cd or NIBRS 09A, 11A-11C, 120, 13A).';
+COMMENT ON COLUMN raw.incidents.is_police_initiated IS 'True if every offense code is police-initiated (raw.police_initiated_codes, e.g. legacy 231, 623, 437): left out of the modelled counts.';
 COMMENT ON COLUMN raw.incidents.offense_records IS 'Distinct offense records (uniquenibrno) of the incident; 1 for a legacy report.';
 COMMENT ON COLUMN raw.incidents.offense_codes IS 'Distinct offense codes of the incident, sorted.';

@@ -1,0 +1,182 @@
+"""sparse_cnn: the contract, the shrunk offset it starts from, artifacts, and that it learns."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from datetime import date, timedelta
+
+import numpy as np
+import pytest
+
+from crimejob.devworld import la_world
+from crimejob.forecasters import available, get_forecaster
+from crimejob.forecasters.sparse_cnn import MAP_FEATURES, rate_inputs
+from crimejob.gridstore import store_history
+from crimejob.metrics import active_cells, mean_scores, score_forecast
+from crimejob.registry import get_version, load_forecaster
+from crimejob.training import train
+
+pytestmark = pytest.mark.slow
+
+TINY = {"epochs": 2, "max_train_windows": 6, "finetune_epochs": 1, "finetune_windows": 3}
+
+
+@pytest.fixture(scope="module")
+def history():
+    return la_world(seed=4, start=date(2021, 1, 4), weeks=40).history()
+
+
+def last(history) -> np.ndarray:
+    return np.array([len(history) - 1])
+
+
+def test_it_is_a_network_by_name_and_untrained_it_forecasts_the_shrunk_offset(history):
+    assert "sparse_cnn" in available()
+    forecaster = get_forecaster("sparse_cnn", epochs=0)
+    forecaster.fit(history)
+
+    offset, _ = rate_inputs(history, last(history), horizon=1)
+    predicted = forecaster.predict(history)
+
+    assert predicted.shape == history.shape and predicted.dtype == np.float32
+    assert np.all(predicted >= 0)
+    np.testing.assert_allclose(predicted, offset[0], rtol=1e-5, atol=1e-7)
+
+
+def test_the_offset_shrinks_sparse_cells_toward_their_neighbourhood_and_keeps_the_level(history):
+    offset, maps = rate_inputs(history, last(history), horizon=1)
+    raw = history.crime.mean(axis=0)
+    seen = history.incidents.sum(axis=0) > 0
+
+    # The level is kept: shrinkage moves incidents between cells, it does not lose them.
+    assert offset[0].sum() == pytest.approx(raw.sum(), rel=0.1)
+    # A cell seen once in 40 weeks is pulled toward its neighbours, not kept at 1/40 ...
+    once = seen & (history.crime.sum(axis=0) == 1)
+    assert np.mean(np.abs(offset[0][once] - raw[once])) > 0.005
+    # ... and cells no incident of any kind ever reached (outside LAPD) get almost nothing.
+    assert offset[0][~seen].sum() < 0.02 * offset[0].sum()
+    assert maps.shape == (1, *history.shape, len(MAP_FEATURES))
+    np.testing.assert_array_equal(maps[0, ..., MAP_FEATURES.index("footprint")], seen)
+
+
+def test_the_nibrs_switch_is_an_input_not_a_drop_in_crime(history):
+    before = replace(history, nibrs_share=np.zeros(len(history), np.float32))
+    after = replace(history, nibrs_share=np.r_[np.zeros(30), np.ones(10)].astype(np.float32))
+    column = MAP_FEATURES.index("nibrs_shift")
+
+    _, plain = rate_inputs(before, last(history), horizon=1)
+    _, switched = rate_inputs(after, last(history), horizon=1)
+
+    assert plain[0, 0, 0, column] == 0.0
+    assert switched[0, 0, 0, column] == pytest.approx(1.0 - 10 / 40)
+
+
+def test_horizon_sets_the_target_week_and_the_season_it_reads(history):
+    one = get_forecaster("sparse_cnn", epochs=0)
+    three = get_forecaster("sparse_cnn", epochs=0, horizon=3)
+    assert three.target_week(history) == history.last_week + timedelta(weeks=3)
+
+    _, maps1 = rate_inputs(history, last(history), horizon=1)
+    _, maps3 = rate_inputs(history, last(history), horizon=3)
+    season = MAP_FEATURES.index("season_sin")
+    assert maps1[0, 0, 0, season] != maps3[0, 0, 0, season]
+
+    report = three.fit(history)
+    one.fit(history)
+    # Targets are 3 weeks after each window's end: the newest target is the last week.
+    assert max(report.validation_targets) == history.last_week
+    assert three.predict(history).shape == one.predict(history).shape
+
+
+def test_outside_the_footprint_it_forecasts_essentially_zero_after_training(history):
+    forecaster = get_forecaster("sparse_cnn", **TINY)
+    forecaster.fit(history)
+    predicted = forecaster.predict(history)
+    outside = ~(history.incidents.sum(axis=0) > 0)
+
+    assert predicted[outside].sum() < 0.02 * predicted.sum()
+    assert predicted[outside].max() < 0.02
+
+
+def test_fits_are_deterministic_and_a_saved_model_reloads_as_one_keras_file(history, tmp_path):
+    first = get_forecaster("sparse_cnn", **TINY)
+    second = get_forecaster("sparse_cnn", **TINY)
+    first.fit(history)
+    second.fit(history)
+    for a, b in zip(first.model.get_weights(), second.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    path = first.save(tmp_path / "sparse.keras")
+    reloaded = get_forecaster("sparse_cnn", **TINY).load(path)
+    np.testing.assert_array_equal(reloaded.predict(history), first.predict(history))
+
+    before = [w.copy() for w in first.model.get_weights()]
+    report = first.update(history)
+    assert report.mode == "finetune"
+    assert max(np.abs(a - b).max() for a, b in zip(before, first.model.get_weights(), strict=True))
+
+
+def test_the_weekly_training_registers_a_version_the_registry_loads(
+    clean_db, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("CRIMEJOB_MODEL_DIR", str(tmp_path / "models"))
+    history = la_world(seed=21, start=date(2021, 1, 4), weeks=34).history()
+    store_history(clean_db, history)
+
+    result = train(clean_db, history.last_week, model_name="sparse_cnn", overrides=TINY)
+    stored = get_version(clean_db, "sparse_cnn", result.version)
+    loaded = load_forecaster(stored)
+
+    assert stored.artifact_path.endswith(".keras")
+    assert loaded.predict(history).shape == history.shape
+
+
+def test_trained_on_the_la_world_it_beats_mean_52w_and_its_own_offset():
+    """Sparse LA-like counts: the learned correction must pay for itself on unseen weeks."""
+    history = la_world(seed=11, start=date(2020, 1, 6), weeks=130).history()
+    split = 110
+    trained = get_forecaster("sparse_cnn", epochs=8, max_train_windows=52)
+    offset_only = get_forecaster("sparse_cnn", epochs=0)
+    train_history = history.through(history.week(split - 1))
+    trained.fit(train_history)
+    offset_only.fit(train_history)
+
+    def backtest(forecaster):
+        rows = []
+        for i in range(split, len(history)):
+            past = history.through(history.week(i - 1))
+            predicted = forecaster.predict(past)
+            rows.append(score_forecast(predicted, history.crime[i], active_cells(past.incidents)))
+        return mean_scores(rows)
+
+    ours, offset = backtest(trained), backtest(offset_only)
+    mean_52w = backtest(get_forecaster("mean_52w"))
+
+    assert ours["poisson_deviance"] < mean_52w["poisson_deviance"]
+    assert ours["poisson_deviance"] < offset["poisson_deviance"]
+    assert ours["pei_5pct"] > mean_52w["pei_5pct"] - 0.01
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_the_same_code_runs_under_another_keras_backend(backend):
+    pytest.importorskip(backend)
+    code = (
+        "import numpy as np\n"
+        "from crimejob.forecasters import get_forecaster\n"
+        "from crimejob.devworld import la_world\n"
+        "h = la_world(seed=1, weeks=20).history()\n"
+        "f = get_forecaster('sparse_cnn', epochs=1, max_train_windows=2)\n"
+        "f.fit(h)\n"
+        "p = f.predict(h)\n"
+        "assert p.shape == (60, 75) and np.all(p >= 0)\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": backend}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("ok")
