@@ -47,8 +47,8 @@ import numpy as np
 from sqlalchemy.engine import Engine
 
 from crimejob.compare import paired
-from crimejob.errors import DataError
-from crimejob.forecasters import BASELINES
+from crimejob.errors import DataError, check_range
+from crimejob.forecasters import BASELINES, check_model_names
 from crimejob.history import GridHistory
 from crimejob.metrics import (
     METRIC_KEYS,
@@ -415,6 +415,10 @@ def run_backtest_from_db(
     score it); :func:`run_backtest` hands each model only the weeks before
     its target.
     """
+    check_range(start, end, "backtest")
+    named = [m for m in models if m != PRODUCTION]  # "production" is a policy, not a model
+    if named or not models:
+        check_model_names(named)
     from crimejob.gridstore import load_history
 
     history = load_history(engine, through=end)

@@ -19,6 +19,7 @@ from pathlib import Path
 from crimejob.weeks import parse_week
 
 EXIT_FAILED = 1
+EXIT_USAGE = 2
 EXIT_INCOMPLETE = 3
 OFFLINE_HELP = "skip extract/load: use the records already in the database (e.g. a CSV import)"
 
@@ -428,15 +429,24 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
+        from crimejob.errors import check_range
+
+        check_range(getattr(args, "start", None), getattr(args, "end", None))
         return args.func(args)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a clear message, not a traceback, for expected failures
-        from crimejob.errors import CrimejobError
+        import sqlalchemy as sa
 
+        from crimejob.errors import CrimejobError, UsageError
+
+        if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+            from crimejob.db import get_engine, unreachable
+
+            exc = unreachable(exc, get_engine())
         if isinstance(exc, CrimejobError):
             print(f"crimejob {args.command}: {exc}", file=sys.stderr)
-            return EXIT_FAILED
+            return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED
         raise
 
 

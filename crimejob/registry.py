@@ -99,7 +99,18 @@ _COLUMNS = (
 def _from_row(row: Any) -> ModelVersion:
     data = dict(row._mapping)
     data["validation_weeks"] = list(data["validation_weeks"] or [])
+    # NaN metrics are stored as null (JSON has no NaN): read them back as NaN, so
+    # comparisons and formatting treat them as "not a number", not as None.
+    data["validation"] = _none_to_nan(data["validation"] or {})
     return ModelVersion(**data)
+
+
+def _none_to_nan(value: Any) -> Any:
+    if value is None:
+        return float("nan")
+    if isinstance(value, dict):
+        return {k: _none_to_nan(v) for k, v in value.items()}
+    return value
 
 
 def production_version(

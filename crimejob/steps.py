@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import statistics
+import tempfile
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
@@ -81,10 +82,17 @@ def _extract_dir(week: date) -> Path:
 
 
 def _write_json_atomic(path: Path, payload) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with gzip.open(tmp, "wt", encoding="utf-8") as handle:
-        json.dump(payload, handle)
-    tmp.replace(path)
+    """Write to a temporary file of a unique name, then rename it into place: two runs
+    writing the same extract at once each leave a whole file, never a mix."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as raw, gzip.open(raw, "wt", encoding="utf-8") as handle:
+            json.dump(payload, handle)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _read_json(path: str | Path):
@@ -155,16 +163,18 @@ def aggregate(engine: Engine, week: date, loaded: dict) -> dict:
     grid rows (a late report changes them); a lone old week is never created,
     so the history stays consecutive.
     """
+    from crimejob import staleweeks
     from crimejob.aggregate import aggregate_weeks
     from crimejob.gridstore import aggregated_weeks
     from crimejob.weeks import week_start
 
     window_start = week_start(date.fromisoformat(loaded["window_start"]))
     have = set(aggregated_weeks(engine))
+    # the weeks this load touched, and those an earlier, killed run loaded but never
+    # aggregated (ops.stale_weeks)
+    touched = {date.fromisoformat(text) for text in loaded["weeks_touched"]}
     older = sorted(
-        w
-        for w in (date.fromisoformat(text) for text in loaded["weeks_touched"])
-        if w < window_start and w in have
+        w for w in touched | staleweeks.pending(engine) if w < window_start and w in have
     )
     reports = [aggregate_weeks(engine, window_start, week)]
     # contiguous runs of older weeks, each re-aggregated in one call
@@ -256,13 +266,19 @@ def check_completeness(
         result["note"] = f"only {len(previous)} earlier weeks to compare with; not checked"
     else:
         median = statistics.median(previous)
-        ratio = totals[through] / median if median else 1.0
+        # A zero median is no yardstick: the source published nothing in those weeks.
+        ratio = totals[through] / median if median else 0.0
         result.update({"trailing_median": median, "ratio": round(ratio, 3)})
         result["incomplete_weeks"] = {
             str(w): round(totals.get(w, 0) / median, 3) if median else None
             for w in plan.incomplete_weeks
         }
-        if ratio < ratio_floor and offline:
+        if not median:
+            problems.append(
+                f"the 8 weeks before {through} have a median of 0 incidents: the source "
+                "has published nothing for them"
+            )
+        elif ratio < ratio_floor and offline:
             problems.append(
                 f"offline: week {through} has {totals[through]} incidents in the database, "
                 f"{ratio:.0%} of the median {median:g} of the 8 weeks before: its records "

@@ -26,7 +26,7 @@ for the weeks ahead). It is refitted at every origin on the weeks up to T only.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -36,7 +36,7 @@ import pandas as pd
 
 from crimejob.calendar import holiday_table
 from crimejob.history import GridHistory
-from crimejob.uncertainty import fit_dispersion
+from crimejob.uncertainty import Predictive, fit_dispersion
 
 CITYWIDE = "citywide"
 SEASON = 52  # weeks in a (forecasting) year
@@ -261,6 +261,8 @@ class VolumeBacktest:
     horizons: int
     forecasts: dict[str, np.ndarray]
     actual: np.ndarray  # (origins, H, S)
+    #: model -> (origins, H) NB2 dispersion of its predictive distribution, where known
+    dispersions: dict[str, np.ndarray] = field(default_factory=dict)
 
     def losses(self, model: str, metric: str) -> np.ndarray:
         """(origins, H, S) absolute error or Poisson deviance of a model."""
@@ -286,10 +288,11 @@ def backtest_volume(
         raise ValueError("origins need a year of training weeks before them and H weeks after")
     forecasts: dict[str, list[np.ndarray]] = {"volume_lgbm": [], "seasonal_naive": [],
                                                "mean_13w": []}  # fmt: skip
-    actual = []
+    actual, dispersions = [], []
     for origin in origins:
         seen = series.through(origin)
         model = VolumeLGBM(**(hyperparameters or {})).fit(seen)
+        dispersions.append(np.full(horizons, model.dispersion))
         forecasts["volume_lgbm"].append(
             model.predict(seen, horizons, calendar_after(series, origin))
         )
@@ -305,6 +308,7 @@ def backtest_volume(
         horizons=horizons,
         forecasts=stacked,
         actual=np.array(actual),
+        dispersions={"volume_lgbm": np.array(dispersions)},
     )
 
 
@@ -322,6 +326,24 @@ def newey_west_se(values: np.ndarray, min_lag: int = 0) -> float:
     for k in range(1, min(lag, n - 1) + 1):
         variance += 2 * (1 - k / (lag + 1)) * (e[k:] @ e[:-k]) / n
     return float(np.sqrt(max(variance, 0.0) / n))
+
+
+def interval_coverage(
+    result: VolumeBacktest, model: str, low: np.ndarray | None = None,
+    high: np.ndarray | None = None,
+) -> np.ndarray:  # fmt: skip
+    """(H, S) share of origins whose count fell inside the model's 90% interval: ``low``,
+    ``high`` (origins, H, S) when given, else the NB2 interval of its dispersions."""
+    if low is None or high is None:
+        mean = result.forecasts[model]
+        disp = result.dispersions[model]
+        low, high = np.zeros_like(mean), np.zeros_like(mean)
+        for o in range(mean.shape[0]):
+            for h in range(mean.shape[1]):
+                lo, hi = Predictive(mean[o, h], float(disp[o, h])).interval()
+                low[o, h], high[o, h] = lo, hi
+    inside = (result.actual >= low) & (result.actual <= high)
+    return inside.mean(axis=0)
 
 
 def paired_table(result: VolumeBacktest, model: str, baselines: list[str],

@@ -20,6 +20,7 @@ from crimejob.volume import (
     backtest_volume,
     calendar_after,
     future_calendar,
+    interval_coverage,
     paired_table,
     poisson_deviance,
     seasonal_naive,
@@ -145,3 +146,17 @@ def test_the_weekly_run_writes_a_volume_forecast_for_every_division_and_the_city
     assert write_volume_forecasts(clean_db, history, target) == 22
     assert write_volume_forecasts(clean_db, history.select(slice(0, 60)), target) == 0
     assert pd.read_sql("SELECT count(*) AS n FROM ml.division_forecasts", clean_db)["n"][0] == 22
+
+
+def test_interval_coverage_counts_the_origins_inside_the_ninety_percent_interval():
+    series = seasonal_series()
+    result = backtest_volume(series, list(range(170, 190)), horizons=2)
+    low = result.actual - 1
+    high = result.actual + 1
+    high[:5, 0, 0] = result.actual[:5, 0, 0] - 0.5  # five of twenty origins miss
+    got = interval_coverage(result, "volume_lgbm", low, high)
+    assert got.shape == (2, 3)
+    assert got[0, 0] == 0.75 and got[1, 0] == 1.0
+    nb = interval_coverage(result, "volume_lgbm")  # its own NB interval
+    assert ((nb >= 0.5) & (nb <= 1.0)).all()
+    assert result.dispersions["volume_lgbm"].shape == (20, 2)
