@@ -61,7 +61,10 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         ),
     ],
     "train": [
-        ("crimejob train --week 2026-11-02", "train the production model on weeks up to that one"),
+        (
+            "crimejob train --week 2026-11-02",
+            "as that week's run: weeks complete after the lag (to 10-19), 3 weeks ahead",
+        ),
         ("crimejob train --week 2026-11-02 --mode retrain --model seed_cnn", "from scratch"),
     ],
     "backtest": [
@@ -72,6 +75,10 @@ EXAMPLES: dict[str, list[tuple[str, str]]] = {
         (
             "crimejob backtest --start 2026-06-01 --end 2026-11-02 --models ewma --json bt.json",
             "also per-week rows as JSON",
+        ),
+        (
+            "crimejob backtest --policy production --start 2026-06-01 --end 2026-11-02",
+            "replay production (training, gate, champion) beside every baseline",
         ),
     ],
     "score": [("crimejob score --week 2026-11-16", "score the weeks complete by that run")],
