@@ -15,6 +15,12 @@ there appears here by itself), each scored by ``crimejob.backtest.run_backtest``
 on the same target weeks. ``seed_cnn`` runs on the reduced CPU budget printed
 under its table (``--budgets`` changes any model's).
 
+``--policy`` adds the row ``production``: the weekly job's policy replayed
+(:class:`crimejob.policies.ProductionPolicy`: the network ``--policy-network``,
+default ``CRIMEJOB_MODEL``, retrained every 13 weeks and fine-tuned weekly on
+its budget here, the gate, and each week's champion decision among it and every
+baseline), scored like every other row: the "champion policy".
+
 Paired differences: for each metric the best baseline is the one with the
 best mean over the target weeks (lowest error or deviance; highest hit rate,
 PAI, PEI; for ``mass`` the mean closest to 1, compared as |mass - 1|). Each
@@ -42,7 +48,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks import datasets  # noqa: E402
 from crimejob.backtest import BacktestResult, run_backtest  # noqa: E402
+from crimejob.compare import newey_west_se  # noqa: E402
 from crimejob.forecasters import BASELINES, NETWORKS  # noqa: E402
+from crimejob.series_break import scores_by_era  # noqa: E402
 
 SEED_BUDGET = {"epochs": 3, "max_train_windows": 32, "finetune_epochs": 1, "finetune_windows": 4}
 # Target weeks per data set: the newest N weeks of its history (full run, --quick).
@@ -66,20 +74,6 @@ METRICS = (
     ("pei_10pct", "PEI@10%", 1),
     ("mass_ratio", "mass", 0),
 )
-
-
-def newey_west_se(values: np.ndarray) -> float:
-    """Standard error of the mean of a weekly series, robust to autocorrelation."""
-    x = np.asarray(values, np.float64)
-    n = len(x)
-    if n < 2:
-        return float("nan")
-    e = x - x.mean()
-    lag = int(np.floor(4 * (n / 100) ** (2 / 9)))
-    variance = e @ e / n
-    for k in range(1, min(lag, n - 1) + 1):
-        variance += 2 * (1 - k / (lag + 1)) * (e[k:] @ e[:-k]) / n
-    return float(np.sqrt(max(variance, 0.0) / n))
 
 
 def _per_week(result: BacktestResult, model: str, key: str) -> np.ndarray:
@@ -191,6 +185,13 @@ def main() -> int:
         help='per-model hyperparameter overrides, JSON, e.g. \'{"rate_cnn": {"epochs": 5}}\'',
     )
     parser.add_argument("--progress", action="store_true", help="print every scored week")
+    parser.add_argument(
+        "--policy", action="store_true", help="add the champion policy as the row 'production'"
+    )
+    parser.add_argument(
+        "--policy-network",
+        help="the network the policy trains (default: CRIMEJOB_MODEL; none: baselines only)",
+    )
     parser.add_argument("--json", help="also write every figure to this file")
     args = parser.parse_args()
 
@@ -199,6 +200,12 @@ def main() -> int:
         if args.models
         else [*BASELINES, *NETWORKS]
     )
+    if args.policy:
+        if args.policy_network:  # "none": the champion among the baselines only
+            os.environ["CRIMEJOB_MODEL"] = (
+                "mean_all" if args.policy_network == "none" else args.policy_network
+            )
+        models = [*models, "production"]
     baselines = [m for m in models if m in BASELINES]
     overrides = {"seed_cnn": SEED_BUDGET, **args.budgets}
     loaders = {
@@ -237,12 +244,24 @@ def main() -> int:
         diffs = paired_differences(result, [m for m in baselines if m in result.models])
         print("\npaired difference to the best baseline, per week: mean (Newey-West SE)")
         print(format_differences(diffs, result.models))
+        by_era = scores_by_era(result.rows, history)
+        if any(len(eras) > 1 for eras in by_era.values()):
+            print("\nmean Poisson deviance by era of the 2024 NIBRS switch (weeks)")
+            for model, eras in by_era.items():
+                print(
+                    f"{model:<15}"
+                    + "".join(
+                        f"  {era} {v['mean']:.5f} ({v['weeks']})"
+                        for era, v in sorted(eras.items())
+                    )
+                )
         print(f"{name}: {seconds:.1f} s")
         report["datasets"][name] = {
             "description": dataset.description,
             "target_weeks": [start.isoformat(), (end + timedelta(days=0)).isoformat()],
             "backtest": result.to_json(),
             "paired_differences": diffs,
+            "deviance_by_series_era": by_era,
             "failures": failures,
             "seconds": seconds,
         }

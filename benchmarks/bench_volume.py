@@ -34,8 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from crimejob.devworld import la_world  # noqa: E402
 from crimejob.forecasters import get_forecaster  # noqa: E402
 from crimejob.history import GridHistory  # noqa: E402
+from crimejob.uncertainty import dispersion_from_history, sum_of_cells  # noqa: E402
 from crimejob.volume import (  # noqa: E402
     backtest_volume,
+    interval_coverage,
     paired_table,
     volume_series,
 )
@@ -43,21 +45,31 @@ from crimejob.volume import (  # noqa: E402
 
 def cell_aggregates(
     history: GridHistory, labels: np.ndarray, n_areas: int, codes: list[int],
-    model: str, origins: list[int], horizons: int,
-) -> np.ndarray:  # fmt: skip
+    model: str, origins: list[int], horizons: int, intervals: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:  # fmt: skip
     """(origins, H, S): a cell model's forecasts, fitted from each origin at each horizon,
-    summed over each division's cells and the city."""
+    summed over each division's cells and the city; with ``intervals``, also the 90%
+    interval of the summed distribution (cells NB2 with the dispersion production
+    estimates, ``crimejob.uncertainty``), as ``bi.division_forecasts`` gives it."""
     flat = np.asarray(labels).ravel()
     masks = [flat == c for c in codes] + [np.ones(flat.shape, bool)]
     out = np.zeros((len(origins), horizons, n_areas))
+    low = np.zeros_like(out) if intervals else None
+    high = np.zeros_like(out) if intervals else None
     for h in range(1, horizons + 1):
         forecaster = get_forecaster(model, horizon=h)
         for i, origin in enumerate(origins):
             past = history.select(slice(0, origin + 1))
-            forecaster.fit(past)
+            if forecaster.trainable:  # as run_backtest: a full fit first, then fine-tunes
+                forecaster.fit(past) if i == 0 else forecaster.update(past)
             grid = forecaster.predict(past).reshape(-1).astype(np.float64)
             out[i, h - 1] = [grid[m].sum() for m in masks]
-    return out
+            if intervals:
+                dispersion = dispersion_from_history(forecaster, past)
+                for s, m in enumerate(masks):
+                    lo, hi = sum_of_cells(grid[m], dispersion).interval()
+                    low[i, h - 1, s], high[i, h - 1, s] = lo[0], hi[0]
+    return out, low, high
 
 
 def format_table(table: pd.DataFrame, models: list[str]) -> str:
@@ -106,6 +118,12 @@ def main() -> int:
         "--cell-models", default="lgbm,kde_mean",
         help="cell forecasters to aggregate (comma-separated; rate_cnn works, slowly)",
     )  # fmt: skip
+    parser.add_argument(
+        "--coverage-models",
+        default="kde_mean",
+        help="cell models whose summed 90%% intervals are checked (costs 13 extra forecasts "
+        "per origin and horizon each)",
+    )
     parser.add_argument("--csv", type=Path, help="also write the rows to this CSV file")
     args = parser.parse_args()
 
@@ -118,13 +136,15 @@ def main() -> int:
     last = len(series) - args.horizons - 1
     origins = list(range(last - args.origins + 1, last + 1))
     cells = [m for m in args.cell_models.split(",") if m]
-    aggregates, seconds = {}, {}
+    aggregates, bounds, seconds = {}, {}, {}
     for model in cells:
         t0 = time.perf_counter()
-        aggregates[f"cell:{model}"] = cell_aggregates(
+        aggregates[f"cell:{model}"], low, high = cell_aggregates(
             history, world.cell_area, len(series.names), sorted(names), model, origins,
-            args.horizons,
+            args.horizons, intervals=model in args.coverage_models.split(","),
         )  # fmt: skip
+        if low is not None:
+            bounds[f"cell:{model}"] = (low, high)
         seconds[f"cell:{model}"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     result = backtest_volume(series, origins, args.horizons, aggregates)
@@ -146,6 +166,17 @@ def main() -> int:
         print()
         print(summary(table))
         frames.append(table.assign(metric=metric))
+    print("\n## 90% interval coverage (share of origins inside; 0.90 is calibrated)\n")
+    print("| model | h | citywide | divisions: mean | min | max |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    coverage = {"volume_lgbm": interval_coverage(result, "volume_lgbm")}
+    for model, (low, high) in bounds.items():
+        coverage[model] = interval_coverage(result, model, low, high)
+    for model, table in coverage.items():
+        for h in range(args.horizons):
+            divisions = table[h, :-1]
+            print(f"| {model} | {h + 1} | {table[h, -1]:.2f} | {divisions.mean():.2f} | "
+                  f"{divisions.min():.2f} | {divisions.max():.2f} |")  # fmt: skip
     print("\nseconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items())
           + f"; total {time.perf_counter() - started:.0f}")  # fmt: skip
     if args.csv:

@@ -5,9 +5,14 @@ history of the weeks *before* the target only (at ``horizon`` h > 1, of the
 weeks up to h weeks before it, as when the newest weeks are not published
 yet), predicts the target, and is
 scored with :func:`crimejob.metrics.score_forecast` (active cells = cells with
-any incident in that history). Networks behave as production does: a full
-retrain before the first target, then a fine-tune (``update``) week to week;
-baselines have nothing to fit.
+any incident in that history). Which forecaster predicts each week is the
+model's *policy* (:mod:`crimejob.policies`): a model named alone is itself
+(a network: a full retrain before the first target, then a fine-tune
+(``update``) week to week; baselines have nothing to fit); the model name
+``production`` replays the weekly job's policy (retraining schedule, fine-tunes,
+gate and champion decision), so "how good would production have been" is the
+same loop, the same scoring and the same table. The summary gives every model's
+paired difference to the best baseline with its standard error.
 
 Uncertainty: each forecast's predictive distribution is the one production
 writes (:mod:`crimejob.uncertainty`: negative binomial with the dispersion fitted
@@ -31,6 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -40,8 +46,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy.engine import Engine
 
-from crimejob.errors import DataError
-from crimejob.forecasters import get_forecaster
+from crimejob.compare import paired
+from crimejob.errors import DataError, check_range
+from crimejob.forecasters import BASELINES, check_model_names
 from crimejob.history import GridHistory
 from crimejob.metrics import (
     METRIC_KEYS,
@@ -50,6 +57,7 @@ from crimejob.metrics import (
     mean_scores,
     score_forecast,
 )
+from crimejob.policies import PRODUCTION, make_policy
 from crimejob.uncertainty import (
     Predictive,
     dispersion_from_history,
@@ -138,6 +146,44 @@ class BacktestResult:
             for model in self.models
         }
 
+    def comparisons(self, metric: str = "poisson_deviance") -> dict[str, Any]:
+        """Each model's mean paired difference to the best baseline of this backtest (the
+        baseline with the lowest mean ``metric``) and its standard error
+        (:mod:`crimejob.compare`); empty without a baseline."""
+        baselines = [m for m in self.models if m in BASELINES]
+        if not baselines:
+            return {}
+        means = self.means()
+        best = min(baselines, key=lambda b: (means[b][metric], b))
+
+        def series(model: str) -> np.ndarray:
+            return np.array([r[metric] for r in self.rows if r["model"] == model], np.float64)
+
+        reference = series(best)
+        return {
+            "metric": metric,
+            "best_baseline": best,
+            "models": {m: paired(series(m), reference).as_dict() for m in self.models if m != best},
+        }
+
+    def format_policy(self) -> str:
+        """Per target week: which model the production policy made production, its score."""
+        rows = [r for r in self.rows if r["model"] == PRODUCTION]
+        if not rows:
+            return ""
+        lines = [
+            "production policy, week by week",
+            f"{'target_week':<12} {'production':<18} {'PoisDev':>8}  gate",
+        ]
+        for r in rows:
+            mark = " *" if r.get("champion_changed") else "  "
+            lines.append(
+                f"{r['target_week']!s:<12} {r.get('champion', ''):<18}{mark}"
+                f"{r['poisson_deviance']:>8.4f}  {r.get('gate', '')[:90]}"
+            )
+        lines.append("(* production changed that week)")
+        return "\n".join(lines)
+
     def format_table(self) -> str:
         """The per-model means as a fixed-width table, budgets underneath."""
         weeks = self.target_weeks
@@ -168,6 +214,19 @@ class BacktestResult:
         for model, extra in self.extra_means().items():
             cells = " ".join(f"{extra[key]:>8.4f}" for key, _ in _EXTRA_COLUMNS)
             lines.append(f"{model:<10} {cells}")
+        comparisons = self.comparisons()
+        if comparisons:
+            best = comparisons["best_baseline"]
+            lines += [
+                "",
+                f"paired difference to the best baseline ({best}) in poisson_deviance, per "
+                "week: mean (Newey-West SE), weeks; negative = better than it",
+            ]
+            for model, d in comparisons["models"].items():
+                if d["diff"] is None:
+                    continue
+                se = f"{d['se']:.4f}" if d["se"] is not None else "-"
+                lines.append(f"{model:<18} {d['diff']:+.4f} ({se}) {d['weeks']}")
         for model, rows in self.reliability.items():
             lines += ["", f"reliability of {model} (active cells, pooled weeks)"]
             lines.append(format_reliability(rows))
@@ -196,6 +255,7 @@ class BacktestResult:
                 for m, extra in self.extra_means().items()
             },
             "reliability": self.reliability,
+            "paired_vs_best_baseline": self.comparisons(),
             "seconds": self.seconds,
             "hyperparameters": self.hyperparameters,
             "rows": [{k: clean(v) for k, v in row.items()} for row in self.rows],
@@ -232,17 +292,17 @@ def run_backtest(
     targets = [history.week_starts[i].astype("datetime64[D]").item() for i in indices]
     result = BacktestResult(models=list(models), target_weeks=targets)
     for name in models:
-        forecaster = get_forecaster(name, **{"horizon": horizon, **overrides.get(name, {})})
-        result.hyperparameters[name] = forecaster.hyperparameters()
+        policy = make_policy(name, horizon, overrides)
+        result.hyperparameters[name] = policy.hyperparameters()
         started = time.perf_counter()
         kept = []
         previous = None
         pooled: dict[str, list[np.ndarray]] = {"mean": [], "actual": [], "prob": []}
+        running: list[dict[str, float]] = []
         for n, (i, target) in enumerate(zip(indices, targets, strict=True)):
-            past = history.through(target - timedelta(weeks=forecaster.horizon))
+            past = history.through(target - timedelta(weeks=policy.horizon))
             fit_started = time.perf_counter()
-            if forecaster.trainable:
-                report = forecaster.fit(past) if n == 0 else forecaster.update(past)
+            forecaster, info = policy.step(past, first=n == 0)
             fit_seconds = time.perf_counter() - fit_started
             predicted = forecaster.predict(past)
             if keep_predictions:
@@ -260,17 +320,23 @@ def run_backtest(
                     **scores,
                     **extra,
                     "fit_seconds": fit_seconds,
+                    **info,
                 }
             )
+            running.append(scores)
             if progress or log.isEnabledFor(logging.INFO):
+                mean = mean_scores(running)
                 message = (
-                    f"{name} {target}: poisson_deviance {scores['poisson_deviance']:.4f} "
-                    f"pai_5pct {scores['pai_5pct']:.3f} fit {fit_seconds:.1f}s"
+                    f"backtest {name} week {target} ({n + 1}/{len(targets)}): "
+                    f"poisson_deviance {scores['poisson_deviance']:.4f} "
+                    f"(running mean {mean['poisson_deviance']:.4f}), "
+                    f"pai_5pct {scores['pai_5pct']:.3f} (running mean {mean['pai_5pct']:.3f}), "
+                    f"fit {fit_seconds:.1f}s"
                 )
-                if forecaster.trainable:
-                    message += f" ({report.mode}, {report.epochs_run} epochs)"
-                if progress:
-                    print(message, flush=True)
+                if info.get("summary"):
+                    message += f" ({info['summary']})"
+                if progress:  # on stderr: stdout is the table (and may be piped)
+                    print(message, file=sys.stderr, flush=True)
                 log.info(message)
         result.seconds[name] = time.perf_counter() - started
         if pooled["mean"]:
@@ -340,6 +406,8 @@ def run_backtest_from_db(
     end: date,
     models: list[str],
     overrides: dict[str, dict[str, Any]] | None = None,
+    horizon: int = 1,
+    progress: bool = False,
 ) -> BacktestResult:
     """The backtest on the grid rows in ``grid.weekly`` (what ``crimejob backtest`` runs).
 
@@ -347,11 +415,21 @@ def run_backtest_from_db(
     score it); :func:`run_backtest` hands each model only the weeks before
     its target.
     """
+    check_range(start, end, "backtest")
+    named = [m for m in models if m != PRODUCTION]  # "production" is a policy, not a model
+    if named or not models:
+        check_model_names(named)
     from crimejob.gridstore import load_history
 
     history = load_history(engine, through=end)
     if len(history) == 0:
         raise DataError(f"grid.weekly has no weeks up to {end}; run crimejob aggregate first")
     return run_backtest(
-        history, start, end, models, overrides if overrides is not None else overrides_from_env()
+        history,
+        start,
+        end,
+        models,
+        overrides if overrides is not None else overrides_from_env(),
+        progress=progress,
+        horizon=horizon,
     )

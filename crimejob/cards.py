@@ -28,6 +28,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from crimejob.compare import paired
 from crimejob.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -106,15 +107,17 @@ def _paired(scores: pd.DataFrame, name: str, metric: str) -> pd.DataFrame:
     for other in wide.columns:
         if other == name:
             continue
-        diff = (wide[name] - wide[other]).dropna()
-        se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+        # the same paired difference and (Newey-West) SE as the champion decision
+        diff = paired(wide[name].to_numpy(), wide[other].to_numpy())
         rows.append(
             {
                 "baseline": other,
-                f"{metric} difference": float(diff.mean()) if len(diff) else float("nan"),
-                "standard error": float(se),
-                "weeks": len(diff),
-                "inside the noise": "yes" if len(diff) < 2 or abs(diff.mean()) < 2 * se else "no",
+                f"{metric} difference": diff.diff,
+                "standard error": diff.se,
+                "weeks": diff.weeks,
+                "inside the noise": "yes"
+                if diff.weeks < 2 or not abs(diff.diff) >= 2 * diff.se
+                else "no",
             }
         )
     return pd.DataFrame(rows)
@@ -173,8 +176,8 @@ def _version_section(engine: Engine, name: str, version: str) -> list[str]:
         if crowned:
             return lines + [""] + _decision_lines(crowned[-1])
         return lines + [
-            "It is production because no trained version has been promoted over it (or the "
-            "configured model is this baseline)."
+            "No champion decision names it (a forecast written before production was chosen "
+            "by champion decisions)."
         ]
     v = get_version(engine, name, int(version))
     lines = [

@@ -19,6 +19,7 @@ from pathlib import Path
 from crimejob.weeks import parse_week
 
 EXIT_FAILED = 1
+EXIT_USAGE = 2
 EXIT_INCOMPLETE = 3
 OFFLINE_HELP = "skip extract/load: use the records already in the database (e.g. a CSV import)"
 
@@ -95,19 +96,40 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from crimejob.training import train
+    from crimejob.lag import run_weeks
+    from crimejob.modelstep import train_for_week
 
-    result = train(_engine(), args.week, model_name=args.model, mode=args.mode)
-    print(result.format())
+    plan = run_weeks(args.week)
+    print(
+        f"the run for {plan.week}: history through {plan.history_through}, "
+        f"forecasting {plan.horizon} week(s) ahead"
+    )
+    out = train_for_week(_engine(), args.week, mode=args.mode, model_name=args.model)
+    print(out["text"])
     return 0
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     from crimejob.backtest import run_backtest_from_db
+    from crimejob.forecasters import BASELINES
+    from crimejob.lag import run_weeks
+    from crimejob.policies import PRODUCTION
 
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    result = run_backtest_from_db(_engine(), args.start, args.end, models)
+    models = [m.strip() for m in (args.models or "").split(",") if m.strip()]
+    if args.policy == PRODUCTION:
+        # the production policy beside every baseline (or the models named)
+        models = [PRODUCTION, *[m for m in models or BASELINES if m != PRODUCTION]]
+    if not models:
+        raise SystemExit("crimejob backtest: give --models a,b and/or --policy production")
+    # Production forecasts at the run's horizon (the publication lag); research: 1 by default.
+    horizon = args.horizon or (run_weeks(args.end).horizon if PRODUCTION in models else 1)
+    result = run_backtest_from_db(
+        _engine(), args.start, args.end, models, horizon=horizon, progress=True
+    )
     print(result.format_table())
+    if PRODUCTION in models:
+        print()
+        print(result.format_policy())
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_json(), indent=2))
         print(f"wrote {args.json}")
@@ -232,7 +254,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crimejob", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log at INFO, TensorFlow's start-up too"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_cmd", required=True)
@@ -258,8 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     agg.add_argument("--end", type=_date, required=True)
     agg.set_defaults(func=cmd_aggregate)
 
-    train = sub.add_parser("train", help="train or fine-tune a model on weeks up to --week")
-    train.add_argument("--week", type=_week, required=True)
+    train = sub.add_parser(
+        "train",
+        help="train or fine-tune a model as the weekly run for --week does: on the weeks "
+        "complete after the publication lag, at the run's horizon",
+    )
+    train.add_argument("--week", type=_week, required=True, help="the run's week")
     train.add_argument("--model", default=None, help="model name (default: the production one)")
     train.add_argument("--mode", choices=["retrain", "finetune", "auto"], default="auto")
     train.set_defaults(func=cmd_train)
@@ -269,8 +297,18 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--end", type=_week, required=True)
     backtest.add_argument(
         "--models",
-        required=True,
         help="comma-separated model names, e.g. rate_cnn,lgbm,kde_mean,mean_52w",
+    )
+    backtest.add_argument(
+        "--policy",
+        choices=["production"],
+        help="also replay the weekly job's policy (retrain schedule, fine-tunes, gate, "
+        "champion decision) as the model 'production', beside every baseline",
+    )
+    backtest.add_argument(
+        "--horizon",
+        type=int,
+        help="weeks ahead (default: the run's horizon with --policy, else 1)",
     )
     backtest.add_argument("--json", help="also write per-week rows and means as JSON")
     backtest.set_defaults(func=cmd_backtest)
@@ -346,13 +384,6 @@ def build_parser() -> argparse.ArgumentParser:
         "and trains, the next ones score and forecast. Ends with the map, the plot and three "
         "SQL queries of the bi views. A few minutes; no network; nothing outside --dir is "
         "touched (CRIMEJOB_DATABASE_URL is ignored).",
-        epilog="examples:\n"
-        "  crimejob demo                        # 4 weekly runs to last week, in .crimejob/demo\n"
-        "  crimejob demo --runs 2 --dir /tmp/d  # quicker: the bootstrap and one weekly run\n"
-        "  CRIMEJOB_DATA_DIR=.crimejob/demo crimejob map --week 2026-11-30 --out map.html\n"
-        "  crimejob demo --stop                 # stop the demo's PostgreSQL\n"
-        "\nexit codes: 0 done, 1 a failure (message on stderr), 2 usage",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     dm.add_argument(
         "--dir",
@@ -383,7 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop the demo's PostgreSQL (left running for crimejob map, plot, ...)",
     )
     dm.set_defaults(func=cmd_demo)
-    return parser
+
+    from crimejob.cli_help import teach
+
+    return teach(parser)  # examples, exit codes and what the dates mean, for every command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -395,15 +429,24 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
+        from crimejob.errors import check_range
+
+        check_range(getattr(args, "start", None), getattr(args, "end", None))
         return args.func(args)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a clear message, not a traceback, for expected failures
-        from crimejob.errors import CrimejobError
+        import sqlalchemy as sa
 
+        from crimejob.errors import CrimejobError, UsageError
+
+        if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+            from crimejob.db import get_engine, unreachable
+
+            exc = unreachable(exc, get_engine())
         if isinstance(exc, CrimejobError):
             print(f"crimejob {args.command}: {exc}", file=sys.stderr)
-            return EXIT_FAILED
+            return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED
         raise
 
 

@@ -158,6 +158,15 @@ class Settings:
     # Days from a report to its publication on the portal (measured: 12-14): weeks whose
     # reports are not all published by the run are not used as history (see crimejob.lag).
     publication_lag_days: int = 14
+    # The weekly champion decision (crimejob.champion): the newest K complete weeks no
+    # contender was fitted to, at least this many for a network version to take part, and
+    # how many standard errors a challenger must beat the incumbent by.
+    champion_weeks: int = 8
+    champion_min_weeks: int = 4
+    champion_margin_se: float = 1.0
+    # The Airflow extract tasks' retries: a source still down after them fails the run.
+    extract_retries: int = 3
+    extract_retry_minutes: float = 10.0
 
 
 def get_settings() -> Settings:
@@ -182,7 +191,34 @@ def get_settings() -> Settings:
         if datasets_text
         else DEFAULT_CRIME_DATASETS,
         publication_lag_days=_lag_days(_env(PUBLICATION_LAG_SETTING, "14")),
+        champion_weeks=_positive_int("CRIMEJOB_CHAMPION_WEEKS", "8"),
+        champion_min_weeks=_positive_int("CRIMEJOB_CHAMPION_MIN_WEEKS", "4"),
+        champion_margin_se=_non_negative_float("CRIMEJOB_CHAMPION_MARGIN_SE", "1"),
+        extract_retries=int(_env("CRIMEJOB_EXTRACT_RETRIES", "3")),
+        extract_retry_minutes=float(_env("CRIMEJOB_EXTRACT_RETRY_MINUTES", "10")),
     )
+
+
+def _positive_int(name: str, default: str) -> int:
+    text = _env(name, default)
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {text!r}") from None
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1, not {value}")
+    return value
+
+
+def _non_negative_float(name: str, default: str) -> float:
+    text = _env(name, default)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {text!r}") from None
+    if not value >= 0:
+        raise ConfigError(f"{name} must be 0 or more, not {text!r}")
+    return value
 
 
 def _lag_days(text: str) -> int:

@@ -46,6 +46,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -55,6 +56,7 @@ import psycopg2
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from crimejob import staleweeks
 from crimejob.config import (
     CRIME_DATASETS_SETTING,
     DEFAULT_CRIME_DATASETS,
@@ -63,7 +65,7 @@ from crimejob.config import (
     get_settings,
 )
 from crimejob.dbcopy import copy_frame
-from crimejob.errors import SourceError
+from crimejob.errors import SourceError, check_range
 from crimejob.rejects import store_rejects
 from crimejob.reports import IngestReport
 from crimejob.runs import finish_run, start_run
@@ -165,7 +167,11 @@ def fetch_crime_api(
 
 
 def _merge(
-    conn: Connection, staging: str, payload_sql: str, lateral_sql: str = ""
+    conn: Connection,
+    staging: str,
+    payload_sql: str,
+    lateral_sql: str = "",
+    params: dict | None = None,
 ) -> tuple[int, int, set[date]]:
     """Upsert ``staging`` into raw.crime_records; returns (loaded, updated, weeks touched).
 
@@ -197,11 +203,13 @@ def _merge(
             RETURNING (xmax = 0) AS inserted, week_start
         )
         SELECT inserted, week_start, count(*) FROM merged GROUP BY inserted, week_start
-        """
+        """,
+        params or {},
     ).all()
     loaded = sum(n for inserted, _, n in rows if inserted)
     updated = sum(n for inserted, _, n in rows if not inserted)
     weeks |= {week for _, week, _ in rows}
+    staleweeks.mark(conn, weeks)
     # Records usable now resolve their earlier rejects.
     conn.exec_driver_sql(
         f"DELETE FROM ops.rejects AS j USING {staging} AS s "
@@ -292,6 +300,7 @@ def ingest_crime_api(
     engine: Engine, start: date, end: date, datasets: list[str] | None = None
 ) -> IngestReport:
     """Fetch report dates [start, end] from the SODA API and load them."""
+    check_range(start, end, "ingest crime")
     report = IngestReport(source="lapd-crime")
     params = {"start": start, "end": end, "datasets": datasets}
     with _run(engine, params, report):
@@ -309,34 +318,69 @@ def ingest_crime_api(
 # speed of a bare COPY.
 
 
-def _column(field: str) -> str:
-    return "f_" + re.sub(r"[^a-z0-9_]", "_", field)
+def _column(position: int) -> str:
+    """The staging column of the file's ``position``-th column: named by position, so no
+    text from the file's header ever becomes part of a statement."""
+    return f"c{int(position)}"
 
 
 def _literal(text: str) -> str:
-    """A SQL string literal for statements run with exec_driver_sql (which passes them
-    through the driver's %-formatting, hence the doubled %)."""
+    """A SQL string literal of a constant of this module (never of file text) for
+    statements run with exec_driver_sql (which passes them through the driver's
+    %-formatting, hence the doubled %)."""
     return "'" + text.replace("'", "''").replace("%", "%%") + "'"
 
 
-def _json_object(pairs: list[tuple[str, str]]) -> str:
-    """jsonb_build_object over (key, SQL expression) pairs, in parts of 40 (it takes at
-    most 100 arguments)."""
-    items = [f"{_literal(k)}, {v}" for k, v in pairs]
-    parts = [
-        "jsonb_build_object(" + ", ".join(items[i : i + 40]) + ")"
-        for i in range(0, len(items), 40)
-    ]
-    return " || ".join(parts) if parts else "'{}'::jsonb"
+_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-def _csv_payload_lateral(fields: list[str]) -> str:
+@dataclass(frozen=True)
+class CsvLayout:
+    """Where each field sits in an export: the header as data, positions as code.
+
+    ``known`` maps the SODA fields this job knows (the adapter's and the legacy
+    dataset's, all plain identifiers fixed in code) to their column position;
+    every other column is ``extra``: kept in the payload under its own name,
+    which reaches PostgreSQL only as a bound parameter.
+    """
+
+    header: tuple[str, ...]
+    fields: tuple[str, ...]
+    known: dict[str, int]
+    extra: tuple[int, ...]
+
+    @classmethod
+    def of(cls, header: list[str], adapter: lapd.DatasetAdapter) -> CsvLayout:
+        vocabulary = set(lapd.LEGACY_FIELDS) | lapd.mapped_fields(adapter)
+        fields = tuple(lapd.field_name(h) for h in header)
+        known = {f: i for i, f in enumerate(fields) if f in vocabulary and _IDENTIFIER.match(f)}
+        extra = tuple(i for i, f in enumerate(fields) if f not in known)
+        return cls(tuple(header), fields, known, extra)
+
+    @property
+    def columns(self) -> list[str]:
+        return [_column(i) for i in range(len(self.header))]
+
+    def column(self, field: str) -> str:
+        return _column(self.known[field])
+
+    def params(self) -> dict[str, list[str]]:
+        """The header text the statements need, as bound parameters."""
+        return {
+            "extra_keys": [self.fields[i] for i in self.extra],
+            "display_names": list(self.header),
+        }
+
+
+def _csv_payload_lateral(layout: CsvLayout) -> str:
     """The stored payload's fields: the dataset's API shape (SODA names, empty fields
     left out by jsonb_strip_nulls, floating timestamps, four-digit time_occ), built
-    from the staged row ``s``. ``to_jsonb`` of this row beats jsonb_build_object."""
+    from the staged row ``s``. ``to_jsonb`` of this row beats jsonb_build_object.
+    Fields the job does not know are added by :data:`_CSV_PAYLOAD` under their
+    names from the header, passed as a parameter."""
     values = []
-    for field in fields:
-        column = f"s.{_column(field)}"
+    for field, position in layout.known.items():
+        column = f"s.{_column(position)}"
         if field == "date_rptd":
             value = f"to_char(s.reported_at, '{_TS_FORMAT}')"
         elif field == "date_occ":
@@ -349,15 +393,21 @@ def _csv_payload_lateral(fields: list[str]) -> str:
         else:
             value = f"nullif({column}, '')"
         values.append(f'{value} AS "{field}"')
+    extra = ", ".join(f"nullif(s.{_column(i)}, '')" for i in layout.extra)
+    values.append(
+        f"jsonb_object(%(extra_keys)s::text[], ARRAY[{extra}]::text[]) AS extra"
+        if extra
+        else "'{}'::jsonb AS extra"
+    )
     return f"CROSS JOIN LATERAL (SELECT {', '.join(values)}) AS p"
 
 
-_CSV_PAYLOAD = "jsonb_strip_nulls(to_jsonb(p))"
+_CSV_PAYLOAD = "jsonb_strip_nulls((to_jsonb(p) - 'extra') || p.extra)"
 
 
-def _stage_raw(conn: Connection, path: Path, header: list[str], fields: list[str]) -> int:
+def _stage_raw(conn: Connection, path: Path, layout: CsvLayout) -> int:
     """COPY the export as it is into _csv_raw; ``line`` is the row's line in the file."""
-    columns = [_column(f) for f in fields]
+    columns = layout.columns
     conn.exec_driver_sql(
         "CREATE TEMP TABLE _csv_raw (line bigint GENERATED ALWAYS AS IDENTITY (START WITH 2), "
         + ", ".join(f"{c} text" for c in columns)
@@ -373,7 +423,7 @@ def _stage_raw(conn: Connection, path: Path, header: list[str], fields: list[str
             )
         return cursor.rowcount
     except (psycopg2.DataError, UnicodeDecodeError, EOFError, OSError) as exc:
-        raise SourceError(f"{path.name} is not a readable CSV file: {exc}") from exc
+        raise lapd.unreadable(path, exc) from exc
     finally:
         cursor.close()
 
@@ -390,10 +440,9 @@ def ingest_crime_csv(engine: Engine, path: Path, source: str | None = None) -> I
     report = IngestReport(source=f"csv:{path.name}")
     params = {"csv": str(path), "dataset": dataset_id}
     with _run(engine, params, report) as steps, engine.begin() as conn:
-        header = lapd.portal_header(path)
-        fields = [lapd.field_name(h) for h in header]
+        layout = CsvLayout.of(lapd.portal_header(path), adapter)
         with _timed(steps, "copy_raw"):
-            copied = _stage_raw(conn, path, header, fields)
+            copied = _stage_raw(conn, path, layout)
         conn.exec_driver_sql(
             "CREATE TEMP TABLE _csv_mapped (line bigint, occurred_at timestamp, "
             "reported_at timestamp, date_occ_ts timestamp, week_start date, "
@@ -419,14 +468,14 @@ def ingest_crime_csv(engine: Engine, path: Path, source: str | None = None) -> I
                 )
             _stage_offenses(conn, offenses)
             _reject_duplicates(conn, pd.concat(keys) if keys else pd.Series(dtype=object), report)
-            _create_staging_view(conn, adapter, fields)
+            _create_staging_view(conn, adapter, layout)
             valid = conn.exec_driver_sql("SELECT count(*) FROM _csv_mapped").scalar_one()
-        lateral = _csv_payload_lateral(fields)
+        lateral = _csv_payload_lateral(layout)
         with _deferred_indexes(conn, steps) as deferred, _timed(steps, "merge"):
             load = _insert_into_empty if deferred else _merge
-            loaded, updated, weeks = load(conn, "_csv_in", _CSV_PAYLOAD, lateral)
+            loaded, updated, weeks = load(conn, "_csv_in", _CSV_PAYLOAD, lateral, layout.params())
         with _timed(steps, "rejects"):
-            _store_csv_rejects(conn, dataset_id, header, fields)
+            _store_csv_rejects(conn, dataset_id, layout)
         conn.exec_driver_sql("DROP VIEW _csv_in")
         report.loaded, report.updated = loaded, updated
         report.unchanged = valid - loaded - updated
@@ -483,7 +532,11 @@ def _deferred_indexes(conn: Connection, steps: dict[str, float]) -> Iterator[boo
 
 
 def _insert_into_empty(
-    conn: Connection, staging: str, payload_sql: str, lateral_sql: str = ""
+    conn: Connection,
+    staging: str,
+    payload_sql: str,
+    lateral_sql: str = "",
+    params: dict | None = None,
 ) -> tuple[int, int, set[date]]:
     """The merge for an empty table with its keys deduplicated: every row is new."""
     rows = conn.exec_driver_sql(
@@ -497,13 +550,16 @@ def _insert_into_empty(
             RETURNING week_start
         )
         SELECT week_start, count(*) FROM inserted GROUP BY week_start
-        """
+        """,
+        params or {},
     ).all()
     conn.exec_driver_sql(
         f"DELETE FROM ops.rejects AS j USING {staging} AS s "
         "WHERE j.source = s.source AND j.record_key = s.record_id"
     )
-    return sum(n for _, n in rows), 0, {week for week, _ in rows}
+    weeks = {week for week, _ in rows}
+    staleweeks.mark(conn, weeks)
+    return sum(n for _, n in rows), 0, weeks
 
 
 def _stage_chunk(
@@ -612,7 +668,9 @@ def _stage_offenses(conn: Connection, offenses: dict[str, tuple[int, bool]]) -> 
     copy_frame(conn, frame, "_csv_offenses", list(frame.columns))
 
 
-def _create_staging_view(conn: Connection, adapter: lapd.DatasetAdapter, fields: list[str]) -> None:
+def _create_staging_view(
+    conn: Connection, adapter: lapd.DatasetAdapter, layout: CsvLayout
+) -> None:
     """_csv_in: the mapped columns, the keys as written (trimmed the way the mapping
     trims them) and every raw field, one row per usable line."""
     blank = _literal(lapd.WHITESPACE)
@@ -620,12 +678,12 @@ def _create_staging_view(conn: Connection, adapter: lapd.DatasetAdapter, fields:
         f"""
         CREATE TEMP VIEW _csv_in AS
         SELECT m.line, {_literal(adapter.dataset_id)}::text AS source,
-               btrim(r.{_column(adapter.key_field)}, {blank}) AS record_id,
-               btrim(r.{_column(adapter.incident_field)}, {blank}) AS incident_id,
+               btrim(r.{layout.column(adapter.key_field)}, {blank}) AS record_id,
+               btrim(r.{layout.column(adapter.incident_field)}, {blank}) AS incident_id,
                {_literal(adapter.series)}::text AS series,
                m.occurred_at, m.reported_at, m.date_occ_ts, m.week_start, m.lat, m.lon,
                m.cell_id, o.offense_codes, o.is_violent,
-               {", ".join(f"r.{_column(f)}" for f in fields)}
+               {", ".join(f"r.{c}" for c in layout.columns)}
         FROM _csv_mapped AS m
         JOIN _csv_raw AS r USING (line)
         JOIN _csv_offenses AS o USING (offense_id)
@@ -654,12 +712,14 @@ def _reject_duplicates(conn: Connection, keys: pd.Series, report: IngestReport) 
     report.rejected.update(rejects["reason"].tolist())
 
 
-def _store_csv_rejects(
-    conn: Connection, dataset_id: str, header: list[str], fields: list[str]
-) -> None:
+def _store_csv_rejects(conn: Connection, dataset_id: str, layout: CsvLayout) -> None:
     """Rejected lines into ops.rejects with the row exactly as written (display-name keys,
-    empty fields as ""); a line without a key is keyed by the md5 of that row."""
-    raw = _json_object([(h, _column(f)) for h, f in zip(header, fields, strict=True)])
+    passed as a parameter; empty fields as ""); a line without a key is keyed by the md5
+    of that row."""
+    raw = (
+        f"jsonb_object(%(display_names)s::text[], "
+        f"ARRAY[{', '.join(f'r.{c}' for c in layout.columns)}]::text[])"
+    )
     # Statistics tell the planner the rejects are few: hash them, scan the raw lines once.
     conn.exec_driver_sql("ANALYZE _csv_rejects")
     conn.exec_driver_sql(
@@ -676,5 +736,6 @@ def _store_csv_rejects(
         ON CONFLICT (source, record_key, reason) DO UPDATE
         SET detail = EXCLUDED.detail, payload = EXCLUDED.payload
         WHERE ops.rejects.payload IS DISTINCT FROM EXCLUDED.payload
-        """
+        """,
+        {"display_names": list(layout.header)},
     )

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from crimejob.config import PROJECT_ROOT, get_settings
-from crimejob.errors import CrimejobError
+from crimejob.errors import ConfigError, CrimejobError
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,29 @@ def database_url() -> str:
 
 @lru_cache(maxsize=8)
 def _engine_for(url: str) -> Engine:
-    return sa.create_engine(url, pool_pre_ping=True, future=True)
+    try:
+        parsed = sa.engine.make_url(url)
+        if not parsed.drivername.startswith("postgresql"):
+            raise ValueError(parsed.drivername)
+        return sa.create_engine(parsed, pool_pre_ping=True, future=True)
+    except (sa.exc.ArgumentError, ValueError, ImportError) as exc:
+        # the URL may hold a password: name the setting and the form, never the value
+        raise ConfigError(
+            f"CRIMEJOB_DATABASE_URL is not a PostgreSQL URL ({type(exc).__name__}); "
+            "expected postgresql://user:password@host:port/database"
+        ) from None
+
+
+def unreachable(exc: sa.exc.DBAPIError, engine: Engine | None = None) -> CrimejobError:
+    """The one line for a database that does not answer (down, wrong host or port,
+    refused credentials): where it was sought, the driver's first line, no password."""
+    where = ""
+    if engine is not None:
+        url = engine.url
+        where = f" at {url.host or 'localhost'}:{url.port or 5432}/{url.database}"
+    first = str(getattr(exc, "orig", exc) or exc).strip().splitlines()
+    reason = first[0] if first else type(exc).__name__
+    return CrimejobError(f"cannot use the database{where} (CRIMEJOB_DATABASE_URL): {reason}")
 
 
 def get_engine(url: str | None = None) -> Engine:

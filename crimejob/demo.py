@@ -181,8 +181,9 @@ def run_demo(
     say(
         f"crimejob demo: the LA development world, {runs} weekly runs ({weeks[0]} to "
         f"{last_week}) on {history_weeks} weeks of history, in {directory}.\n"
-        f"It takes about {minutes:.0f} minutes on a 2-core CPU (the first run trains the "
-        f"model from scratch, each later run about {SECONDS_PER_WEEK} s). No network is used."
+        f"It takes about {minutes:.0f} minutes on a quiet 2-core CPU, up to twice that on a "
+        f"busy one (the first run loads the history and trains the model from scratch, each "
+        f"later run about {SECONDS_PER_WEEK} s). No network is used."
     )
     # a fresh data directory: its embedded database is emptied below, the rest removed
     directory.mkdir(parents=True, exist_ok=True)
@@ -292,12 +293,14 @@ def _closing_note(result: DemoResult, plot_week: date, tables: dict[str, pd.Data
     with pd.option_context("display.width", 120, "display.max_columns", 12):
         for title, frame in tables.items():
             sql = QUERIES[title]
-            lines += ["", f"-- {title}", sql, _indent(frame.head(10).to_string(index=False))]
+            shown = frame.head(10).astype(object).where(frame.head(10).notna(), "")
+            lines += ["", f"-- {title}", sql, _indent(shown.to_string(index=False))]
     lines += [
         "",
         "Other commands take the same CRIMEJOB_DATA_DIR, e.g. "
         f"`{env} {crimejob} card` prints the production model's card. "
-        "The demo's PostgreSQL keeps running for them; the README says how to stop it.",
+        "The demo's PostgreSQL keeps running for them; to stop it: "
+        f"{crimejob} demo --stop --dir {result.directory}",
     ]
     return "\n".join(lines)
 

@@ -13,17 +13,21 @@ so ``ml.division_forecasts`` never disagrees with ``ml.forecasts``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import date
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from crimejob.dbcopy import copy_frame
 from crimejob.grid import N_CELLS
-from crimejob.uncertainty import sum_of_cells
+from crimejob.history import GridHistory
+from crimejob.uncertainty import Predictive, sum_of_cells
+
+log = logging.getLogger(__name__)
 
 CITYWIDE = "citywide"
 
@@ -116,3 +120,57 @@ def write_division_forecasts(
     frame = pd.DataFrame(rows, columns=COLUMNS)
     frame["area_code"] = frame["area_code"].astype("Int64")
     return copy_frame(conn, frame, "ml.division_forecasts", COLUMNS)
+
+
+def write_volume_forecasts(engine: Engine, history: GridHistory, target_week: date) -> int:
+    """Forecast each division's and the city's total for ``target_week`` with the volume
+    model (:func:`crimejob.volume.forecast_volume`) and replace its rows. Returns the rows
+    written: 0 when no cell has a division yet or the history is too short to fit."""
+    from crimejob.volume import VolumeLGBM, forecast_volume
+
+    with engine.connect() as conn:
+        cell_areas = load_cell_areas_in(conn)
+    names = area_names(cell_areas)
+    labels = division_labels(cell_areas, history.shape[0] * history.shape[1])
+    horizon = (target_week - history.last_week).days // 7
+    result = forecast_volume(history, labels, names, horizon) if names else None
+    if result is None:
+        log.info(
+            "volume model: no forecast for %s (no divisions or too little history)", target_week
+        )
+        return 0
+    area_list, means, dispersion = result
+    codes = {name: code for code, name in names.items()}
+    rows = []
+    for name, mean in zip(area_list, means, strict=True):
+        predictive = Predictive(np.array([mean]), dispersion)
+        low, high = predictive.interval()
+        rows.append(
+            {
+                "target_week": target_week,
+                "model_name": VolumeLGBM.name,
+                "area_name": name,
+                "area_code": codes.get(name),
+                "model_version": "volume",
+                "is_production": False,
+                "method": "volume_model",
+                "predicted": float(mean),
+                "predicted_low": int(low[0]),
+                "predicted_high": int(high[0]),
+                "dispersion": float(dispersion),
+                "cells": int((labels == codes[name]).sum()) if name in codes else len(labels),
+                "history_through": history.last_week,
+                "horizon_weeks": horizon,
+            }
+        )
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame["area_code"] = frame["area_code"].astype("Int64")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "DELETE FROM ml.division_forecasts "
+                "WHERE target_week = :t AND method = 'volume_model'"
+            ),
+            {"t": target_week},
+        )
+        return copy_frame(conn, frame, "ml.division_forecasts", COLUMNS)

@@ -17,5 +17,20 @@ class DataError(CrimejobError):
     """The data in the database cannot support the step asked for (gaps, too few weeks)."""
 
 
+class UsageError(CrimejobError, ValueError):
+    """Arguments that cannot mean anything (a range whose start is after its end): exit 2."""
+
+
+def check_range(start, end, what: str = "") -> None:
+    """A ``--start`` after ``--end`` is a usage error, not an empty range done quietly."""
+    if start is not None and end is not None and start > end:
+        where = f"{what}: " if what else ""
+        raise UsageError(f"{where}--start {start} is after --end {end}")
+
+
+class UnknownModelError(CrimejobError, ValueError):
+    """A model name no forecaster answers to (``--model``, ``--models``, ``CRIMEJOB_MODEL``)."""
+
+
 class ConfigError(CrimejobError, ValueError):
     """A setting (an environment variable) has a value the job cannot use; names the setting."""

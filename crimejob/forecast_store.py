@@ -1,10 +1,12 @@
 """Forecast next week for all 4,500 cells and write it, replacing any earlier forecast.
 
-The production model's forecast is flagged ``is_production``; every baseline's
-forecast for the same week is written beside it, so the scoreboard compares
-them on the same actuals. When no trained version has been promoted yet, the
-fallback baseline (``CRIMEJOB_FALLBACK_MODEL``, default ``mean_13w``) is
-production: analysts always get a forecast, and it says which model made it.
+Every contender's forecast is written (each baseline, and each network's
+production version at the run's horizon), so the scoreboard compares them on
+the same actuals; the champion (:mod:`crimejob.champion`: the best mean Poisson
+deviance on recent weeks none of them was fitted to) is flagged
+``is_production``, and its decision is stored with its numbers
+(``ml.promotion_decisions``, ``bi.forecasts.production_reason``). No model is
+production by default: the same rule chooses on the first run.
 
 The run for week W forecasts W+1 from the newest complete week (``crimejob.lag``)
 at an explicit horizon: every forecaster predicts ``horizon`` weeks past its
@@ -20,7 +22,6 @@ tied at the boundary share the slots left). Tied cells share a rank.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from datetime import date
 
@@ -29,8 +30,11 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from crimejob.category_forecasts import write_category_forecasts
+from crimejob.champion import ChampionDecision
+from crimejob.champion import record as record_champion
 from crimejob.dbcopy import copy_frame
-from crimejob.divisions import write_division_forecasts
+from crimejob.divisions import write_division_forecasts, write_volume_forecasts
 from crimejob.errors import DataError
 from crimejob.grid import N_CELLS
 from crimejob.gridstore import history_for_run
@@ -50,10 +54,6 @@ class ModelForecast:
     is_production: bool
     predicted: np.ndarray  # (4500,) by cell_id
     dispersion: float = 0.0  # NB2 alpha of the predictive distribution; 0 = Poisson
-
-
-def fallback_model() -> str:
-    return os.environ.get("CRIMEJOB_FALLBACK_MODEL", "mean_13w")
 
 
 def rank_cells(predicted: np.ndarray) -> np.ndarray:
@@ -84,56 +84,45 @@ def cell_columns(predicted: np.ndarray, dispersion: float) -> dict[str, np.ndarr
     return columns
 
 
-def make_forecasts(
-    engine: Engine, history: GridHistory, horizon: int = 1
-) -> list[ModelForecast]:
-    """The production model's forecast and every baseline's, for the week ``horizon``
-    weeks after ``history.last_week``.
+def forecast_contenders(
+    engine: Engine, history: GridHistory, horizon: int = 1, target_week: date | None = None
+) -> tuple[list[ModelForecast], ChampionDecision]:
+    """Every contender's forecast for the week ``horizon`` weeks after ``history.last_week``,
+    the champion's flagged production, and the champion decision.
 
-    A production version trained for another horizon (the lag setting changed since)
-    is not used: its forecast would be for another week. The fallback baseline stands
-    in until a version trained at this horizon is promoted.
+    A network version trained for another horizon (the lag setting changed since) is no
+    contender: its forecast would be for another week. ``target_week`` (the forecast's
+    week) finds the incumbent: the model production for the week before.
     """
-    from crimejob.forecasters import BASELINES, get_forecaster
-    from crimejob.registry import load_forecaster, production_version
+    from crimejob.champion import (
+        baseline_contenders,
+        decide,
+        network_contenders,
+        previous_production,
+    )
 
-    production = production_version(engine)
-    results: list[ModelForecast] = []
-    if production is not None:
-        model = load_forecaster(production)
-        trained_for = int(model.hyperparameters().get("horizon", 1))
-        if trained_for != horizon:
-            log.warning(
-                "production %s forecasts %d week(s) ahead, this run needs %d: %s stands in",
-                production.label, trained_for, horizon, fallback_model(),
-            )  # fmt: skip
-            production = None
-        else:
-            results.append(
-                ModelForecast(
-                    production.model_name,
-                    str(production.version),
-                    True,
-                    model.predict(history).reshape(N_CELLS).astype(np.float64),
-                    dispersion_from_history(model, history),
-                )
-            )
-    fallback = fallback_model()
-    for name in BASELINES:
-        forecaster = get_forecaster(name, horizon=horizon)
-        if len(history) < forecaster.min_history:
-            continue
-        forecaster.fit(history)
+    networks, excluded = network_contenders(engine, horizon, history.last_week)
+    contenders = networks + baseline_contenders(history, horizon)
+    incumbent = previous_production(engine, target_week) if target_week else None
+    decision = decide(history, horizon, contenders, incumbent, target_week, excluded=excluded)
+    results = []
+    for contender in contenders:
+        model = contender.forecaster
         results.append(
             ModelForecast(
-                name,
-                BASELINE_VERSION,
-                production is None and name == fallback,
-                forecaster.predict(history).reshape(N_CELLS).astype(np.float64),
-                dispersion_from_history(forecaster, history),
+                contender.model_name,
+                contender.model_version,
+                contender.label == decision.champion.label,
+                model.predict(history).reshape(N_CELLS).astype(np.float64),
+                dispersion_from_history(model, history),
             )
         )
-    return results
+    return results, decision
+
+
+def make_forecasts(engine: Engine, history: GridHistory, horizon: int = 1) -> list[ModelForecast]:
+    """The forecasts of :func:`forecast_contenders`, the champion's flagged production."""
+    return forecast_contenders(engine, history, horizon)[0]
 
 
 def write_forecasts(
@@ -184,12 +173,12 @@ def forecast_next_week(engine: Engine, week: date, run_id: int | None = None) ->
             f"{plan.lag_days}-day publication lag): run ingest and aggregate first"
         )
     target = plan.target_week
-    forecasts = make_forecasts(engine, history, plan.horizon)
-    if not any(f.is_production for f in forecasts):
-        raise DataError(
-            f"no production model could forecast {target} from {len(history)} weeks of history"
-        )
+    forecasts, decision = forecast_contenders(engine, history, plan.horizon, target)
     rows = write_forecasts(engine, target, history.last_week, forecasts, run_id=run_id)
+    with engine.begin() as conn:
+        record_champion(conn, decision)
+    write_volume_forecasts(engine, history, target)
+    write_category_forecasts(engine, history.week_starts, target)
     production = next(f for f in forecasts if f.is_production)
     return {
         "target_week": str(target),
@@ -201,4 +190,5 @@ def forecast_next_week(engine: Engine, week: date, run_id: int | None = None) ->
         "production_model": production.model_name,
         "production_version": production.model_version,
         "predicted_total": round(float(production.predicted.sum()), 3),
+        "production_reason": decision.reason,
     }

@@ -7,6 +7,10 @@ and the demo that exercise the database path without raw records.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import date, datetime, timedelta
 
 import numpy as np
@@ -145,6 +149,23 @@ def contiguous_since(bind: Engine | Connection, through: date) -> date | None:
     return first
 
 
+_RUN_HISTORIES: ContextVar[dict | None] = ContextVar("_RUN_HISTORIES", default=None)
+
+
+@contextmanager
+def run_histories() -> Iterator[None]:
+    """Within one weekly run, read each as-of history once: the train and forecast steps
+    ask for the same one, and nothing they do changes the records or the grid it comes
+    from (the run's own loads and aggregation are done by then). The as-of query groups
+    every record, so this halves a backfill week's full scans. Each caller gets its own
+    copy."""
+    token = _RUN_HISTORIES.set({})
+    try:
+        yield
+    finally:
+        _RUN_HISTORIES.reset(token)
+
+
 def history_for_run(
     bind: Engine | Connection, week: date, lag_days: int | None = None
 ) -> GridHistory:
@@ -155,6 +176,20 @@ def history_for_run(
     So a live run and a backfill of the same week read the same counts, whatever late
     reports arrived in between. ``lag_days`` defaults to CRIMEJOB_PUBLICATION_LAG_DAYS.
     """
+    cache = _RUN_HISTORIES.get()
+    if cache is None:
+        return _history_for_run(bind, week, lag_days)
+    url = (bind.engine if isinstance(bind, Connection) else bind).url
+    key = (url.render_as_string(hide_password=True), week, lag_days)
+    if key not in cache:
+        cache[key] = _history_for_run(bind, week, lag_days)
+    return copy.deepcopy(cache[key])
+
+
+def _history_for_run(
+    bind: Engine | Connection, week: date, lag_days: int | None = None
+) -> GridHistory:
+    """:func:`history_for_run` read from the database."""
     from crimejob.lag import run_weeks
 
     plan = run_weeks(week, lag_days)

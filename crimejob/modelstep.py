@@ -18,7 +18,9 @@ from datetime import date
 from sqlalchemy.engine import Engine
 
 
-def train_for_week(engine: Engine, week: date, mode: str = "auto") -> dict:
+def train_for_week(
+    engine: Engine, week: date, mode: str = "auto", model_name: str | None = None
+) -> dict:
     from crimejob.gridstore import history_for_run
     from crimejob.lag import run_weeks
     from crimejob.training import hyperparameter_overrides, train
@@ -27,7 +29,12 @@ def train_for_week(engine: Engine, week: date, mode: str = "auto") -> dict:
     history = history_for_run(engine, week)
     overrides = {**hyperparameter_overrides(), "horizon": plan.horizon}
     result = train(
-        engine, plan.history_through, mode=mode, overrides=overrides, history=history
+        engine,
+        plan.history_through,
+        model_name=model_name,
+        mode=mode,
+        overrides=overrides,
+        history=history,
     )
     return {
         "skipped": bool(result.reused),
@@ -39,4 +46,5 @@ def train_for_week(engine: Engine, week: date, mode: str = "auto") -> dict:
         "summary": result.format().splitlines()[0],
         "history_through": str(plan.history_through),
         "horizon_weeks": plan.horizon,
+        "text": result.format(),
     }

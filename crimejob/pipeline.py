@@ -15,9 +15,11 @@ from datetime import date
 from sqlalchemy.engine import Engine
 
 from crimejob import steps
-from crimejob.runs import completed_weeks, finish_run, start_run
+from crimejob.errors import check_range
+from crimejob.gridstore import run_histories
+from crimejob.runs import completed_weeks, finish_run, start_run, week_lock
 from crimejob.steps import IncompleteWeekError
-from crimejob.weeks import week_start, weeks_between
+from crimejob.weeks import require_ended, week_start, weeks_between
 
 __all__ = ["IncompleteWeekError", "RunResult", "BackfillResult", "run_week", "backfill"]
 
@@ -101,8 +103,9 @@ def run_week(
     offline: bool = False,
 ) -> RunResult:
     """Run every step for ``week``. ``offline`` skips extract/load and uses the data
-    already in the database (after a bulk CSV import, for instance)."""
-    week = week_start(week)
+    already in the database (after a bulk CSV import, for instance). A week that has
+    not ended is refused before anything is written."""
+    week = require_ended(week_start(week))
     run_id = start_run(
         engine,
         "weekly",
@@ -120,20 +123,8 @@ def run_week(
         return out
 
     try:
-        if offline:
-            loaded = {
-                "window_start": str(steps.extract_window(engine, week)[0]),
-                "weeks_touched": [],
-            }
-        else:
-            crime = step("extract_crime", steps.extract_crime, engine, week)
-            weather = step("extract_weather", steps.extract_weather, engine, week)
-            loaded = step("load", steps.load, engine, week, crime, weather)
-        step("aggregate", steps.aggregate, engine, week, loaded)
-        step("check_completeness", steps.check_completeness, engine, week, allow_incomplete)
-        step("score", steps.score, engine, week)
-        step("train", steps.train, engine, week, mode)
-        step("forecast", steps.forecast, engine, week, run_id=run_id)
+        with week_lock(engine, week), run_histories():
+            _steps(engine, week, step, allow_incomplete, mode, offline, run_id)
     except IncompleteWeekError as exc:
         result.status = "incomplete"
         finish_run(engine, run_id, "incomplete", _counts(result), result.step_seconds, str(exc))
@@ -152,6 +143,36 @@ def run_week(
     result.status = "succeeded"
     finish_run(engine, run_id, "succeeded", _counts(result), result.step_seconds)
     return result
+
+
+def _steps(
+    engine: Engine,
+    week: date,
+    step,
+    allow_incomplete: bool,
+    mode: str,
+    offline: bool,
+    run_id: int,
+) -> None:
+    """The steps of one run, in order (``run_week`` holds the week's lock around them)."""
+    if offline:
+        loaded = steps.offline_loaded(engine, week)
+    else:
+        crime = step("extract_crime", steps.extract_crime, engine, week)
+        weather = step("extract_weather", steps.extract_weather, engine, week)
+        loaded = step("load", steps.load, engine, week, crime, weather)
+    step("aggregate", steps.aggregate, engine, week, loaded)
+    step(
+        "check_completeness",
+        steps.check_completeness,
+        engine,
+        week,
+        allow_incomplete,
+        offline=offline,
+    )
+    step("score", steps.score, engine, week)
+    step("train", steps.train, engine, week, mode)
+    step("forecast", steps.forecast, engine, week, run_id=run_id)
 
 
 def _counts(result: RunResult) -> dict:
@@ -191,6 +212,8 @@ def backfill(
     """
     from tqdm import tqdm
 
+    check_range(start, end, "backfill")
+    require_ended(end)
     weeks = weeks_between(start, end)
     done = set() if force else completed_weeks(engine)
     result = BackfillResult()

@@ -5,10 +5,12 @@ version, parent version, data trained through, window, hyperparameters,
 validation metrics, artifact path, promoted or not) and a ``.keras`` file
 under ``CRIMEJOB_MODEL_DIR`` (default ``models/``) at
 ``<model>/v<version>.keras``. The production version of a model is its
-newest promoted version; ``production_version(engine)`` without a name means
-the configured default model (``CRIMEJOB_MODEL``, else ``rate_cnn``).
-Promotion decisions are rows in ``ml.promotion_decisions`` (see
-:mod:`crimejob.training` for the gate).
+newest promoted version (what that network contributes to the weekly champion
+decision); ``production_version(engine)`` without a name means the configured
+default model (``CRIMEJOB_MODEL``, else ``rate_cnn``).
+Promotion decisions are rows in ``ml.promotion_decisions``: the gate's
+(``kind = 'gate'``, :mod:`crimejob.training`) and each week's choice of
+production among all contenders (``kind = 'champion'``, :mod:`crimejob.champion`).
 """
 
 from __future__ import annotations
@@ -97,7 +99,18 @@ _COLUMNS = (
 def _from_row(row: Any) -> ModelVersion:
     data = dict(row._mapping)
     data["validation_weeks"] = list(data["validation_weeks"] or [])
+    # NaN metrics are stored as null (JSON has no NaN): read them back as NaN, so
+    # comparisons and formatting treat them as "not a number", not as None.
+    data["validation"] = _none_to_nan(data["validation"] or {})
     return ModelVersion(**data)
+
+
+def _none_to_nan(value: Any) -> Any:
+    if value is None:
+        return float("nan")
+    if isinstance(value, dict):
+        return {k: _none_to_nan(v) for k, v in value.items()}
+    return value
 
 
 def production_version(
@@ -284,11 +297,13 @@ def record_decision(conn: Connection, version: ModelVersion, decision: dict[str,
 
 
 def decisions(bind: Engine | Connection, model_name: str) -> list[dict[str, Any]]:
-    """Every gate decision for a model, oldest first."""
+    """Every gate decision for a model, oldest first (champion decisions:
+    :func:`crimejob.champion.champion_decisions`)."""
     with connect(bind) as conn:
         rows = conn.execute(
             sa.text(
-                "SELECT * FROM ml.promotion_decisions WHERE model_name = :m ORDER BY decision_id"
+                "SELECT * FROM ml.promotion_decisions WHERE model_name = :m AND kind = 'gate' "
+                "ORDER BY decision_id"
             ),
             {"m": model_name},
         )

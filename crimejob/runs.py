@@ -1,25 +1,102 @@
-"""Runs recorded in ``ops.runs``: what ran, for which week, how long each step took."""
+"""Runs recorded in ``ops.runs``: what ran, for which week, how long each step took.
+
+A run killed outright (``kill -9``, a lost worker) cannot write how it ended, so
+every run holds a PostgreSQL advisory lock from start to finish on one connection
+its process keeps open (:class:`_Liveness`). The server drops the lock with the
+connection when the process dies; the next run to start marks every ``running``
+row whose lock is gone ``abandoned``. Works across machines, needs no clock.
+"""
 
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+# advisory locks (key, run_id) held by a live run; 774411/774412 are db.py's and aggregate's
+RUN_LOCK_KEY = 774413
+ABANDONED_MESSAGE = "its process ended without finishing the run (killed or lost)"
+
+_ABANDON = sa.text(
+    "UPDATE ops.runs AS r SET status = 'abandoned', finished_at = now(), message = :m "
+    "WHERE r.status = 'running' AND NOT EXISTS ("
+    "  SELECT 1 FROM pg_locks AS l WHERE l.locktype = 'advisory' AND l.granted "
+    "  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "  AND l.classid = :key AND l.objid::bigint = (r.run_id & 2147483647) AND l.objsubid = 2)"
+)
+
+
+class _Liveness:
+    """One autocommit connection per process and database that holds each live run's lock."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._connections: dict[str, object] = {}
+
+    def _connection(self, engine: Engine):
+        key = engine.url.render_as_string(hide_password=False)
+        conn = self._connections.get(key)
+        if conn is None or conn.closed:
+            # its own DBAPI connection, outside the engine's pool (never handed to others)
+            args, kwargs = engine.dialect.create_connect_args(engine.url)
+            conn = engine.dialect.dbapi.connect(*args, **kwargs)
+            conn.autocommit = True
+            self._connections[key] = conn
+        return conn
+
+    def _run(self, engine: Engine, sql: str, run_id: int) -> None:
+        with self._guard:
+            cursor = self._connection(engine).cursor()
+            try:
+                cursor.execute(sql, (RUN_LOCK_KEY, run_id & 0x7FFFFFFF))
+                cursor.fetchall()
+            finally:
+                cursor.close()
+
+    def hold(self, engine: Engine, run_id: int) -> None:
+        self._run(engine, "SELECT pg_advisory_lock(%s, %s)", run_id)
+
+    def release(self, engine: Engine, run_id: int) -> None:
+        try:
+            self._run(engine, "SELECT pg_advisory_unlock(%s, %s)", run_id)
+        except Exception:  # a dead connection has released it already
+            pass
+
+
+_LIVENESS = _Liveness()
+
+
+def mark_abandoned(engine: Engine) -> int:
+    """Mark 'running' rows whose process is gone 'abandoned'; returns how many."""
+    with engine.begin() as conn:
+        return conn.execute(_ABANDON, {"m": ABANDONED_MESSAGE, "key": RUN_LOCK_KEY}).rowcount
+
 
 def start_run(
     engine: Engine, kind: str, week: date | None = None, params: dict | None = None
 ) -> int:
+    """Hold the new run's liveness lock, insert its 'running' row, and settle runs
+    killed earlier. The lock comes first, so no sweep sees the row without it."""
     with engine.begin() as conn:
-        return conn.execute(
-            sa.text(
-                "INSERT INTO ops.runs (kind, week_start, params) "
-                "VALUES (:k, :w, CAST(:p AS jsonb)) RETURNING run_id"
-            ),
-            {"k": kind, "w": week, "p": json.dumps(params or {}, default=str)},
+        run_id = conn.execute(
+            sa.text("SELECT nextval(pg_get_serial_sequence('ops.runs', 'run_id'))")
         ).scalar_one()
+    _LIVENESS.hold(engine, run_id)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO ops.runs (run_id, kind, week_start, params) "
+                "VALUES (:id, :k, :w, CAST(:p AS jsonb))"
+            ),
+            {"id": run_id, "k": kind, "w": week, "p": json.dumps(params or {}, default=str)},
+        )
+    mark_abandoned(engine)
+    return run_id
 
 
 def finish_run(
@@ -45,6 +122,7 @@ def finish_run(
                 "id": run_id,
             },
         )
+    _LIVENESS.release(engine, run_id)
 
 
 def completed_weeks(engine: Engine, kind: str = "weekly") -> set[date]:
@@ -60,3 +138,22 @@ def completed_weeks(engine: Engine, kind: str = "weekly") -> set[date]:
             {"k": kind},
         )
         return {r.week_start for r in rows}
+
+
+WEEK_LOCK_KEY = 774414
+
+
+@contextmanager
+def week_lock(engine: Engine, week: date) -> Iterator[None]:
+    """Serialise runs of one week: an advisory lock on a connection of its own, held
+    until the block ends (or the process dies). A second run of the week waits for
+    the first and then finds its work done (every step is idempotent)."""
+    args, kwargs = engine.dialect.create_connect_args(engine.url)
+    conn = engine.dialect.dbapi.connect(*args, **kwargs)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", (WEEK_LOCK_KEY, week.toordinal()))
+        yield
+    finally:
+        conn.close()  # closing the session releases the lock

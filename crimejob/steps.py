@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import statistics
+import tempfile
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
@@ -81,10 +82,17 @@ def _extract_dir(week: date) -> Path:
 
 
 def _write_json_atomic(path: Path, payload) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with gzip.open(tmp, "wt", encoding="utf-8") as handle:
-        json.dump(payload, handle)
-    tmp.replace(path)
+    """Write to a temporary file of a unique name, then rename it into place: two runs
+    writing the same extract at once each leave a whole file, never a mix."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as raw, gzip.open(raw, "wt", encoding="utf-8") as handle:
+            json.dump(payload, handle)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _read_json(path: str | Path):
@@ -93,6 +101,17 @@ def _read_json(path: str | Path):
 
 
 # --- extract / load / aggregate -----------------------------------------------
+
+
+def offline_loaded(engine: Engine, week: date) -> dict:
+    """What ``load`` hands on when the run is offline (``crimejob run --offline``, the DAG's
+    ``offline`` param): nothing fetched, the window to re-aggregate from the records
+    already in the database."""
+    return {
+        "window_start": str(extract_window(engine, week)[0]),
+        "weeks_touched": [],
+        "offline": True,
+    }
 
 
 def extract_crime(engine: Engine, week: date) -> dict:
@@ -144,16 +163,18 @@ def aggregate(engine: Engine, week: date, loaded: dict) -> dict:
     grid rows (a late report changes them); a lone old week is never created,
     so the history stays consecutive.
     """
+    from crimejob import staleweeks
     from crimejob.aggregate import aggregate_weeks
     from crimejob.gridstore import aggregated_weeks
     from crimejob.weeks import week_start
 
     window_start = week_start(date.fromisoformat(loaded["window_start"]))
     have = set(aggregated_weeks(engine))
+    # the weeks this load touched, and those an earlier, killed run loaded but never
+    # aggregated (ops.stale_weeks)
+    touched = {date.fromisoformat(text) for text in loaded["weeks_touched"]}
     older = sorted(
-        w
-        for w in (date.fromisoformat(text) for text in loaded["weeks_touched"])
-        if w < window_start and w in have
+        w for w in touched | staleweeks.pending(engine) if w < window_start and w in have
     )
     reports = [aggregate_weeks(engine, window_start, week)]
     # contiguous runs of older weeks, each re-aggregated in one call
@@ -188,7 +209,9 @@ _NEWEST_REPORT = sa.text(
 STALL_DAYS = 7
 
 
-def check_completeness(engine: Engine, week: date, allow_incomplete: bool = False) -> dict:
+def check_completeness(
+    engine: Engine, week: date, allow_incomplete: bool = False, offline: bool = False
+) -> dict:
     """Stop the run when the source is clearly broken, not because of the publication lag.
 
     The lag is designed in (``crimejob.lag``): the weeks after ``history_through``
@@ -204,6 +227,8 @@ def check_completeness(engine: Engine, week: date, allow_incomplete: bool = Fals
       ``CRIMEJOB_PUBLICATION_LAG_DAYS``.
 
     ``allow_incomplete`` (``--allow-incomplete``, backfills) turns both into a note.
+    ``offline`` (nothing was fetched) words the problems as what they are then: records
+    missing from the database, not a source that has not published them.
     """
     from crimejob.lag import run_weeks
 
@@ -230,24 +255,51 @@ def check_completeness(engine: Engine, week: date, allow_incomplete: bool = Fals
         "complete": True,
     }
     problems = []
-    if len(previous) < 4:
+    missing_offline = offline and not totals[through]
+    if missing_offline:
+        problems.append(
+            f"offline: no records for week {through} in the database (the newest week "
+            f"complete after the {plan.lag_days}-day publication lag; the newest record "
+            f"there was reported {newest or 'never'})"
+        )
+    elif len(previous) < 4:
         result["note"] = f"only {len(previous)} earlier weeks to compare with; not checked"
     else:
         median = statistics.median(previous)
-        ratio = totals[through] / median if median else 1.0
+        # A zero median is no yardstick: the source published nothing in those weeks.
+        ratio = totals[through] / median if median else 0.0
         result.update({"trailing_median": median, "ratio": round(ratio, 3)})
         result["incomplete_weeks"] = {
             str(w): round(totals.get(w, 0) / median, 3) if median else None
             for w in plan.incomplete_weeks
         }
-        if ratio < ratio_floor:
+        if not median:
+            problems.append(
+                f"the 8 weeks before {through} have a median of 0 incidents: the source "
+                "has published nothing for them"
+            )
+        elif ratio < ratio_floor and offline:
+            problems.append(
+                f"offline: week {through} has {totals[through]} incidents in the database, "
+                f"{ratio:.0%} of the median {median:g} of the 8 weeks before: its records "
+                f"are not all in the database"
+            )
+        elif ratio < ratio_floor:
             problems.append(
                 f"week {through} has {totals[through]} incidents, {ratio:.0%} of the median "
                 f"{median:g} of the 8 weeks before, although its reports should all be "
                 f"published after the {plan.lag_days}-day lag: the source has not published it"
             )
     stalled_before = plan.published_before - timedelta(days=STALL_DAYS)
-    if newest is None or newest < stalled_before:
+    if missing_offline:
+        pass  # said above
+    elif (newest is None or newest < stalled_before) and offline:
+        problems.append(
+            f"offline: the newest record in the database was reported {newest or 'never'}: "
+            f"none reported on or after {stalled_before:%Y-%m-%d} is there, though the run "
+            f"for {week} may use those reported before {plan.published_before:%Y-%m-%d}"
+        )
+    elif newest is None or newest < stalled_before:
         problems.append(
             f"the newest report published is {newest or 'none'}: nothing reported on or "
             f"after {stalled_before:%Y-%m-%d} has been published, though with the "
@@ -256,7 +308,13 @@ def check_completeness(engine: Engine, week: date, allow_incomplete: bool = Fals
         )
     if problems:
         result["complete"] = False
-        message = "; ".join(problems) + " (rerun later, or pass --allow-incomplete)"
+        advice = (
+            "import the missing records (crimejob ingest crime --csv FILE), run without "
+            "--offline, or pass --allow-incomplete"
+            if offline
+            else "rerun later, or pass --allow-incomplete"
+        )
+        message = "; ".join(problems) + f" ({advice})"
         if not allow_incomplete:
             raise IncompleteWeekError(message)
         result["note"] = "allowed: " + message

@@ -45,7 +45,7 @@ import numpy as np
 from sqlalchemy.engine import Engine
 
 from crimejob.errors import CrimejobError, DataError
-from crimejob.forecasters import BASELINES, Forecaster, default_model, get_forecaster
+from crimejob.forecasters import BASELINES, FitReport, Forecaster, default_model, get_forecaster
 from crimejob.history import GridHistory
 from crimejob.metrics import active_cells, mean_scores, score_forecast
 from crimejob.registry import (
@@ -101,13 +101,24 @@ class TrainResult:
                 f"{self.fit.get('seconds')} s"
             )
         if self.validation:
-            v, nan = self.validation, float("nan")
+            v = {k: _float(self.validation.get(k)) for k in ("poisson_deviance", "mae", "pai_5pct")}
             lines.append(
-                f"  validation: poisson_deviance {v.get('poisson_deviance', nan):.4f} "
-                f"mae {v.get('mae', nan):.4f} pai_5pct {v.get('pai_5pct', nan):.3f}"
+                f"  validation: poisson_deviance {v['poisson_deviance']:.4f} "
+                f"mae {v['mae']:.4f} pai_5pct {v['pai_5pct']:.3f}"
             )
         lines.append(f"  {'PROMOTED' if self.promoted else 'not promoted'}: {self.decision_reason}")
         return "\n".join(lines)
+
+
+def _float(value: Any) -> float:
+    """A stored metric as a float: NULL (None) and non-numbers read as NaN."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+NO_VALIDATION = "not promoted: no validation weeks"
 
 
 def gate_decision(
@@ -146,6 +157,75 @@ def gate_decision(
         "baseline_name": best_name,
         "baseline_score": best,
     }
+
+
+def gate_or_refuse(
+    validation_weeks: list[date],
+    gate_weeks: list[date],
+    candidate: dict[str, float],
+    production: dict[str, float] | None,
+    baselines: dict[str, dict[str, float]],
+) -> dict[str, Any]:
+    """The gate's decision, or a refusal when there is nothing to judge the candidate on:
+    no validation weeks, or no finite candidate metric (all NULL). Never raises."""
+    if not validation_weeks or not np.isfinite(_float(candidate.get(GATE_METRIC))):
+        return {"promoted": False, "reason": NO_VALIDATION, "metric": GATE_METRIC}
+    if not gate_weeks:
+        return {
+            "promoted": False,
+            "reason": "no validation week unseen by the production version",
+            "metric": GATE_METRIC,
+        }
+    return gate_decision(candidate, production, baselines)
+
+
+def judge(
+    candidate: Forecaster,
+    report: FitReport,
+    history: GridHistory,
+    production: Forecaster | None,
+    production_trained_through: date | None,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Validate a freshly fitted ``candidate`` and decide on it (the gate).
+
+    Returns its mean metrics on its validation weeks and the gate decision with every
+    contender's numbers on the gate weeks: the validation weeks after the production
+    version's ``trained_through`` (weeks neither was fitted to). The weekly training
+    and the production backtest (:class:`crimejob.backtest.ProductionPolicy`) both
+    decide here.
+    """
+    validation_weeks = report.validation_targets
+    candidate_rows = _score_weeks(candidate, history, validation_weeks)
+    validation = mean_scores(candidate_rows)
+    gate_weeks = [
+        w
+        for w in validation_weeks
+        if production_trained_through is None or w > production_trained_through
+    ]
+    keep = [w in gate_weeks for w in validation_weeks]
+    candidate_gate = mean_scores([r for r, k in zip(candidate_rows, keep, strict=True) if k])
+    production_gate = None
+    if production is not None and gate_weeks:
+        production_gate = mean_scores(_score_weeks(production, history, gate_weeks))
+    baseline_gate = {
+        b: mean_scores(
+            _score_weeks(get_forecaster(b, horizon=candidate.horizon), history, gate_weeks)
+        )
+        for b in BASELINES
+    }
+    decision = gate_or_refuse(
+        validation_weeks, gate_weeks, candidate_gate, production_gate, baseline_gate
+    )
+    decision.update(
+        gate_weeks=gate_weeks,
+        details={
+            "candidate": candidate_gate,
+            "production": production_gate,
+            "baselines": baseline_gate,
+            "gate_weeks": [w.isoformat() for w in gate_weeks],
+        },
+    )
+    return validation, decision
 
 
 def hyperparameter_overrides() -> dict[str, Any]:
@@ -289,45 +369,20 @@ def train(
         report = candidate.update(history)
         parent, last_retrain = production.version, production.last_retrain_week
 
+    if not report.train_targets:
+        raise DataError(
+            f"{name}: {len(history)} week(s) of history hold no training window "
+            f"{candidate.horizon} week(s) ahead; load more history"
+        )
     validation_weeks = report.validation_targets
-    candidate_rows = _score_weeks(candidate, history, validation_weeks)
-    validation = mean_scores(candidate_rows)
-    gate_weeks = [
-        w for w in validation_weeks if production is None or w > production.trained_through
-    ]
-    in_gate = [w in gate_weeks for w in validation_weeks]
-    candidate_gate = mean_scores(
-        [r for r, keep in zip(candidate_rows, in_gate, strict=True) if keep]
+    validation, decision = judge(
+        candidate,
+        report,
+        history,
+        load_forecaster(production) if production is not None else None,
+        production.trained_through if production is not None else None,
     )
-    production_gate = None
-    if production is not None and gate_weeks:
-        production_gate = mean_scores(
-            _score_weeks(load_forecaster(production), history, gate_weeks)
-        )
-    baseline_gate = {
-        b: mean_scores(
-            _score_weeks(get_forecaster(b, horizon=candidate.horizon), history, gate_weeks)
-        )
-        for b in BASELINES
-    }
-    if gate_weeks:
-        decision = gate_decision(candidate_gate, production_gate, baseline_gate)
-    else:
-        decision = {
-            "promoted": False,
-            "reason": "no validation week unseen by the production version",
-            "metric": GATE_METRIC,
-        }
-    decision.update(
-        gate_weeks=gate_weeks,
-        production_version=production.version if production else None,
-        details={
-            "candidate": candidate_gate,
-            "production": production_gate,
-            "baselines": baseline_gate,
-            "gate_weeks": [w.isoformat() for w in gate_weeks],
-        },
-    )
+    decision["production_version"] = production.version if production else None
 
     with engine.begin() as conn:
         version = register_version(

@@ -25,7 +25,8 @@ for the weeks ahead). It is refitted at every origin on the weeks up to T only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -33,7 +34,9 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from crimejob.calendar import holiday_table
 from crimejob.history import GridHistory
+from crimejob.uncertainty import Predictive, fit_dispersion
 
 CITYWIDE = "citywide"
 SEASON = 52  # weeks in a (forecasting) year
@@ -77,12 +80,14 @@ def volume_series(history: GridHistory, labels: np.ndarray, names: dict[int, str
     masks = [flat_labels == code for code in sorted(names)]
     masks.append(np.ones(flat_labels.shape, bool))
     counts = np.stack([crime[:, m].sum(axis=1) for m in masks], axis=1)
-    temp = np.stack([np.nanmean(weather[:, m, 0], axis=1) for m in masks], axis=1)
-    rain = np.stack([np.nanmean(weather[:, m, 1], axis=1) for m in masks], axis=1)
-    holiday = np.nanmax(weather[:, :, 2], axis=1)
+    with warnings.catch_warnings():  # a week without weather stays NaN: LightGBM takes it
+        warnings.simplefilter("ignore", RuntimeWarning)
+        temp = np.stack([np.nanmean(weather[:, m, 0], axis=1) for m in masks], axis=1)
+        rain = np.stack([np.nanmean(weather[:, m, 1], axis=1) for m in masks], axis=1)
+        holiday = np.nan_to_num(np.nanmax(weather[:, :, 2], axis=1))
     return VolumeSeries(
         history.week_starts.copy(), [names[c] for c in sorted(names)] + [CITYWIDE],
-        counts, np.nan_to_num(temp), np.nan_to_num(rain), np.nan_to_num(holiday),
+        counts, temp, rain, holiday,
     )  # fmt: skip
 
 
@@ -131,6 +136,7 @@ class VolumeLGBM:
             **hyperparameters,
         }
         self.booster: lgb.Booster | None = None
+        self.dispersion = 0.0  # NB2 alpha of the one-step errors
 
     def fit(self, series: VolumeSeries) -> VolumeLGBM:
         """Learn from every one-step pair (origin t, week t+1) inside ``series``."""
@@ -154,6 +160,11 @@ class VolumeLGBM:
             data,
             num_boost_round=int(self.hp["num_boost_round"]),
         )
+        fitted = np.exp(
+            self.booster.predict(np.concatenate(xs), raw_score=True) + np.concatenate(offsets)
+        )
+        # In-sample, so if anything too small: bi.division_scores measures the coverage.
+        self.dispersion = fit_dispersion(np.concatenate(ys), fitted)
         return self
 
     def predict(self, series: VolumeSeries, horizons: int, calendar: CalendarAhead) -> np.ndarray:
@@ -193,6 +204,32 @@ def calendar_after(series: VolumeSeries, origin: int) -> CalendarAhead:
     return CalendarAhead(series.week_starts[origin], holidays)
 
 
+def future_calendar(origin_week: np.datetime64, horizons: int) -> CalendarAhead:
+    """The calendar of the ``horizons`` weeks after ``origin_week`` from the holiday
+    package (US federal and California, as the grid's holiday flag)."""
+    origin = np.datetime64(origin_week, "D")
+    weeks = [origin + np.timedelta64(7 * k, "D") for k in range(1, horizons + 1)]
+    years = {int(str(w)[:4]) for w in weeks} | {int(str(weeks[-1] + 6)[:4])}
+    days = pd.to_datetime(holiday_table(years)["day"]).to_numpy().astype("datetime64[D]")
+    flags = {w: float(((days >= w) & (days < w + np.timedelta64(7, "D"))).any()) for w in weeks}
+    return CalendarAhead(origin, flags)
+
+
+def forecast_volume(
+    history: GridHistory, labels: np.ndarray, names: dict[int, str], horizon: int
+) -> tuple[list[str], np.ndarray, float] | None:
+    """Production: each division's and the city's expected count ``horizon`` weeks after
+    the history, recursively; ``(names, means, dispersion)``, or None when the history
+    is too short to fit (a year and a quarter of weeks and a year of training pairs)."""
+    series = volume_series(history, labels, names)
+    if len(series) < MIN_WEEKS + SEASON or not names:
+        return None
+    model = VolumeLGBM().fit(series)
+    calendar = future_calendar(series.week_starts[-1], horizon)
+    means = model.predict(series, horizon, calendar)[-1]
+    return series.names, means, model.dispersion
+
+
 def seasonal_naive(series: VolumeSeries, origin: int, horizons: int) -> np.ndarray:
     """(horizons, S): each target week's count a year (52 weeks) before it."""
     return np.array(
@@ -224,6 +261,8 @@ class VolumeBacktest:
     horizons: int
     forecasts: dict[str, np.ndarray]
     actual: np.ndarray  # (origins, H, S)
+    #: model -> (origins, H) NB2 dispersion of its predictive distribution, where known
+    dispersions: dict[str, np.ndarray] = field(default_factory=dict)
 
     def losses(self, model: str, metric: str) -> np.ndarray:
         """(origins, H, S) absolute error or Poisson deviance of a model."""
@@ -249,10 +288,11 @@ def backtest_volume(
         raise ValueError("origins need a year of training weeks before them and H weeks after")
     forecasts: dict[str, list[np.ndarray]] = {"volume_lgbm": [], "seasonal_naive": [],
                                                "mean_13w": []}  # fmt: skip
-    actual = []
+    actual, dispersions = [], []
     for origin in origins:
         seen = series.through(origin)
         model = VolumeLGBM(**(hyperparameters or {})).fit(seen)
+        dispersions.append(np.full(horizons, model.dispersion))
         forecasts["volume_lgbm"].append(
             model.predict(seen, horizons, calendar_after(series, origin))
         )
@@ -268,6 +308,7 @@ def backtest_volume(
         horizons=horizons,
         forecasts=stacked,
         actual=np.array(actual),
+        dispersions={"volume_lgbm": np.array(dispersions)},
     )
 
 
@@ -285,6 +326,24 @@ def newey_west_se(values: np.ndarray, min_lag: int = 0) -> float:
     for k in range(1, min(lag, n - 1) + 1):
         variance += 2 * (1 - k / (lag + 1)) * (e[k:] @ e[:-k]) / n
     return float(np.sqrt(max(variance, 0.0) / n))
+
+
+def interval_coverage(
+    result: VolumeBacktest, model: str, low: np.ndarray | None = None,
+    high: np.ndarray | None = None,
+) -> np.ndarray:  # fmt: skip
+    """(H, S) share of origins whose count fell inside the model's 90% interval: ``low``,
+    ``high`` (origins, H, S) when given, else the NB2 interval of its dispersions."""
+    if low is None or high is None:
+        mean = result.forecasts[model]
+        disp = result.dispersions[model]
+        low, high = np.zeros_like(mean), np.zeros_like(mean)
+        for o in range(mean.shape[0]):
+            for h in range(mean.shape[1]):
+                lo, hi = Predictive(mean[o, h], float(disp[o, h])).interval()
+                low[o, h], high[o, h] = lo, hi
+    inside = (result.actual >= low) & (result.actual <= high)
+    return inside.mean(axis=0)
 
 
 def paired_table(result: VolumeBacktest, model: str, baselines: list[str],

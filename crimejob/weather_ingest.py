@@ -10,8 +10,9 @@ but its ops.runs row.
 
 Rules worth knowing:
 - values are deg F and inches (``units=standard``); implausible values
-  (TMAX/TMIN outside -80..140 F, PRCP outside 0..50 in) are rejected as
-  ``bad_value``, which also catches a CSV downloaded in raw tenths;
+  (TMAX/TMIN outside -80..140 F, PRCP outside 0..50 in, TMIN above TMAX) are
+  rejected as ``bad_value``, which also catches a CSV downloaded in raw tenths;
+  a DATE before 1900 or after tomorrow is a ``bad_date``;
 - a missing value never erases a stored one (a CSV without a TMAX column must
   not wipe temperatures); a row counts as updated only if a value changed, so
   re-running an ingest reports everything unchanged and writes nothing;
@@ -36,11 +37,11 @@ import pandas as pd
 from sqlalchemy.engine import Connection, Engine
 
 from crimejob import rejects as rj
-from crimejob import runs
+from crimejob import runs, staleweeks
 from crimejob.calendar import load_holidays
 from crimejob.config import Settings, get_settings
 from crimejob.dbcopy import copy_frame
-from crimejob.errors import CrimejobError
+from crimejob.errors import CrimejobError, check_range
 from crimejob.reports import IngestReport
 from crimejob.sources import ncei
 from crimejob.weeks import week_start
@@ -56,6 +57,9 @@ UNKNOWN_FIELD = "unknown_field"
 
 VALUE_COLUMNS = {"TMAX": "tmax_f", "TMIN": "tmin_f", "PRCP": "prcp_in"}
 PLAUSIBLE = {"TMAX": (-80.0, 140.0), "TMIN": (-80.0, 140.0), "PRCP": (0.0, 50.0)}
+# Daily summaries before this are not what the stations measure today (and a year
+# like 0202 is a typo); after tomorrow they have not happened.
+EARLIEST_DAY = pd.Timestamp("1900-01-01")
 
 
 # --- ops.runs -------------------------------------------------------------------
@@ -148,6 +152,13 @@ def parse_records(records: list[dict], source: str) -> tuple[pd.DataFrame, pd.Da
     flag(station.isna(), rj.MISSING_KEY, "no STATION")
     day = pd.to_datetime(date_text, format="%Y-%m-%d", errors="coerce")
     flag(day.isna(), rj.BAD_DATE, "DATE " + date_text.fillna("<missing>").map(repr))
+    tomorrow = pd.Timestamp.now(tz="America/Los_Angeles").tz_localize(None).normalize()
+    tomorrow += pd.Timedelta(days=1)
+    flag(
+        (day < EARLIEST_DAY) | (day > tomorrow),
+        rj.BAD_DATE,
+        "DATE " + date_text.fillna("") + f" is before {EARLIEST_DAY.date()} or in the future",
+    )
 
     values = {}
     for field, column in VALUE_COLUMNS.items():
@@ -165,6 +176,14 @@ def parse_records(records: list[dict], source: str) -> tuple[pd.DataFrame, pd.Da
             f"{field} " + text.fillna("") + f" outside {low:g}..{high:g}",
         )
         values[column] = number
+    flag(
+        values["tmin_f"] > values["tmax_f"],
+        rj.BAD_VALUE,
+        "TMIN "
+        + _text(frame["TMIN"]).fillna("")
+        + " is above TMAX "
+        + _text(frame["TMAX"]).fillna(""),
+    )
     no_values = pd.concat([v.isna() for v in values.values()], axis=1).all(axis=1)
     flag(no_values, MISSING_VALUES, "none of TMAX, TMIN, PRCP")
 
@@ -308,6 +327,7 @@ def load_weather_records(
         )
         written = conn.exec_driver_sql(_UPSERT_DAILY).fetchall()
         rj.store_rejects(conn, rejected)
+        staleweeks.mark(conn, {week_start(day) for _, day in written})
         years = {d.year for d in rows["day"]}
         load_holidays(conn, years)
     report.loaded = sum(1 for inserted, _ in written if inserted)
@@ -323,8 +343,7 @@ def load_weather_records(
 
 def ingest_weather_api(engine: Engine, start: date, end: date) -> IngestReport:
     """Fetch the configured stations' daily summaries for ``start..end`` and load them."""
-    if end < start:
-        raise CrimejobError(f"ingest weather: --end {end} is before --start {start}")
+    check_range(start, end, "ingest weather")
     with track_run(
         engine, "ingest_weather", {"source": API_SOURCE, "start": start, "end": end}
     ) as counts:

@@ -35,3 +35,16 @@ def latest_complete_week(now: datetime | None = None) -> date:
     """The newest week that has fully ended in Los Angeles time."""
     now = now.astimezone(LA) if now else datetime.now(LA)
     return week_start(now.date()) - timedelta(weeks=1)
+
+
+def require_ended(week: date, now: datetime | None = None) -> date:
+    """``week`` if it has ended in Los Angeles; a week still running or in the future
+    cannot be run (it would aggregate empty weeks and train on zeros)."""
+    from crimejob.errors import CrimejobError
+
+    latest = latest_complete_week(now)
+    if week_start(week) > latest:
+        raise CrimejobError(
+            f"week {week_start(week)} has not ended yet (the latest complete week is {latest})"
+        )
+    return week_start(week)

@@ -1,24 +1,37 @@
 """The weekly crimejob run as an Airflow DAG: one run per Los Angeles week.
 
-The DAG only orchestrates. Each task works out the week and the database,
-calls one function of :mod:`crimejob.steps` and hands its small dict result
-to the next task as XCom; all business logic lives in the ``crimejob``
-package, which the ``crimejob`` command line calls too.
+**What it does.** Each run is one crimejob week and writes the violent-crime forecast
+of next week for all 4,500 cells of the Los Angeles grid (cells about 1.17 km
+north-south by 0.63 km east-west), scores the forecasts whose week has become
+complete, and fine-tunes (or retrains) the model. BI tools read the results in the
+`bi` views (`bi.forecast_latest`, `bi.forecast_scores`, ...).
 
-Scheduling: ``CronDataIntervalTimetable("0 0 * * 1", America/Los_Angeles)``
-gives each run the data interval Monday 00:00 to the next Monday 00:00 in
-LA time, which is exactly one crimejob week, and starts the run once that
-week has ended. The week comes from the data interval (or from the ``week``
-param on a manual run). ``max_active_runs=1`` keeps weeks in order, so a
-backfill (``airflow backfill create``) replays them oldest first.
+**Time zone: America/Los_Angeles.** The schedule is
+`CronDataIntervalTimetable("0 0 * * 1", America/Los_Angeles)`: a run's data
+interval is Monday 00:00 to the next Monday 00:00 in LA time (DST included), and the
+run starts once that week has ended. The UI displays times in the browser's time
+zone (switch it in the user menu): Monday 00:00 in LA is 07:00 or 08:00 UTC.
 
-Every run writes next week's forecast. LAPD publishes reports about two weeks
-late, so it is made from the weeks complete when the run starts (W-2 with the
-default ``CRIMEJOB_PUBLICATION_LAG_DAYS``), three weeks ahead: see
-``docs/live-feed.md``. Nothing waits for the lag.
+**Tasks.** `extract_crime` and `extract_weather` (in parallel) → `load` →
+`aggregate` → `check_completeness` → `score` → `train` → `forecast`. Each calls one
+function of `crimejob.steps`, the functions `crimejob run` calls; all business logic
+lives in the `crimejob` package. `train` runs on the Celery queue **gpu** in the
+one-slot pool **gpu**: only the GPU worker listens there, one training at a time.
+`max_active_runs=1` keeps weeks in order, so a backfill replays them oldest first.
 
-Training runs on the Celery queue ``gpu`` in the one-slot pool ``gpu``:
-only the GPU worker listens on that queue, and never two trainings at once.
+**The publication lag.** LAPD publishes reports about two weeks late, so every run
+forecasts next week from the weeks complete when it starts (W-2 with the default
+`CRIMEJOB_PUBLICATION_LAG_DAYS`), three weeks ahead (docs/live-feed.md). Nothing
+waits for the lag; only a clearly broken source stops a run (`check_completeness`).
+
+**When a source is down.** The extracts retry `CRIMEJOB_EXTRACT_RETRIES` times (3),
+`CRIMEJOB_EXTRACT_RETRY_MINUTES` apart (10), each try with the HTTP client's own
+short retries; then the run fails (about 30 minutes after it started) and the next
+scheduled run is free to go. The previous forecast stays in place.
+
+**Params of a manual run.** `week` (any date in it), `offline` (fetch nothing, use the
+records already in the database, as `crimejob run --offline`), `allow_incomplete`,
+`train_mode` (auto, retrain, finetune).
 """
 
 from __future__ import annotations
@@ -38,14 +51,24 @@ TRAIN_MODES = ["auto", "retrain", "finetune"]
 
 WEEKLY = CronDataIntervalTimetable("0 0 * * 1", timezone=LA_TIMEZONE)
 
-# Sources throttle and fail transiently: retry the extracts with exponential
-# backoff (2, 4, 8, 16 min) on top of the HTTP client's own short retries.
-EXTRACT_RETRIES = {
-    "retries": 4,
-    "retry_delay": timedelta(minutes=2),
-    "retry_exponential_backoff": 2.0,
-    "max_retry_delay": timedelta(minutes=30),
-}
+
+def _extract_retries() -> dict[str, Any]:
+    """The extract tasks' retry budget (``CRIMEJOB_EXTRACT_RETRIES`` retries,
+    ``CRIMEJOB_EXTRACT_RETRY_MINUTES`` apart; 3 and 10 by default), on top of the HTTP
+    client's own short retries inside each try. A source still down after the last try
+    fails the run, and the schedule moves on: with the defaults, an unreachable source
+    ends the run failed about 30 minutes after it started."""
+    from crimejob.config import get_settings
+
+    settings = get_settings()
+    return {
+        "retries": settings.extract_retries,
+        "retry_delay": timedelta(minutes=settings.extract_retry_minutes),
+        "retry_exponential_backoff": 0,  # fixed delays: the budget is what the docs say
+    }
+
+
+EXTRACT_RETRIES = _extract_retries()
 
 
 def database_url() -> str | None:
@@ -97,6 +120,12 @@ def run_week(context: dict[str, Any] | None = None) -> date:
     return week_start(interval_start)
 
 
+def _offline(context: dict[str, Any] | None = None) -> bool:
+    """The ``offline`` param: no fetching, the records already in the database."""
+    context = context or get_current_context()
+    return bool((context.get("params") or {}).get("offline"))
+
+
 def _is_backfill(context: dict[str, Any]) -> bool:
     run_type = getattr(context.get("dag_run"), "run_type", None)
     return getattr(run_type, "value", run_type) == "backfill"
@@ -128,6 +157,12 @@ def _is_backfill(context: dict[str, Any]) -> bool:
             description="Go on even if the source looks broken: the newest week complete "
             "after the publication lag half missing, or nothing published lately.",
         ),
+        "offline": Param(
+            False,
+            type="boolean",
+            description="Fetch nothing: use the records already in the database (after a CSV "
+            "import, or without network), as `crimejob run --offline`.",
+        ),
         "train_mode": Param(
             "auto",
             enum=TRAIN_MODES,
@@ -136,6 +171,8 @@ def _is_backfill(context: dict[str, Any]) -> bool:
         ),
     },
     tags=["crimejob"],
+    description="Weekly LA violent-crime forecast: one run per week, Monday 00:00 to Monday "
+    "00:00 America/Los_Angeles; training on queue gpu, pool gpu",
     doc_md=__doc__,
 )
 def crimejob_weekly():
@@ -143,18 +180,24 @@ def crimejob_weekly():
     def extract_crime() -> dict:
         from crimejob import steps
 
+        if _offline():
+            return {"offline": True, "records": 0}
         return steps.extract_crime(_engine(), run_week())
 
     @task(execution_timeout=timedelta(hours=1), **EXTRACT_RETRIES)
     def extract_weather() -> dict:
         from crimejob import steps
 
+        if _offline():
+            return {"offline": True, "records": 0}
         return steps.extract_weather(_engine(), run_week())
 
     @task(execution_timeout=timedelta(hours=1))
     def load(crime_extract: dict, weather_extract: dict) -> dict:
         from crimejob import steps
 
+        if _offline():
+            return steps.offline_loaded(_engine(), run_week())
         return steps.load(_engine(), run_week(), crime_extract, weather_extract)
 
     @task
@@ -173,7 +216,9 @@ def crimejob_weekly():
 
         context = get_current_context()
         allow = bool(context["params"].get("allow_incomplete")) or _is_backfill(context)
-        return steps.check_completeness(_engine(), run_week(context), allow_incomplete=allow)
+        return steps.check_completeness(
+            _engine(), run_week(context), allow_incomplete=allow, offline=_offline(context)
+        )
 
     @task
     def score(checked: dict) -> dict:
@@ -181,7 +226,15 @@ def crimejob_weekly():
 
         return steps.score(_engine(), run_week())
 
-    @task(queue=GPU_QUEUE, pool=GPU_POOL, execution_timeout=timedelta(hours=6))
+    @task(
+        queue=GPU_QUEUE,
+        pool=GPU_POOL,
+        execution_timeout=timedelta(hours=6),
+        task_display_name=f"train (queue {GPU_QUEUE}, pool {GPU_POOL})",
+        doc_md=f"Fine-tune or retrain the production model. Runs on the Celery queue "
+        f"`{GPU_QUEUE}` (only the GPU worker listens there) in the one-slot pool `{GPU_POOL}`: "
+        "one training at a time.",
+    )
     def train(scored: dict) -> dict:
         from crimejob import steps
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from crimejob import grid
+from crimejob import category_counts, grid
 from crimejob.aggregate import aggregate_weeks
 from crimejob.categories import (
     CATEGORIES,
@@ -148,9 +148,11 @@ def _expected(rows: list[dict]) -> pd.Series:
     return per_incident.groupby(["week_start", "cell_id", "category"]).size()
 
 
+@pytest.mark.parametrize("few_weeks", [26, 0], ids=["weekly-window", "whole-table"])
 def test_category_counts_follow_the_primary_offense_and_violent_ones_sum_to_violent_count(
-    clean_db,
+    clean_db, monkeypatch, few_weeks
 ):
+    monkeypatch.setattr(category_counts, "FEW_WEEKS", few_weeks)
     rows = _random_legacy(600, seed=3) + _nibrs_cases(300, seed=4)
     insert_crime(clean_db, rows)
     report = aggregate_weeks(clean_db, W1, W2)
@@ -244,3 +246,17 @@ def test_real_records_per_violent_category_equal_incidents_counted_by_primary_co
         assert got.get(category, 0) == by_code.get(category, 0), category
     assert got[list(VIOLENT_CATEGORIES)].sum() > 80
     assert got.sum() == len(primary)
+
+
+def test_every_code_the_dev_world_draws_has_an_explicit_category():
+    from crimejob.devworld.world import load_params
+
+    params = load_params()
+    drawn = {
+        "legacy": {*params["codes"]["legacy_violent"], *params["codes"]["legacy_other"]},
+        "nibrs": {*params["nibrs"]["nibrs_violent"], *params["nibrs"]["nibrs_other"]},
+    }
+    table = code_categories()
+    for series, codes in drawn.items():
+        assert len(codes) > 10
+        assert codes - set(table.loc[table["series"] == series, "code"]) == set(), series

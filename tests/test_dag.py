@@ -5,6 +5,7 @@ week's forecast every week, and errors and scores once a week is complete."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -73,19 +74,27 @@ def test_training_goes_to_the_gpu_queue_and_pool_and_nothing_else_does(dag):
             assert task.pool == "default_pool", task.task_id
 
 
-def test_extracts_retry_with_exponential_backoff_and_every_task_has_a_timeout(dag):
+def test_extracts_retry_within_the_stated_budget_and_every_task_has_a_timeout(dag):
+    # docs/airflow.md: 3 retries, 10 minutes apart (fixed), then the run fails
     for task_id in ("extract_crime", "extract_weather"):
         task = dag.get_task(task_id)
-        assert task.retries >= 3
-        assert task.retry_exponential_backoff > 1
-        assert task.max_retry_delay is not None
-        # the delays actually grow: 2nd retry waits longer than the 1st
-        assert task.retry_delay < task.retry_delay * task.retry_exponential_backoff
+        assert task.retries == 3
+        assert task.retry_delay == timedelta(minutes=10)
+        assert not task.retry_exponential_backoff
     for task in dag.tasks:
         assert task.execution_timeout is not None, task.task_id
         assert task.execution_timeout <= timedelta(hours=6)
     # re-checking the same rows cannot change the answer: no retry
     assert dag.get_task("check_completeness").retries == 0
+
+
+def test_the_ui_shows_the_los_angeles_timezone_a_description_and_the_training_queue(dag):
+    assert str(dag.timezone) == "America/Los_Angeles"
+    assert "America/Los_Angeles" in dag.description
+    assert "America/Los_Angeles" in dag.doc_md and "CRIMEJOB_EXTRACT_RETRIES" in dag.doc_md
+    train = dag.get_task("train")
+    assert "queue gpu" in train.task_display_name and "pool gpu" in train.task_display_name
+    assert dag.params["offline"] is False
 
 
 def test_weeks_run_one_at_a_time(dag):
@@ -258,3 +267,131 @@ def test_airflow_dags_test_bootstraps_and_runs_three_weeks_against_todays_portal
     )
     assert errors["n"].iloc[0] >= 4500
     assert not any("y8y3-fqfu" in path for path, _, _ in soda.requests)
+
+
+# --- failing well: an outage, an offline run, a stopped `dags test` ----------------
+
+WEEK = "2026-11-16"
+
+
+def _outage_env(tmp_path, metadata_url, database_url: str, **settings: str) -> dict[str, str]:
+    """The job pointed at sources that cannot be reached (nothing listens on the port)."""
+    from tests.airflow_support import airflow_uri, free_port
+
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    return airflow_base_env(
+        tmp_path / "airflow",
+        metadata_url,
+        AIRFLOW_CONN_CRIMEJOB_DB=airflow_uri(database_url),
+        CRIMEJOB_SODA_URL=nowhere,
+        CRIMEJOB_NCEI_URL=nowhere + "/access/services/data/v1",
+        CRIMEJOB_DATA_DIR=str(tmp_path / "data"),
+        CRIMEJOB_MODEL_DIR=str(tmp_path / "models"),
+        CRIMEJOB_HTTP_MAX_ATTEMPTS="2",
+        CRIMEJOB_HTTP_BACKOFF_MAX="0.05",
+        **settings,
+    )
+
+
+@pytest.mark.slow
+def test_an_outage_fails_the_run_within_its_retry_budget_and_offline_needs_no_source(
+    tmp_path, clean_db, database_url
+):
+    import json
+    import time
+
+    with metadata_database(database_url, tmp_path) as metadata_url:
+        # a budget of one retry 3 s later, instead of the default 3 retries 10 minutes apart
+        env = _outage_env(
+            tmp_path,
+            metadata_url,
+            database_url,
+            CRIMEJOB_EXTRACT_RETRIES="1",
+            CRIMEJOB_EXTRACT_RETRY_MINUTES="0.05",
+        )
+        stack = AirflowStack(tmp_path, env)
+        try:
+            started = time.monotonic()
+            outage = stack.cli(
+                "dags", "test", DAG_ID, "-c", json.dumps({"week": WEEK}), check=False
+            )
+            seconds = time.monotonic() - started
+            offline = stack.cli(
+                "dags", "test", DAG_ID, "-c", json.dumps({"week": WEEK, "offline": True}),
+                check=False,
+            )  # fmt: skip
+            runs = stack.dag_runs()
+            tis = stack.task_instances()
+        finally:
+            stack.stop()
+
+    assert outage.returncode != 0 and offline.returncode != 0
+    assert [r.state for r in runs] == ["failed", "failed"]  # nothing left "running"
+    first, second = (r.run_id for r in runs)
+    states = {(t.run_id, t.task_id): t.state for t in tis}
+    assert states[first, "extract_crime"] == "failed"
+    assert {t.try_number for t in tis if t.run_id == first and t.task_id == "extract_crime"} == {2}
+    assert all(
+        states[first, task] in ("upstream_failed", "failed", "success")
+        for task in ("load", "aggregate", "check_completeness", "train", "forecast")
+    )
+    assert seconds < 150, seconds  # two tries, 3 s apart, and the start-up of `dags test`
+
+    # offline: nothing is fetched, and the run stops where the data is missing, saying so
+    for task in ("extract_crime", "extract_weather", "load", "aggregate"):
+        assert states[second, task] == "success", task
+    assert states[second, "check_completeness"] == "failed"
+    assert "offline: no records for week 2026-11-02 in the database" in (
+        offline.stdout + offline.stderr
+    )
+
+
+@pytest.mark.slow
+def test_airflow_local_dags_test_stops_on_sigterm_and_fails_its_run(
+    tmp_path, clean_db, database_url
+):
+    """`scripts/airflow-local dags test` waiting for an extract's retry (10 minutes) stops
+    on SIGTERM within seconds, leaves no process behind and no run "running"."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from tests.airflow_support import REPO_ROOT
+
+    with metadata_database(database_url, tmp_path) as metadata_url:
+        env = _outage_env(tmp_path, metadata_url, database_url, CRIMEJOB_DATABASE_URL=database_url)
+        stack = AirflowStack(tmp_path, env)
+        log = open(tmp_path / "airflow-local.log", "wb")  # noqa: SIM115 - closed below
+        script = subprocess.Popen(
+            [str(REPO_ROOT / "scripts" / "airflow-local"), "dags", "test", DAG_ID,
+             "-c", json.dumps({"week": WEEK})],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        log.close()
+        try:
+
+            def waiting_for_retry():
+                return any(t.state == "up_for_retry" for t in stack.task_instances())
+
+            stack.wait_for(waiting_for_retry, 240, "an extract waiting for its retry")
+            started = time.monotonic()
+            script.send_signal(signal.SIGTERM)
+            code = script.wait(timeout=90)
+            seconds = time.monotonic() - started
+            runs = stack.dag_runs()
+            tis = stack.task_instances()
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(script.pid, signal.SIGKILL)
+            stack.stop()
+        output = (tmp_path / "airflow-local.log").read_text()
+
+    assert code == 143, output[-3000:]
+    assert seconds < 45, seconds
+    with pytest.raises(ProcessLookupError):  # nothing of its process group is left
+        os.killpg(script.pid, 0)
+    assert [r.state for r in runs] == ["failed"], output[-3000:]
+    assert not {t.state for t in tis} & {"running", "up_for_retry", "queued", "scheduled"}
+    assert "marked the interrupted test run" in output

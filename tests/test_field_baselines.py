@@ -7,6 +7,7 @@ helps.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 import numpy as np
@@ -93,19 +94,35 @@ def test_with_violent_counts_only_incident_share_is_a_smoothed_mean():
     np.testing.assert_allclose(model.predict(grid_history(crime)), crime.mean(axis=0), rtol=1e-5)
 
 
-def test_lgbm_fits_itself_on_the_history_and_refits_when_stale(world):
+def test_lgbm_fits_once_per_anchor_and_never_after_the_history(world):
+    from crimejob.forecasters import gbm
+
     model = get_forecaster("lgbm", refit_every=4, num_boost_round=60)
     first = world.select(slice(0, 100))
+    anchor = model.anchor(first)
+    assert anchor <= first.last_week and (anchor - gbm.EPOCH).days % (7 * 4) == 0
+    fits = gbm.CACHE_STATS["fits"]
     forecast = model.predict(first)
     assert forecast.shape == (60, 75) and forecast.min() >= 0
-    assert model.fitted_through == first.last_week
-    model.predict(world.select(slice(0, 102)))
-    assert model.fitted_through == first.last_week  # 2 weeks on: the same fit
-    model.predict(world.select(slice(0, 104)))
-    assert model.fitted_through == world.week(103)  # 4 weeks on: refitted
-    # A shorter history than its fit (a backfill going back) is refitted too: never the future.
+    assert model.fitted_through == anchor and gbm.CACHE_STATS["fits"] == fits + 1
+    # the weeks up to the next anchor reuse that fit, in this forecaster or a fresh one
+    nexts = [world.select(slice(0, n)) for n in range(101, 110)]
+    same = [history for history in nexts if model.anchor(history) == anchor]
+    assert len(same) >= 1
+    for history in same:
+        get_forecaster("lgbm", refit_every=4, num_boost_round=60).predict(history)
+    assert gbm.CACHE_STATS["fits"] == fits + 1
+    # the next anchor refits; a shorter history (a backfill going back) uses an older one
+    later = world.select(slice(0, 108))
+    model.predict(later)
+    assert model.fitted_through == model.anchor(later) > anchor
     model.predict(first.select(slice(0, 90)))
-    assert model.fitted_through == first.week(89)
+    assert model.fitted_through <= first.week(89)
+    # other data on the same weeks (a late report) is another fit
+    changed = replace(first, crime=first.crime.copy())
+    changed.crime[first.index_of(anchor)] += 1
+    model.predict(changed)
+    assert gbm.CACHE_STATS["fits"] == fits + 4
     # Cells that never saw an incident get nothing.
     assert forecast[world.incidents[:100].sum(axis=0) == 0].sum() == 0
 

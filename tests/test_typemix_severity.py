@@ -128,3 +128,43 @@ def test_category_history_counts_records_by_week_cell_and_category():
     assert history.counts[0, CATEGORIES.index("robbery"), 5] == 1
     assert history.counts[1, CATEGORIES.index("motor_vehicle_theft"), 5] == 1
     assert history.counts[0, CATEGORIES.index("aggravated_assault"), 7] == 1
+
+
+# --- the weekly forecast in the database ---------------------------------------------------
+
+
+def test_the_weekly_run_writes_category_probabilities_and_severity_per_cell(clean_db):
+    from datetime import date, timedelta
+
+    from crimejob.category_forecasts import write_category_forecasts
+    from crimejob.dbcopy import copy_frame
+
+    history, labels = mixed_world(weeks=20, cells=300, seed=5)
+    weeks = [date(2024, 1, 1) + timedelta(weeks=k) for k in range(20)]
+    t, c, i = np.nonzero(history.counts)
+    rows = pd.DataFrame({"week_start": np.array(weeks)[t], "cell_id": i,
+                         "category": np.array(CATEGORIES)[c],
+                         "incidents": history.counts[t, c, i].astype(int)})  # fmt: skip
+    with clean_db.begin() as conn:
+        copy_frame(conn, rows, "grid.weekly_categories", list(rows.columns))
+    starts = np.array(weeks, "datetime64[D]")
+    target = weeks[-1] + timedelta(weeks=3)
+    written = write_category_forecasts(clean_db, starts, target)
+    got = pd.read_sql("SELECT * FROM bi.category_forecasts", clean_db)
+    cells_seen = int((history.counts.sum(axis=(0, 1)) > 0).sum())
+    assert written == len(got) == cells_seen * C
+    probability = got.groupby("cell_id")["probability"].sum()
+    assert np.allclose(probability, 1.0)
+    expected = got.groupby("cell_id")["expected"].sum()
+    level = history.counts[-52:].sum(axis=1).mean(axis=0)
+    assert np.allclose(expected.to_numpy(), level[expected.index.to_numpy()], rtol=1e-5)
+    severity_rows = pd.read_sql("SELECT * FROM bi.severity_forecasts", clean_db).set_index(
+        "cell_id"
+    )
+    one = got[got["cell_id"] == got["cell_id"].iloc[0]]
+    assert severity_rows.loc[one["cell_id"].iloc[0], "expected_harm_days"] == pytest.approx(
+        (one["expected"] * one["harm_weight_days"]).sum()
+    )
+    assert (got["horizon_weeks"] == 3).all()
+    assert write_category_forecasts(clean_db, starts, target) == written  # replaced, not added
+    assert len(pd.read_sql("SELECT 1 FROM ml.category_forecasts", clean_db)) == written

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import numpy as np
+import pandas as pd
 import pytest
 
+from crimejob.dbcopy import copy_frame
+from crimejob.devworld import la_world
+from crimejob.divisions import write_volume_forecasts
 from crimejob.history import GridHistory
 from crimejob.volume import (
     CITYWIDE,
@@ -13,6 +19,8 @@ from crimejob.volume import (
     VolumeSeries,
     backtest_volume,
     calendar_after,
+    future_calendar,
+    interval_coverage,
     paired_table,
     poisson_deviance,
     seasonal_naive,
@@ -107,3 +115,48 @@ def test_origins_without_a_year_of_training_are_refused():
 def test_poisson_deviance_of_a_zero_week_is_twice_the_forecast():
     assert poisson_deviance(np.array([2.5]), np.array([0]))[0] == pytest.approx(5.0)
     assert poisson_deviance(np.array([3.0]), np.array([3]))[0] == pytest.approx(0.0)
+
+
+def test_the_calendar_ahead_knows_the_holidays_of_future_weeks():
+    calendar = future_calendar(np.datetime64("2026-11-16"), 3)
+    assert [calendar.holiday(k) for k in (1, 2, 3)] == [1.0, 0.0, 0.0]  # Thanksgiving 11-26
+
+
+def test_the_weekly_run_writes_a_volume_forecast_for_every_division_and_the_city(clean_db):
+    world = la_world(seed=2, start=date(2017, 1, 2), weeks=130)
+    history = world.history()
+    names = dict(zip(world.params["annual"]["area_code"], world.params["annual"]["area_name"],
+                     strict=True))  # fmt: skip
+    flat = world.cell_area.ravel()
+    areas = pd.DataFrame({"cell_id": np.flatnonzero(flat), "area_code": flat[flat > 0]})
+    areas["area_name"] = areas["area_code"].map(names)
+    areas["incidents"], areas["share"] = 1, 1.0
+    with clean_db.begin() as conn:
+        copy_frame(conn, areas, "grid.cell_areas", list(areas.columns))
+    target = history.last_week + timedelta(weeks=3)
+    assert write_volume_forecasts(clean_db, history, target) == 22
+    rows = pd.read_sql("SELECT * FROM bi.division_forecasts", clean_db).set_index("area_name")
+    assert set(rows.index) == {*names.values(), CITYWIDE}
+    assert (rows["method"] == "volume_model").all() and (rows["horizon_weeks"] == 3).all()
+    recent = history.crime[-13:].sum(axis=(1, 2)).mean()
+    assert 0.7 * recent < rows.loc[CITYWIDE, "predicted"] < 1.3 * recent
+    assert (rows["predicted_low"] <= rows["predicted"]).all()
+    assert (rows["predicted"] <= rows["predicted_high"]).all()
+    # a rerun replaces the rows; too short a history writes none
+    assert write_volume_forecasts(clean_db, history, target) == 22
+    assert write_volume_forecasts(clean_db, history.select(slice(0, 60)), target) == 0
+    assert pd.read_sql("SELECT count(*) AS n FROM ml.division_forecasts", clean_db)["n"][0] == 22
+
+
+def test_interval_coverage_counts_the_origins_inside_the_ninety_percent_interval():
+    series = seasonal_series()
+    result = backtest_volume(series, list(range(170, 190)), horizons=2)
+    low = result.actual - 1
+    high = result.actual + 1
+    high[:5, 0, 0] = result.actual[:5, 0, 0] - 0.5  # five of twenty origins miss
+    got = interval_coverage(result, "volume_lgbm", low, high)
+    assert got.shape == (2, 3)
+    assert got[0, 0] == 0.75 and got[1, 0] == 1.0
+    nb = interval_coverage(result, "volume_lgbm")  # its own NB interval
+    assert ((nb >= 0.5) & (nb <= 1.0)).all()
+    assert result.dispersions["volume_lgbm"].shape == (20, 2)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from crimejob.errors import UnknownModelError
 from crimejob.forecasters.base import FitReport, Forecaster
 from crimejob.forecasters.baselines import BASELINES, make_baseline
 
@@ -79,4 +80,14 @@ def get_forecaster(name: str, **overrides: Any) -> Forecaster:
         from crimejob.forecasters.sparse_cnn import SparseCNN
 
         return SparseCNN(**overrides)
-    raise ValueError(f"unknown model {name!r}; choose from {', '.join(available())}")
+    raise UnknownModelError(f"unknown model {name!r}; choose from {', '.join(available())}")
+
+
+def check_model_names(names: list[str]) -> None:
+    """Fail in one line, before any work, on a name :func:`get_forecaster` would refuse."""
+    unknown = [n for n in names if n not in available()]
+    if unknown or not names:
+        raise UnknownModelError(
+            f"unknown model(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
+            f"choose from {', '.join(available())}"
+        )

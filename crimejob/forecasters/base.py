@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import math
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -10,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from crimejob.errors import DataError
+from crimejob.errors import ConfigError, DataError
 from crimejob.history import GridHistory
+from crimejob.series_break import rescale_to_current_series
 
 
 @dataclass
@@ -47,6 +49,29 @@ def _iso(day: date | None) -> str | None:
     return day.isoformat() if day else None
 
 
+# Hyperparameters that count something that must exist at least once.
+_AT_LEAST_ONE = frozenset({"horizon", "window", "batch_size", "gpu_batch_size"})
+
+
+def _hyperparameter_problem(key: str, value: Any, default: Any) -> str | None:
+    """Why ``value`` cannot stand in for a numeric ``default`` (None when it can): a
+    number of the same kind, finite and not negative; counts at least 1."""
+    if default is None and value is None:
+        return None
+    if isinstance(default, bool) or not isinstance(default, int | float | None):
+        return None  # flags, names and lists are the forecaster's own business
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "must be a number"
+    if not math.isfinite(value) or value < 0:
+        return "must be a finite number, not negative"
+    if isinstance(default, int) or default is None:
+        if value != int(value):
+            return "must be a whole number"
+        if key in _AT_LEAST_ONE and value < 1:
+            return "must be at least 1"
+    return None
+
+
 class Forecaster(abc.ABC):
     """Fit on the grids of weeks up to W; predict the expected count of each cell in W+h.
 
@@ -62,10 +87,22 @@ class Forecaster(abc.ABC):
     min_history: int = 1
 
     def __init__(self, **hyperparameters: Any) -> None:
-        unknown = set(hyperparameters) - set(self.default_hyperparameters())
+        defaults = self.default_hyperparameters()
+        unknown = set(hyperparameters) - set(defaults)
         if unknown:
-            raise ValueError(f"{self.name}: unknown hyperparameter(s) {sorted(unknown)}")
-        self.hp: dict[str, Any] = {**self.default_hyperparameters(), **hyperparameters}
+            raise ConfigError(
+                f"{self.name}: unknown hyperparameter(s) {sorted(unknown)} "
+                "(from CRIMEJOB_HYPERPARAMETERS or the caller; known: "
+                f"{', '.join(sorted(defaults))})"
+            )
+        for key, value in hyperparameters.items():
+            problem = _hyperparameter_problem(key, value, defaults[key])
+            if problem:
+                raise ConfigError(
+                    f"{self.name}: hyperparameter {key!r} {problem}, got {value!r} "
+                    "(from CRIMEJOB_HYPERPARAMETERS or the caller)"
+                )
+        self.hp: dict[str, Any] = {**defaults, **hyperparameters}
 
     @classmethod
     def default_hyperparameters(cls) -> dict[str, Any]:
@@ -104,8 +141,16 @@ class Forecaster(abc.ABC):
             raise DataError(
                 f"{self.name} needs {self.min_history} weeks of history, got {len(history)}"
             )
-        out = np.asarray(self._predict(history), np.float32).reshape(history.shape)
+        out = np.asarray(self._predict(self.prepared(history)), np.float32).reshape(history.shape)
         return np.maximum(np.nan_to_num(out, nan=0.0, posinf=0.0), 0.0)
+
+    def prepared(self, history: GridHistory) -> GridHistory:
+        """The history as this model reads it: with ``rescale_series`` (models that do not
+        see ``nibrs_share`` themselves), every week at the newest series' recording level,
+        so the 2024 NIBRS switch is not read as a change in crime."""
+        if self.hp.get("rescale_series", False):
+            return rescale_to_current_series(history)
+        return history
 
     def save(self, path: Path) -> Path:
         raise NotImplementedError(f"{self.name} has no artifact to save")

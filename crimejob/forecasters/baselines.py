@@ -38,7 +38,7 @@ class MeanOfWeeks(Forecaster):
         super().__init__(**hyperparameters)
 
     def default_hyperparameters(self) -> dict[str, Any]:  # type: ignore[override]
-        return {**super().default_hyperparameters(), "weeks": self._weeks}
+        return {**super().default_hyperparameters(), "weeks": self._weeks, "rescale_series": True}
 
     def _predict(self, history: GridHistory) -> np.ndarray:
         return history.crime[-int(self.hp["weeks"]) :].mean(axis=0)
@@ -56,7 +56,12 @@ class Ewma(Forecaster):
 
     @classmethod
     def default_hyperparameters(cls) -> dict[str, Any]:
-        return {**super().default_hyperparameters(), "halflife_weeks": 8.0, "span_weeks": 160}
+        return {
+            **super().default_hyperparameters(),
+            "halflife_weeks": 8.0,
+            "span_weeks": 160,
+            "rescale_series": True,
+        }
 
     def _predict(self, history: GridHistory) -> np.ndarray:
         recent = history.crime[-int(self.hp["span_weeks"]) :]

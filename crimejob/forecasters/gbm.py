@@ -17,15 +17,24 @@ It trains on the newest ``train_weeks`` origins over the cells that saw any
 incident (of any kind) in the history, with early stopping on the last
 ``validation_weeks`` origins; cells that never saw one are forecast zero.
 It is a baseline, so it is not in the model registry: ``predict`` fits it
-itself when it has not been fitted yet or its fit is more than
-``refit_every`` weeks older than the history (the backtest, the training gate
-and the weekly forecast all call it the same way), and it never reads a week
-after the history's last.
+itself. The fit is anchored to the calendar: a history ending in week W is
+forecast by the booster fitted on the weeks up to W's *anchor*, the newest week
+at or before W whose number of weeks since 1970-01-05 is a multiple of
+``refit_every`` (13: a refit a quarter; a history too short for that is fitted
+whole). So it never reads a week after the history's last, and every caller
+that forecasts from the same data (the backtest, the training gate, the
+champion decision, the weekly forecast and its dispersion) shares one fit: a
+process-wide cache keyed by the hyperparameters, the anchor and a digest of
+the fitted weeks' grids holds the boosters (:data:`CACHE_SIZE` of them). A
+late report that changes a fitted week changes the digest, and so refits.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
+from collections import OrderedDict
 from datetime import date, timedelta
 from typing import Any
 
@@ -34,6 +43,17 @@ from scipy.ndimage import uniform_filter
 
 from crimejob.forecasters.base import FitReport, Forecaster
 from crimejob.history import GridHistory
+
+#: Boosters kept in the process-wide cache (a few data sets x a few anchors).
+CACHE_SIZE = 16
+#: Monday the calendar anchors count from.
+EPOCH = date(1970, 1, 5)
+#: A fit needs at least this many origins; a shorter anchored history is fitted whole.
+MIN_FIT_ORIGINS = 8
+
+_CACHE: OrderedDict[tuple, Any] = OrderedDict()
+#: How many fits the cache saved and how many it ran (benchmarks and tests read it).
+CACHE_STATS = {"hits": 0, "fits": 0}
 
 FEATURES = (
     "lag1", "lag2", "lag3", "mean4", "mean13", "mean52", "mean_all", "weeks_since",
@@ -134,12 +154,49 @@ class LightGBMForecaster(Forecaster):
         self.booster = None
         self.fitted_through: date | None = None
         self.grid_shape: tuple[int, int] | None = None
+        self.last_report = FitReport(mode="none")
 
     @property
     def _horizon(self) -> int:
         return int(self.hp.get("horizon", 1))
 
+    def anchor(self, history: GridHistory) -> date:
+        """The newest week the fit for ``history`` may use (see the module docstring)."""
+        every = max(1, int(self.hp["refit_every"]))
+        last = history.last_week
+        anchor = last - timedelta(weeks=((last - EPOCH).days // 7) % every)
+        fitted = history.through(anchor)
+        if len(fitted) - 1 - self._horizon < MIN_FIT_ORIGINS:
+            return last  # too little before the anchor: fit on the whole history
+        return anchor
+
+    def _key(self, fitted: GridHistory) -> tuple:
+        digest = hashlib.blake2b(digest_size=16)
+        for array in (fitted.crime, fitted.incidents, fitted.weather, fitted.nibrs_share):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update(np.ascontiguousarray(fitted.week_starts).tobytes())
+        hp = json.dumps(self.hp, sort_keys=True, default=str)
+        return (hp, fitted.crime.shape, fitted.last_week, digest.hexdigest())
+
     def fit(self, history: GridHistory) -> FitReport:
+        """Fit (or take from the cache) the booster for ``history``'s anchor."""
+        fitted = history.through(self.anchor(history))
+        key = self._key(fitted)
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            CACHE_STATS["hits"] += 1
+            self.booster, self.last_report = _CACHE[key]
+        else:
+            CACHE_STATS["fits"] += 1
+            self.booster, self.last_report = self._train(fitted)
+            _CACHE[key] = (self.booster, self.last_report)
+            while len(_CACHE) > CACHE_SIZE:
+                _CACHE.popitem(last=False)
+        self.fitted_through = fitted.last_week
+        self.grid_shape = history.crime.shape[1:]
+        return self.last_report
+
+    def _train(self, history: GridHistory) -> tuple[Any, FitReport]:
         """Train on the newest origins of ``history`` (targets inside it only)."""
         import lightgbm as lgb
 
@@ -147,9 +204,7 @@ class LightGBMForecaster(Forecaster):
         h = self._horizon
         last_origin = len(history) - 1 - h
         if last_origin < 0:
-            self.booster, self.fitted_through = None, history.last_week
-            self.grid_shape = history.crime.shape[1:]
-            return FitReport(mode="none", seconds=time.perf_counter() - started)
+            return None, FitReport(mode="none", seconds=time.perf_counter() - started)
         first = max(0, last_origin - int(self.hp["train_weeks"]) + 1)
         origins = np.arange(first, last_origin + 1)
         active = history.incidents.sum(axis=0) > 0
@@ -181,36 +236,24 @@ class LightGBMForecaster(Forecaster):
                 )
             ]
             callbacks = [lgb.early_stopping(int(self.hp["early_stopping_rounds"]), verbose=False)]
-        self.booster = lgb.train(
+        booster = lgb.train(
             params,
             train,
             num_boost_round=int(self.hp["num_boost_round"]),
             valid_sets=valid_sets,
             callbacks=callbacks,
         )
-        self.fitted_through = history.last_week
-        self.grid_shape = history.crime.shape[1:]
         weeks = [history.week(int(i) + h) for i in origins]
-        return FitReport(
+        return booster, FitReport(
             mode="retrain",
             train_targets=weeks[: len(weeks) - n_val],
             validation_targets=weeks[len(weeks) - n_val :],
-            epochs_run=int(self.booster.best_iteration or self.booster.current_iteration()),
+            epochs_run=int(booster.best_iteration or booster.current_iteration()),
             seconds=time.perf_counter() - started,
         )
 
-    def _stale(self, history: GridHistory) -> bool:
-        if self.fitted_through is None or self.grid_shape != history.crime.shape[1:]:
-            return True
-        if self.fitted_through > history.last_week:
-            return True  # fitted on weeks this history does not have: never use the future
-        return history.last_week - self.fitted_through >= timedelta(
-            weeks=int(self.hp["refit_every"])
-        )
-
     def _predict(self, history: GridHistory) -> np.ndarray:
-        if self._stale(history):
-            self.fit(history)
+        self.fit(history)  # the cache makes this a lookup when the anchor's data is known
         active = history.incidents.sum(axis=0) > 0
         out = np.zeros(history.crime.shape[1:], np.float64)
         if self.booster is None:

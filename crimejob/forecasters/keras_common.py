@@ -183,6 +183,7 @@ class KerasForecaster(Forecaster):
 
     def fit(self, history: GridHistory) -> FitReport:
         """Full retrain from fresh weights; validation = the newest 20% of targets."""
+        history = self.prepared(history)
         n_windows = len(window_ends(len(history), int(self.hp["window"]), self.horizon))
         n_val = max(
             int(self.hp["min_validation_weeks"]),
@@ -205,6 +206,7 @@ class KerasForecaster(Forecaster):
         """Fine-tune the current weights on the newest windows (a retrain if there are none)."""
         if self.model is None:
             return self.fit(history)
+        history = self.prepared(history)
         train, val = self._split(
             history, int(self.hp["finetune_validation_weeks"]), int(self.hp["finetune_windows"])
         )

@@ -51,6 +51,10 @@ class MeanAll(Forecaster):
 
     name = "mean_all"
 
+    @classmethod
+    def default_hyperparameters(cls) -> dict[str, Any]:
+        return {**super().default_hyperparameters(), "rescale_series": True}
+
     def _predict(self, history: GridHistory) -> np.ndarray:
         return history.crime.mean(axis=0)
 
@@ -69,6 +73,7 @@ class KernelMean(Forecaster):
     def default_hyperparameters(cls) -> dict[str, Any]:
         return {
             **super().default_hyperparameters(),
+            "rescale_series": True,
             "bandwidths": [0.0, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0],
             "holdout_weeks": 26,
         }
@@ -122,6 +127,7 @@ class IncidentShare(Forecaster):
     def default_hyperparameters(cls) -> dict[str, Any]:
         return {
             **super().default_hyperparameters(),
+            "rescale_series": True,
             "windows": [13, 52, 0],  # 0 = all history
             "rate_bandwidths": [0.0, 0.5, 1.0, 2.0],
             "share_bandwidths": [2.0, 4.0, 8.0, 0.0],  # 0 = one citywide share

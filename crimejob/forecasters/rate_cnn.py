@@ -133,6 +133,7 @@ class RateCNN(KerasForecaster):
     def default_hyperparameters(cls) -> dict[str, Any]:
         return {
             **super().default_hyperparameters(),
+            "rescale_series": True,
             "window": 8,
             "filters": 8,
             "head_filters": 16,

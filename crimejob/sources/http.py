@@ -62,6 +62,22 @@ def _retry_after(response: requests.Response) -> float | None:
         return None
 
 
+# Headers that are credentials: never sent on to another host by a redirect.
+SECRET_HEADERS = ("X-App-Token",)
+
+
+class _Session(requests.Session):
+    """requests drops ``Authorization`` when a redirect leaves the host; this session
+    drops the SODA app token the same way, so a redirect (a compromised mirror, an
+    open redirect) cannot carry it to someone else."""
+
+    def rebuild_auth(self, prepared_request, response):
+        super().rebuild_auth(prepared_request, response)
+        if self.should_strip_auth(response.request.url, prepared_request.url):
+            for name in SECRET_HEADERS:
+                prepared_request.headers.pop(name, None)
+
+
 class HttpClient:
     """A ``requests`` session with the job's retry policy and default headers."""
 
@@ -73,7 +89,7 @@ class HttpClient:
         backoff_initial_s: float = 1.0,
     ):
         self.settings = settings or get_settings()
-        self.session = requests.Session()
+        self.session = _Session()
         self.session.headers["User-Agent"] = USER_AGENT
         self.session.headers.update(headers or {})
         self.max_attempts = max_attempts or self.settings.http_max_attempts
@@ -116,9 +132,7 @@ class HttpClient:
             return retrying(attempt)
         except RetryError as exc:
             last = exc.last_attempt.exception()
-            raise SourceError(
-                f"{url} failed after {self.max_attempts} attempts: {last}"
-            ) from last
+            raise SourceError(f"{url} failed after {self.max_attempts} attempts: {last}") from last
 
     def get_json(self, url: str, params: dict[str, Any] | None = None) -> Any:
         """GET and decode JSON; a truncated or non-JSON body is retried, then a SourceError."""

@@ -400,12 +400,19 @@ def map_frame(frame: pd.DataFrame, adapter: DatasetAdapter) -> tuple[pd.DataFram
     flag(occurred_date < EARLIEST_OCCURRENCE, IMPLAUSIBLE_DATE,
          lambda hit: f"{adapter.occurred_field}=" + occurred_text[hit].astype(str)
          + f" is before {EARLIEST_OCCURRENCE.date()}")  # fmt: skip
+    # A report from the future is a typo or a test record (the day after today in LA is
+    # allowed for clocks); one before the earliest occurrence cannot be true either.
+    not_yet = pd.Timestamp.now(tz="America/Los_Angeles").tz_localize(None) + pd.Timedelta(days=1)
+    flag(reported > not_yet, IMPLAUSIBLE_DATE,
+         lambda hit: f"{adapter.report_field}=" + report_text[hit].astype(str)
+         + " is in the future")  # fmt: skip
+    flag(reported < EARLIEST_OCCURRENCE, IMPLAUSIBLE_DATE,
+         lambda hit: f"{adapter.report_field}=" + report_text[hit].astype(str)
+         + f" is before {EARLIEST_OCCURRENCE.date()}")  # fmt: skip
     flag(occurred_date.dt.normalize() > reported.dt.normalize(), IMPLAUSIBLE_DATE,
          lambda hit: f"{adapter.occurred_field}=" + occurred_text[hit].astype(str)
          + f" is after {adapter.report_field}=" + report_text[hit].astype(str))  # fmt: skip
-    flag(
-        offenses.first.isna(), R.MISSING_CODE, lambda hit: f"no {'/'.join(adapter.code_fields)}"
-    )
+    flag(offenses.first.isna(), R.MISSING_CODE, lambda hit: f"no {'/'.join(adapter.code_fields)}")
     flag(~offenses.known, R.UNKNOWN_CODE, shown(adapter.code_fields[0], offenses.first))
     where_series = pd.Series(where, index=frame.index)
 
@@ -513,18 +520,57 @@ def open_text(path: Path):
     return opener(path, "rt", encoding="utf-8-sig", newline="")
 
 
+def check_file(path: Path) -> None:
+    """A path that is not a readable file is a one-line SourceError."""
+    if not path.exists():
+        raise SourceError(f"no such file: {path}")
+    if not path.is_file():
+        raise SourceError(f"{path} is not a file")
+
+
+def unreadable(path: Path, exc: BaseException) -> SourceError:
+    """The one line for a file that is not UTF-8 CSV text (binary, UTF-16, Latin-1, a NUL
+    byte, a field over the size limit, a cut gzip): the first line of the reason, and
+    where PostgreSQL says it found it."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    reason = lines[0] if lines else type(exc).__name__
+    if isinstance(exc, UnicodeDecodeError):
+        reason = f"not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8 CSV"
+    where = next((line for line in lines[1:] if line.startswith("CONTEXT:")), "")
+    return SourceError(
+        f"{path.name} is not a readable CSV file: {reason}"
+        + (f" ({where.removeprefix('CONTEXT:').strip()})" if where else "")
+    )
+
+
 def portal_header(path: Path) -> list[str]:
     """The export's header row; a file without the legacy columns is a SourceError naming them."""
-    with open_text(path) as handle:
-        header = next(csv.reader(handle), [])
+    check_file(path)
+    try:
+        with open_text(path) as handle:
+            header = next(csv.reader(handle), [])
+    except (UnicodeDecodeError, csv.Error, EOFError, OSError) as exc:
+        raise unreadable(path, exc) from None
     names = [field_name(c) for c in header]
     missing = [f for f in CSV_REQUIRED if f not in names]
     if missing:
         raise SourceError(
             f"{path.name} is not an LAPD portal export: no column(s) "
-            f"{', '.join(missing)} (header: {', '.join(header)})"
+            f"{', '.join(missing)} (header: {_shown(header)})"
+        )
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise SourceError(
+            f"{path.name}: column(s) {', '.join(map(repr, repeated))} appear more than once "
+            "in the header; which one to load is ambiguous"
         )
     return header
+
+
+def _shown(header: list[str], limit: int = 300) -> str:
+    """The header for a one-line message: no line breaks, at most ``limit`` characters."""
+    text = ", ".join(header).replace("\r", " ").replace("\n", " ")
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def mapped_fields(adapter: DatasetAdapter) -> set[str]:
@@ -564,8 +610,8 @@ def _chunks(reader, path: Path) -> Iterator[pd.DataFrame]:
     """The reader's chunks; a file pandas cannot parse is a SourceError naming the file."""
     try:
         yield from reader
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise SourceError(f"{path.name} is not a readable CSV file: {exc}") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as exc:
+        raise unreadable(path, exc) from exc
 
 
 def read_crime_codes(path: Path) -> pd.DataFrame:

@@ -167,18 +167,50 @@ def read_daily_csv(path: Path | str) -> list[dict[str, str]]:
     checked like an API response, so a renamed column is a clear error.
     """
     path = Path(path)
-    text = path.read_text(encoding="utf-8-sig")
-    reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    if not header:
-        raise SourceError(f"{path.name}: empty file, no CSV header")
-    reader.fieldnames = header
-    check_fields([dict.fromkeys(header, "")], f"{path.name}")
-    records = []
-    for row in reader:
-        if None in row:  # more cells than header columns
-            extra = row.pop(None)
-            row["_extra_cells"] = ",".join(extra)
-        records.append({k: v for k, v in row.items() if v is not None and v.strip() != ""})
+    text = read_csv_text(path)
+    if text and not text.endswith(("\n", "\r")):
+        # A download cut short ends mid-line: its last value may be a shorter number
+        # ("7" of "72") that would pass every check, and the rest of the file is lost.
+        line = text.count("\n") + 1
+        raise SourceError(
+            f"{path.name} ends in the middle of line {line} (no line end): the file is "
+            "truncated; download it again"
+        )
+    reader = csv.DictReader(io.StringIO(text), strict=True)
+    try:
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        if not header:
+            raise SourceError(f"{path.name}: empty file, no CSV header")
+        repeated = sorted({h for h in header if header.count(h) > 1})
+        if repeated:
+            raise SourceError(f"{path.name}: column(s) {', '.join(repeated)} appear twice")
+        reader.fieldnames = header
+        check_fields([dict.fromkeys(header, "")], f"{path.name}")
+        records = []
+        for row in reader:
+            if None in row:  # more cells than header columns
+                extra = row.pop(None)
+                row["_extra_cells"] = ",".join(extra)
+            records.append({k: v for k, v in row.items() if v is not None and v.strip() != ""})
+    except csv.Error as exc:
+        raise SourceError(
+            f"{path.name} is not a readable CSV file: {exc} (line {reader.line_num})"
+        ) from exc
     check_units(records, path.name)
     return records
+
+
+def read_csv_text(path: Path) -> str:
+    """The whole file as UTF-8 text; anything else (a directory, binary, UTF-16,
+    Latin-1, a NUL byte) is a :class:`SourceError` in one line."""
+    if not path.is_file():
+        raise SourceError(f"no such file: {path}" if not path.exists() else f"{path} is not a file")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SourceError(
+            f"{path.name} is not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8 CSV"
+        ) from None
+    if "\x00" in text:
+        raise SourceError(f"{path.name} contains a NUL byte at character {text.index(chr(0))}")
+    return text

@@ -7,10 +7,13 @@ SELECT f.target_week, f.cell_id, f.predicted, f.rank, f.model_name, f.model_vers
        f.horizon_weeks,
        f.prob_any, f.predicted_low, f.predicted_high,
        f.flag_1pct > 0 AS hotspot_1pct, f.flag_5pct > 0 AS hotspot_5pct, f.flag_5pct,
-       f.dispersion, a.area_name
+       f.dispersion, a.area_name,
+       CASE WHEN f.is_production THEN d.reason END AS production_reason
 FROM ml.forecasts AS f
 JOIN grid.cells AS c USING (cell_id)
-LEFT JOIN grid.cell_areas AS a USING (cell_id);
+LEFT JOIN grid.cell_areas AS a USING (cell_id)
+LEFT JOIN ml.promotion_decisions AS d
+       ON d.kind = 'champion' AND d.target_week = f.target_week;
 COMMENT ON VIEW bi.forecasts IS 'Every forecast written: one row per target week, model and cell.';
 COMMENT ON COLUMN bi.forecasts.target_week IS 'Monday of the week forecast (America/Los_Angeles).';
 COMMENT ON COLUMN bi.forecasts.cell_id IS 'Grid cell, see bi.grid_cells.';
@@ -32,3 +35,4 @@ COMMENT ON COLUMN bi.forecasts.hotspot_5pct IS 'True if the cell is among the 22
 COMMENT ON COLUMN bi.forecasts.flag_5pct IS 'How much of the cell the 5% budget flags: 1 above the boundary, 0 below it and for zero forecasts, a share between for cells tied at the boundary (the chance random tie-breaking flags it). Sums to at most 225.';
 COMMENT ON COLUMN bi.forecasts.dispersion IS 'Negative-binomial dispersion alpha of the forecast (variance = predicted + alpha * predicted^2), fitted on the model''s own errors over the 13 weeks before; 0 = Poisson.';
 COMMENT ON COLUMN bi.forecasts.area_name IS 'LAPD division of the cell (bi.cell_divisions); NULL where LAPD has never recorded an incident.';
+COMMENT ON COLUMN bi.forecasts.production_reason IS 'Why this model is production for the week (production rows only): the champion decision''s reason, with each mean Poisson deviance and the paired difference and SE it compared (all numbers: bi.promotion_decisions where kind = champion). NULL on other rows and on forecasts written before champion decisions.';

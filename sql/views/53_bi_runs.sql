@@ -10,7 +10,7 @@ COMMENT ON VIEW bi.runs IS 'Every run of the job and its commands: what ran, for
 COMMENT ON COLUMN bi.runs.run_id IS 'Run number, in order.';
 COMMENT ON COLUMN bi.runs.kind IS 'weekly (the weekly job), ingest_crime, ingest_weather, aggregate, ...';
 COMMENT ON COLUMN bi.runs.week_start IS 'The week the run was for (NULL for commands without one).';
-COMMENT ON COLUMN bi.runs.status IS 'running, succeeded, failed, incomplete (the source had not published the week) or skipped.';
+COMMENT ON COLUMN bi.runs.status IS 'running, succeeded, failed, incomplete (the source had not published the week), skipped, or abandoned (its process ended without finishing it).';
 COMMENT ON COLUMN bi.runs.started_at IS 'When the run started.';
 COMMENT ON COLUMN bi.runs.finished_at IS 'When it ended (NULL while running, or if it was killed).';
 COMMENT ON COLUMN bi.runs.seconds IS 'finished_at - started_at in seconds.';

@@ -32,7 +32,7 @@ COMMENT ON COLUMN bi.week_status.week_start IS 'Monday of the week (America/Los_
 COMMENT ON COLUMN bi.week_status.aggregated IS 'True if the week has grid rows.';
 COMMENT ON COLUMN bi.week_status.aggregated_at IS 'When its grid rows were last computed (late reports recompute them).';
 COMMENT ON COLUMN bi.week_status.last_run_id IS 'The newest weekly run for this week (bi.runs).';
-COMMENT ON COLUMN bi.week_status.last_run_status IS 'How that run ended: succeeded, failed, incomplete, running.';
+COMMENT ON COLUMN bi.week_status.last_run_status IS 'How that run ended: succeeded, failed, incomplete, abandoned, running.';
 COMMENT ON COLUMN bi.week_status.last_run_started_at IS 'When that run started.';
 COMMENT ON COLUMN bi.week_status.last_run_finished_at IS 'When that run ended.';
 COMMENT ON COLUMN bi.week_status.last_run_message IS 'The error or note that run ended with.';
