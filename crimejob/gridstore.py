@@ -23,7 +23,21 @@ from crimejob.dbcopy import copy_frame
 from crimejob.grid import N_CELLS, N_COLS, N_ROWS
 from crimejob.history import WEATHER_FEATURES, GridHistory
 
-_AS_OF_QUERY = sa.text(
+# The counts as of a moment: sparse (only cells with incidents), merged into the dense
+# grid rows in numpy. Joined to grid.weekly in SQL instead, the planner can misjudge
+# the grouped view's size and rescan it per grid row (minutes instead of a second).
+_AS_OF_COUNTS = sa.text(
+    """
+    SELECT week_start, cell_id, count(*) FILTER (WHERE is_violent) AS violent_count,
+           count(*) AS incident_count, count(*) FILTER (WHERE series = 'nibrs') AS nibrs_count
+    FROM raw.public_incidents
+    WHERE reported_at < :reported_before AND week_start <= :through
+      AND (CAST(:since AS date) IS NULL OR week_start >= :since)
+    GROUP BY week_start, cell_id
+    """
+)
+
+_QUERY = sa.text(
     """
     SELECT w.week_start, w.cell_id, coalesce(c.violent_count, 0) AS violent_count,
            coalesce(c.incident_count, 0) AS incident_count,
@@ -83,14 +97,16 @@ def load_history(
     forward from the cell's previous week.
     """
     params = {"through": through, "since": since}
-    if reported_before is not None:
-        query = _AS_OF_QUERY
-        params["reported_before"] = reported_before
-    else:
-        query = _QUERY
     with connect(bind) as conn:
-        frame = pd.read_sql_query(query, conn, params=params)
-        series = pd.read_sql_query(_SERIES_QUERY, conn, params={"through": through, "since": since})
+        frame = pd.read_sql_query(_QUERY, conn, params=params)
+        series = pd.read_sql_query(_SERIES_QUERY, conn, params=params)
+        as_of = (
+            pd.read_sql_query(
+                _AS_OF_COUNTS, conn, params={**params, "reported_before": reported_before}
+            )
+            if reported_before is not None
+            else None
+        )
     if frame.empty:
         return GridHistory(
             np.array([], dtype="datetime64[D]"),
@@ -104,20 +120,31 @@ def load_history(
         bad = counts[counts != N_CELLS]
         raise ValueError(f"grid.weekly is not dense for weeks {list(bad.index[:5])}")
     t = len(unique_weeks)
-    crime = frame["violent_count"].to_numpy(np.float32).reshape(t, N_ROWS, N_COLS)
-    incidents = frame["incident_count"].to_numpy(np.float32).reshape(t, N_ROWS, N_COLS)
     share = pd.Series(series["nibrs_share"].to_numpy(np.float64), index=series["week_start"])
     nibrs_share = share.reindex(pd.to_datetime(unique_weeks).date).fillna(0.0)
-    if "nibrs_count" in frame:
-        # as of ``reported_before``: the mix of the incidents published then (a week
-        # without any keeps the mix grid.weeks records)
-        per_week = frame.groupby("week_start", sort=True)[["nibrs_count", "incident_count"]].sum()
-        total = per_week["incident_count"].to_numpy(np.float64)
-        as_of = np.divide(
-            per_week["nibrs_count"].to_numpy(np.float64), total,
-            out=nibrs_share.to_numpy(np.float64, copy=True), where=total > 0,
-        )  # fmt: skip
-        nibrs_share = pd.Series(as_of)
+    if as_of is None:
+        crime = frame["violent_count"].to_numpy(np.float32).reshape(t, N_ROWS, N_COLS)
+        incidents = frame["incident_count"].to_numpy(np.float32).reshape(t, N_ROWS, N_COLS)
+    else:
+        # as of ``reported_before``: only the incidents published then
+        week_index = np.searchsorted(
+            unique_weeks, pd.to_datetime(as_of["week_start"]).to_numpy().astype("datetime64[D]")
+        )
+        cells = as_of["cell_id"].to_numpy(np.int64)
+        keep = (cells >= 0) & (cells < N_CELLS)
+        dense = np.zeros((3, t, N_CELLS), np.float64)
+        for k, column in enumerate(("violent_count", "incident_count", "nibrs_count")):
+            np.add.at(dense[k], (week_index[keep], cells[keep]), as_of[column].to_numpy()[keep])
+        crime = dense[0].astype(np.float32).reshape(t, N_ROWS, N_COLS)
+        incidents = dense[1].astype(np.float32).reshape(t, N_ROWS, N_COLS)
+        # the mix of the incidents published then (a week without any keeps the mix
+        # grid.weeks records)
+        total, nibrs = dense[1].sum(axis=1), dense[2].sum(axis=1)
+        nibrs_share = pd.Series(
+            np.divide(
+                nibrs, total, out=nibrs_share.to_numpy(np.float64, copy=True), where=total > 0
+            )
+        )
     weather = frame[list(WEATHER_FEATURES)].to_numpy(np.float64).reshape(t, N_CELLS * 3)
     # A week no station reported (NCEI lags a few days behind, so often the newest
     # one) keeps the cell's values of the week before; only a history that starts

@@ -583,3 +583,19 @@ def test_a_run_reads_its_as_of_history_once_and_each_step_gets_its_own_copy(clea
     assert (second.week_starts == fresh.week_starts).all()
     gridstore.history_for_run(clean_db, week)  # outside a run: read again
     assert len(reads) == 2
+
+
+def test_late_report_weeks_are_aggregated_in_as_few_calls_as_keep_the_history_whole():
+    from crimejob.steps import aggregation_ranges
+
+    def w(n: int) -> date:
+        return date(2023, 1, 2) + timedelta(weeks=n)
+
+    have = {w(n) for n in range(0, 20)} - {w(5)}  # week 5 has no grid rows
+    window = (w(18), w(22))
+    # weeks 1 and 3 join across aggregated week 2; week 5 is a gap, so 7..12 start anew
+    # and join the window across the aggregated weeks 13..17
+    ranges = aggregation_ranges([w(1), w(3), w(7), w(12)], *window, have)
+    assert ranges == [(w(7), w(22)), (w(1), w(3))]
+    assert aggregation_ranges([], *window, have) == [window]
+    assert aggregation_ranges([w(4)], *window, have - {w(10)}) == [window, (w(4), w(4))]
