@@ -224,9 +224,43 @@ def recent_offset(history: GridHistory, ends: np.ndarray, choice: dict) -> np.nd
     return _recent_rate(vs[ends], w[ends], prior, choice["strength"])
 
 
-#: Booster forecasts already made, by window (see :func:`booster_rates`).
+#: Booster forecasts and single-window inputs already made, by window (see
+#: :func:`window_keys`): the weekly run and the backtest forecast the same windows
+#: again and again (the champion decision, the dispersion's 13 past weeks).
 _BOOSTED: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_INPUTS: OrderedDict[tuple, dict[str, np.ndarray]] = OrderedDict()
 BOOSTED_SIZE = 1024
+INPUTS_SIZE = 64
+
+
+def _remember(cache: OrderedDict, key: tuple, value: Any, size: int) -> Any:
+    cache[key] = value
+    while len(cache) > size:
+        cache.popitem(last=False)
+    return value
+
+
+def window_keys(history: GridHistory, ends: np.ndarray) -> list[tuple]:
+    """A key per window ending at each index in ``ends``: the first and last week, the
+    grid, and checksums of every week's grids up to it (a late report that changes
+    any of those weeks changes the key; later weeks do not enter it)."""
+    n = len(history)
+    weights = np.arange(1, history.crime[0].size + 1, dtype=np.float64)
+    per_week = np.stack(
+        [
+            history.crime.reshape(n, -1) @ weights,
+            history.incidents.reshape(n, -1) @ weights,
+            history.weather.reshape(n, -1, history.weather.shape[-1]).sum(axis=1).sum(axis=1),
+            np.asarray(history.nibrs_share, np.float64),
+        ],
+        axis=1,
+    )
+    checksums = np.cumsum(per_week, axis=0)
+    first = history.week(0)
+    return [
+        (first, history.week(int(t)), history.shape, tuple(np.round(checksums[int(t)], 3)))
+        for t in np.asarray(ends, np.int64)
+    ]
 
 
 def booster_rates(history: GridHistory, ends: np.ndarray, horizon: int) -> np.ndarray:
@@ -236,31 +270,18 @@ def booster_rates(history: GridHistory, ends: np.ndarray, horizon: int) -> np.nd
     the weeks up to the calendar anchor at or before the end, refitted every 13
     weeks, its boosters shared process-wide), so a training window's booster
     rate is out of sample for its target exactly as in production. Forecasts are
-    kept by window: the week, the grid, and checksums of every week up to it (a
-    late report that changes a week changes the key).
+    kept by window (:func:`window_keys`).
     """
     from crimejob.forecasters.gbm import LightGBMForecaster
 
     ends = np.asarray(ends, np.int64)
-    weights = np.arange(1, history.crime[0].size + 1, dtype=np.float64)
-    per_week = np.stack(
-        [
-            history.crime.reshape(len(history), -1) @ weights,
-            history.incidents.reshape(len(history), -1) @ weights,
-            np.asarray(history.nibrs_share, np.float64),
-        ],
-        axis=1,
-    )
-    checksums = np.cumsum(per_week, axis=0)
     forecaster = LightGBMForecaster(horizon=horizon)
     out = np.empty((len(ends), *history.shape), np.float64)
-    for n, t in enumerate(ends):
-        key = (history.week(0), history.week(int(t)), horizon, history.shape,
-               tuple(np.round(checksums[t], 3)))  # fmt: skip
+    for n, (t, key) in enumerate(zip(ends, window_keys(history, ends), strict=True)):
+        key = (*key, horizon)
         if key not in _BOOSTED:
-            _BOOSTED[key] = forecaster.predict(history.select(slice(0, int(t) + 1)))
-            while len(_BOOSTED) > BOOSTED_SIZE:
-                _BOOSTED.popitem(last=False)
+            rates = forecaster.predict(history.select(slice(0, int(t) + 1)))
+            _remember(_BOOSTED, key, rates, BOOSTED_SIZE)
         out[n] = _BOOSTED[key]
     return out
 
@@ -481,8 +502,20 @@ class SparseCNN(KerasForecaster):
         return keras.losses.Poisson()
 
     def model_inputs(self, history: GridHistory, ends: np.ndarray) -> dict[str, np.ndarray]:
-        window = int(self.hp["window"])
         ends = np.asarray(ends)
+        if len(ends) != 1:
+            return self._model_inputs(history, ends)
+        config = tuple(
+            str(self.hp[k])
+            for k in ("window", "bandwidth", "prior_strength", "offset", "incident_channel")
+        )
+        key = (*window_keys(history, ends)[0], self.horizon, config)
+        if key not in _INPUTS:
+            _remember(_INPUTS, key, self._model_inputs(history, ends), INPUTS_SIZE)
+        return _INPUTS[key]
+
+    def _model_inputs(self, history: GridHistory, ends: np.ndarray) -> dict[str, np.ndarray]:
+        window = int(self.hp["window"])
         kind = str(self.hp["offset"])
         # The booster reads the history as recorded (it learns the 2024 switch from
         # the NIBRS share); the rates and counts are read at the recording level of
