@@ -26,7 +26,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from scratch import WORK_DIR, scratch_database  # also puts the project on sys.path
 
-from crimejob.crime_ingest import ingest_crime_api, ingest_crime_csv  # noqa: E402
+from crimejob.ingest.crime_ingest import ingest_crime_api, ingest_crime_csv  # noqa: E402
 from tests.fakes.soda import (  # noqa: E402
     LEGACY_ID,
     PORTAL_HEADER,
@@ -145,7 +145,7 @@ def measure(url: sa.URL, args: argparse.Namespace, csv_path: Path, results: list
              f"loaded {again.loaded}, updated {again.updated}, unchanged {again.unchanged:,}")
         )  # fmt: skip
 
-        from crimejob.aggregate import aggregate_weeks
+        from crimejob.grid.aggregate import aggregate_weeks
 
         with engine.connect() as conn:
             first, last = conn.execute(

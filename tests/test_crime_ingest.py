@@ -16,11 +16,11 @@ import pytest
 import sqlalchemy as sa
 
 from crimejob import cli
-from crimejob.crime_ingest import ingest_crime_api, ingest_crime_csv, load_crime_records
 from crimejob.errors import SourceError
-from crimejob.grid import cell_of
-from crimejob.sources.lapd import LEGACY_VIOLENT_CODES, NIBRS_VIOLENT_CODES
-from crimejob.weeks import week_start
+from crimejob.grid.cells import cell_of
+from crimejob.grid.weeks import week_start
+from crimejob.ingest.crime_ingest import ingest_crime_api, ingest_crime_csv, load_crime_records
+from crimejob.ingest.sources.lapd import LEGACY_VIOLENT_CODES, NIBRS_VIOLENT_CODES
 from tests.fakes.server import Fault
 from tests.fakes.soda import (
     LEGACY_ID,
@@ -274,7 +274,7 @@ def test_nibrs_offenses_held_by_both_nibrs_datasets_count_once_by_caseno(clean_d
     per_case = {c: sum(r["caseno"] == c for r in nibrs) for c in cases}
     assert dict(incidents) == per_case
 
-    from crimejob.aggregate import aggregate_weeks
+    from crimejob.grid.aggregate import aggregate_weeks
 
     weeks = sorted({week_start(date.fromisoformat(r["date_occ"][:10])) for r in nibrs})
     aggregate_weeks(clean_db, weeks[0], weeks[-1])
@@ -285,7 +285,7 @@ def test_nibrs_offenses_held_by_both_nibrs_datasets_count_once_by_caseno(clean_d
 def test_a_2024_transition_window_is_read_from_both_series_and_grid_weeks_keeps_the_mix(
     clean_db,
 ):
-    from crimejob.aggregate import aggregate_weeks
+    from crimejob.grid.aggregate import aggregate_weeks
     from tests.fakes.soda import portal_datasets
 
     first, last = date(2024, 10, 7), date(2024, 11, 3)
@@ -493,7 +493,7 @@ def test_a_malformed_csv_fails_naming_the_line_and_writes_nothing(clean_db, tmp_
 
 
 def test_a_failure_after_the_merge_rolls_the_whole_file_back(clean_db, tmp_path, monkeypatch):
-    from crimejob import crime_ingest
+    from crimejob.ingest import crime_ingest
 
     def fail(*args, **kwargs):
         raise RuntimeError("disk full")

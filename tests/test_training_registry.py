@@ -12,9 +12,9 @@ import sqlalchemy as sa
 
 from crimejob.devworld import la_world
 from crimejob.errors import DataError
-from crimejob.forecasters import BASELINES, get_forecaster
-from crimejob.gridstore import store_history
-from crimejob.registry import (
+from crimejob.grid.gridstore import store_history
+from crimejob.models.forecasters import BASELINES, get_forecaster
+from crimejob.models.registry import (
     ModelVersion,
     decisions,
     get_version,
@@ -23,7 +23,7 @@ from crimejob.registry import (
     production_version,
     versions,
 )
-from crimejob.training import RETRAIN_EVERY_WEEKS, _choose_mode, gate_decision, train
+from crimejob.models.training import RETRAIN_EVERY_WEEKS, _choose_mode, gate_decision, train
 
 pytestmark = pytest.mark.slow
 
@@ -208,11 +208,11 @@ def test_the_gate_promotes_only_a_model_that_beats_production_and_the_best_basel
 
 
 def test_the_weekly_train_step_learns_the_runs_horizon_on_the_complete_weeks(db, monkeypatch):
-    from crimejob import gridstore
-    from crimejob.forecast_store import make_forecasts
-    from crimejob.gridstore import load_history
-    from crimejob.lag import run_weeks
-    from crimejob.modelstep import train_for_week
+    from crimejob.grid import gridstore
+    from crimejob.grid.gridstore import load_history
+    from crimejob.grid.lag import run_weeks
+    from crimejob.job.modelstep import train_for_week
+    from crimejob.serving.forecast_store import make_forecasts
 
     # The LA world's grids have no raw records to count as of the run: read them as stored.
     monkeypatch.setattr(
