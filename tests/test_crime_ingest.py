@@ -547,7 +547,7 @@ def test_an_empty_window_loads_nothing_and_succeeds(clean_db):
 
 def test_divisions_read_the_same_from_a_csv_row_as_from_an_api_payload(clean_db, tmp_path):
     """cell_areas reads area and area_name from csv_fields without building the payload."""
-    from crimejob.cell_areas import refresh_cell_areas
+    from crimejob.grid.cell_areas import refresh_cell_areas
 
     def areas() -> list:
         with clean_db.begin() as conn:
