@@ -737,7 +737,7 @@ def _stage_offenses(conn: Connection, offenses: dict[str, tuple[int, bool]]) -> 
         columns=["offense_id", "offense_codes", "is_violent"],
     )
     conn.exec_driver_sql(
-        "CREATE TEMP TABLE _csv_offenses (offense_id integer, offense_codes text, "
+        "CREATE TEMP TABLE _csv_offenses (offense_id integer, offense_codes text[], "
         "is_violent boolean) ON COMMIT DROP"
     )
     copy_frame(conn, frame, "_csv_offenses", list(frame.columns))
