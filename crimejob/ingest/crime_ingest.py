@@ -42,9 +42,11 @@ import io
 import logging
 import re
 import struct
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -432,6 +434,7 @@ def _stage_raw(conn: Connection, path: Path, layout: CsvLayout) -> int:
                 f"COPY _csv_raw ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, HEADER true, "
                 f"FORCE_NOT_NULL ({', '.join(columns)}))",
                 handle,
+                size=1 << 20,  # 1 MB reads: fewer round trips through Python
             )
         return cursor.rowcount
     except (psycopg2.DataError, UnicodeDecodeError, EOFError, OSError) as exc:
@@ -451,32 +454,44 @@ def ingest_crime_csv(engine: Engine, path: Path, source: str | None = None) -> I
     adapter = lapd.adapter_for(dataset_id)
     report = IngestReport(source=f"csv:{path.name}")
     params = {"csv": str(path), "dataset": dataset_id}
-    with _run(engine, params, report) as steps, engine.begin() as conn:
+    stop = threading.Event()
+    with (
+        _run(engine, params, report) as steps,
+        ThreadPoolExecutor(1, thread_name_prefix="csv-map") as pool,
+        engine.begin() as conn,
+    ):
         layout = CsvLayout.of(lapd.portal_header(path), adapter)
-        # Memory for the joins of the staged tables and the index builds, this transaction
-        # only: the defaults (4 MB, 64 MB) spill a million-row join and sort to disk.
-        conn.exec_driver_sql(f"SET LOCAL work_mem = '{CSV_WORK_MEM}'")
-        conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{CSV_WORK_MEM}'")
-        with _timed(steps, "copy_raw"):
-            copied = _stage_raw(conn, path, layout)
-        conn.exec_driver_sql(
-            "CREATE TEMP TABLE _csv_mapped (line bigint, occurred_at timestamp, "
-            "reported_at timestamp, date_occ_ts timestamp, week_start date, "
-            "lat double precision, lon double precision, cell_id integer, offense_id integer) "
-            "ON COMMIT DROP"
-        )
-        conn.exec_driver_sql(
-            "CREATE TEMP TABLE _csv_rejects (line bigint, record_key text, reason text, "
-            "detail text) ON COMMIT DROP"
-        )
-        keys: list[pd.Series] = []
-        offenses: dict[str, tuple[int, bool]] = {}
-        first_line = 2  # line 1 is the header
+        # pandas reads and maps the fields the mapping needs on one core while PostgreSQL
+        # parses the whole file on another.
+        mapping = pool.submit(_read_and_map, path, adapter, stop)
+        try:
+            # Memory for the joins of the staged tables and the index builds, this
+            # transaction only: the defaults (4 MB, 64 MB) spill to disk.
+            conn.exec_driver_sql(f"SET LOCAL work_mem = '{CSV_WORK_MEM}'")
+            conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{CSV_WORK_MEM}'")
+            with _timed(steps, "copy_raw"):
+                copied = _stage_raw(conn, path, layout)
+            conn.exec_driver_sql(
+                "CREATE TEMP TABLE _csv_mapped (line bigint, occurred_at timestamp, "
+                "reported_at timestamp, date_occ_ts timestamp, week_start date, "
+                "lat double precision, lon double precision, cell_id integer, "
+                "offense_id integer) ON COMMIT DROP"
+            )
+            conn.exec_driver_sql(
+                "CREATE TEMP TABLE _csv_rejects (line bigint, record_key text, reason text, "
+                "detail text) ON COMMIT DROP"
+            )
+            keys: list[pd.Series] = []
+            offenses: dict[str, tuple[int, bool]] = {}
+            with _timed(steps, "read_map_stage"):
+                chunks, steps["read_map_beside_copy"] = mapping.result()
+                for mapped in chunks:
+                    keys.append(_stage_mapped(conn, mapped, report, offenses))
+        except BaseException:
+            stop.set()
+            raise
+        del chunks
         with _timed(steps, "read_map_stage"):
-            for chunk in lapd.read_portal_csv(path, CSV_CHUNK_ROWS, lapd.mapped_fields(adapter)):
-                chunk.index = pd.RangeIndex(first_line, first_line + len(chunk))
-                first_line += len(chunk)
-                keys.append(_stage_chunk(conn, chunk, adapter, path.name, report, offenses))
             if report.fetched != copied:
                 raise SourceError(
                     f"{path.name}: PostgreSQL read {copied} rows but pandas read "
@@ -579,38 +594,74 @@ def _insert_into_empty(
     return sum(n for _, n in rows), 0, weeks
 
 
-def _stage_chunk(
+@dataclass
+class _MappedChunk:
+    """One chunk of the export mapped by pandas: its rejects (line, record_key, reason,
+    detail) and its usable rows (indexed by line, the columns _stage_mapped sends)."""
+
+    rows: int
+    rejects: pd.DataFrame
+    good: pd.DataFrame
+
+
+_GOOD_COLUMNS = [
+    "record_id", "occurred_at", "reported_at", "date_occ_ts", "week_start", "lat", "lon",
+    "cell_id", "offense_codes", "is_violent",
+]  # fmt: skip
+
+
+def _map_chunk(chunk: pd.DataFrame, adapter: lapd.DatasetAdapter, file_name: str) -> _MappedChunk:
+    """Map one chunk (pandas only, no database: it runs beside the COPY of the file)."""
+    mapped, reason = lapd.map_frame(chunk, adapter)
+    bad = (reason != "").to_numpy()
+    rejects = pd.DataFrame(
+        {
+            "line": chunk.index[bad],
+            "record_key": mapped.loc[bad, "record_id"],
+            "reason": reason[bad],
+            "detail": mapped.loc[bad, "detail"].fillna("")
+            + f" (csv:{file_name} line "
+            + pd.Series(chunk.index[bad].astype(str), index=chunk.index[bad])
+            + ")",
+        }
+    )
+    return _MappedChunk(len(chunk), rejects, mapped.loc[~bad, _GOOD_COLUMNS])
+
+
+def _read_and_map(
+    path: Path, adapter: lapd.DatasetAdapter, stop: threading.Event
+) -> tuple[list[_MappedChunk], float]:
+    """Read the fields the mapping needs and map them, chunk by chunk; returns the chunks
+    and the seconds it took. Stops early once ``stop`` is set (the import failed)."""
+    started = time.perf_counter()
+    chunks = []
+    first_line = 2  # line 1 is the header
+    for chunk in lapd.read_portal_csv(path, CSV_CHUNK_ROWS, lapd.mapped_fields(adapter)):
+        if stop.is_set():
+            break
+        chunk.index = pd.RangeIndex(first_line, first_line + len(chunk))
+        first_line += len(chunk)
+        chunks.append(_map_chunk(chunk, adapter, path.name))
+    return chunks, time.perf_counter() - started
+
+
+def _stage_mapped(
     conn: Connection,
-    chunk: pd.DataFrame,
-    adapter: lapd.DatasetAdapter,
-    file_name: str,
+    mapped: _MappedChunk,
     report: IngestReport,
     offenses: dict[str, tuple[int, bool]],
 ) -> pd.Series:
-    """Map one chunk; COPY its usable rows to _csv_mapped and its rejects to _csv_rejects.
+    """COPY a mapped chunk's usable rows to _csv_mapped and its rejects to _csv_rejects.
 
     Offense code lists become small integer ids (``offenses`` collects them across
     chunks), so every mapped column is fixed-width and goes in COPY's binary format.
     Returns the usable rows' keys, indexed by line (duplicates are settled at the end).
     """
-    mapped, reason = lapd.map_frame(chunk, adapter)
-    bad = (reason != "").to_numpy()
-    report.fetched += len(chunk)
-    if bad.any():
-        rejects = pd.DataFrame(
-            {
-                "line": chunk.index[bad],
-                "record_key": mapped.loc[bad, "record_id"],
-                "reason": reason[bad],
-                "detail": mapped.loc[bad, "detail"].fillna("")
-                + f" (csv:{file_name} line "
-                + pd.Series(chunk.index[bad].astype(str), index=chunk.index[bad])
-                + ")",
-            }
-        )
-        copy_frame(conn, rejects, "_csv_rejects", list(rejects.columns))
-        report.rejected.update(rejects["reason"].tolist())
-    good = mapped.loc[~bad]
+    report.fetched += mapped.rows
+    if not mapped.rejects.empty:
+        copy_frame(conn, mapped.rejects, "_csv_rejects", list(mapped.rejects.columns))
+        report.rejected.update(mapped.rejects["reason"].tolist())
+    good = mapped.good
     for literal, violent in good.drop_duplicates("offense_codes")[
         ["offense_codes", "is_violent"]
     ].itertuples(index=False):
