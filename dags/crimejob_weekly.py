@@ -129,6 +129,9 @@ def crimejob_weekly():
     )
     forecast = step("forecast")
 
+    # extract_crime ─┐
+    #                ├─ load ─ aggregate ─ check_completeness ─ score ─ train ─ forecast
+    # extract_weather┘          (crimejob.job.pipeline.WEEKLY_STEPS, tests/test_dag.py)
     chain(
         [extract_crime, extract_weather], load, aggregate, check_completeness, score, train,
         forecast,
