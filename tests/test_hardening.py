@@ -48,11 +48,15 @@ def test_a_crafted_csv_header_is_kept_as_data_and_never_runs_as_sql(clean_db, tm
     report = ingest_crime_csv(clean_db, path)
 
     assert report.loaded == 20
-    keys = _rows(clean_db, "SELECT DISTINCT jsonb_object_keys(payload) FROM raw.crime_records")
+    keys = _rows(
+        clean_db, "SELECT DISTINCT jsonb_object_keys(payload) FROM raw.crime_record_payloads"
+    )
     keys = {k for (k,) in keys}
     assert "stolen" not in keys
     assert STOLEN in keys and "weird_'col'_%s" in keys
-    values = _rows(clean_db, "SELECT DISTINCT payload ->> :k FROM raw.crime_records", k=STOLEN)
+    values = _rows(
+        clean_db, "SELECT DISTINCT payload ->> :k FROM raw.crime_record_payloads", k=STOLEN
+    )
     assert values == [("kept",)]
 
 
