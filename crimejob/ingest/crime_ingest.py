@@ -2,14 +2,15 @@
 
 Both paths map records with the dataset adapters (``crimejob.ingest.sources.lapd``),
 COPY the usable ones into a temporary staging table and merge them with one
-``INSERT ... ON CONFLICT (source, record_id) DO UPDATE ... WHERE payload IS
-DISTINCT FROM`` statement, so a rerun over the same records changes nothing
-and counts them as unchanged. Records that cannot be used go to ``ops.rejects``
+``INSERT ... ON CONFLICT (source, record_id) DO UPDATE ... WHERE`` the payload
+changed, so a rerun over the same records changes nothing and counts them as
+unchanged. Records that cannot be used go to ``ops.rejects``
 with their reason in the same transaction.
 
 The CSV path is built for the million-row backfill: PostgreSQL parses the file
-itself, pandas reads only the fields the mapping needs, the payload is built in
-SQL, and a load into an empty table builds its indexes after the rows are in.
+itself while pandas, in a thread beside it, reads only the fields the mapping
+needs; the record keeps the export's row as text (no jsonb is built per row);
+and a load into an empty table builds its indexes after the rows are in.
 
 Decisions worth knowing:
 
@@ -28,10 +29,16 @@ Decisions worth knowing:
   its loaded row and gains a reject, so both are visible.
 - Rejects are keyed by dataset id whichever path read them (the CSV file name
   and line are in ``detail``), so an API run can resolve a CSV reject.
-- CSV payloads are stored in the dataset's API shape: SODA field names, empty
-  fields left out, dates as floating timestamps, ``time_occ`` as four digits.
-  The same record therefore reads the same whether the API or the export
-  loaded it. Rejected CSV rows keep the row exactly as it was in the file.
+- How a record keeps its source form (migration 240): an API record its jsonb
+  ``payload``; a CSV record the export's row as text, ``csv_fields`` (one value
+  per column, in the API's form: empty fields NULL, dates as floating
+  timestamps, ``time_occ`` as four digits), named by ``csv_layout``
+  (``raw.crime_csv_layouts``, the header's SODA field names, kept as data).
+  ``raw.crime_payload()`` and the view ``raw.crime_record_payloads`` build the
+  payload on read: SODA field names, empty fields left out. The same record
+  therefore reads the same whether the API or the export loaded it, and a
+  record is unchanged when that payload is (two rows of the same layout compare
+  their fields). Rejected CSV rows keep the row exactly as it was in the file.
 - A natural key that appears twice in one batch (API window or CSV file) keeps
   its last record; the earlier copy is rejected as ``duplicate_key``.
 """
@@ -42,9 +49,11 @@ import io
 import logging
 import re
 import struct
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -432,6 +441,7 @@ def _stage_raw(conn: Connection, path: Path, layout: CsvLayout) -> int:
                 f"COPY _csv_raw ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, HEADER true, "
                 f"FORCE_NOT_NULL ({', '.join(columns)}))",
                 handle,
+                size=1 << 20,  # 1 MB reads: fewer round trips through Python
             )
         return cursor.rowcount
     except (psycopg2.DataError, UnicodeDecodeError, EOFError, OSError) as exc:
@@ -451,32 +461,44 @@ def ingest_crime_csv(engine: Engine, path: Path, source: str | None = None) -> I
     adapter = lapd.adapter_for(dataset_id)
     report = IngestReport(source=f"csv:{path.name}")
     params = {"csv": str(path), "dataset": dataset_id}
-    with _run(engine, params, report) as steps, engine.begin() as conn:
+    stop = threading.Event()
+    with (
+        _run(engine, params, report) as steps,
+        ThreadPoolExecutor(1, thread_name_prefix="csv-map") as pool,
+        engine.begin() as conn,
+    ):
         layout = CsvLayout.of(lapd.portal_header(path), adapter)
-        # Memory for the joins of the staged tables and the index builds, this transaction
-        # only: the defaults (4 MB, 64 MB) spill a million-row join and sort to disk.
-        conn.exec_driver_sql(f"SET LOCAL work_mem = '{CSV_WORK_MEM}'")
-        conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{CSV_WORK_MEM}'")
-        with _timed(steps, "copy_raw"):
-            copied = _stage_raw(conn, path, layout)
-        conn.exec_driver_sql(
-            "CREATE TEMP TABLE _csv_mapped (line bigint, occurred_at timestamp, "
-            "reported_at timestamp, date_occ_ts timestamp, week_start date, "
-            "lat double precision, lon double precision, cell_id integer, offense_id integer) "
-            "ON COMMIT DROP"
-        )
-        conn.exec_driver_sql(
-            "CREATE TEMP TABLE _csv_rejects (line bigint, record_key text, reason text, "
-            "detail text) ON COMMIT DROP"
-        )
-        keys: list[pd.Series] = []
-        offenses: dict[str, tuple[int, bool]] = {}
-        first_line = 2  # line 1 is the header
+        # pandas reads and maps the fields the mapping needs on one core while PostgreSQL
+        # parses the whole file on another.
+        mapping = pool.submit(_read_and_map, path, adapter, stop)
+        try:
+            # Memory for the joins of the staged tables and the index builds, this
+            # transaction only: the defaults (4 MB, 64 MB) spill to disk.
+            conn.exec_driver_sql(f"SET LOCAL work_mem = '{CSV_WORK_MEM}'")
+            conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{CSV_WORK_MEM}'")
+            with _timed(steps, "copy_raw"):
+                copied = _stage_raw(conn, path, layout)
+            conn.exec_driver_sql(
+                "CREATE TEMP TABLE _csv_mapped (line bigint, occurred_at timestamp, "
+                "reported_at timestamp, date_occ_ts timestamp, week_start date, "
+                "lat double precision, lon double precision, cell_id integer, "
+                "offense_id integer) ON COMMIT DROP"
+            )
+            conn.exec_driver_sql(
+                "CREATE TEMP TABLE _csv_rejects (line bigint, record_key text, reason text, "
+                "detail text) ON COMMIT DROP"
+            )
+            keys: list[pd.Series] = []
+            offenses: dict[str, tuple[int, bool]] = {}
+            with _timed(steps, "read_map_stage"):
+                chunks, steps["read_map_beside_copy"] = mapping.result()
+                for mapped in chunks:
+                    keys.append(_stage_mapped(conn, mapped, report, offenses))
+        except BaseException:
+            stop.set()
+            raise
+        del chunks
         with _timed(steps, "read_map_stage"):
-            for chunk in lapd.read_portal_csv(path, CSV_CHUNK_ROWS, lapd.mapped_fields(adapter)):
-                chunk.index = pd.RangeIndex(first_line, first_line + len(chunk))
-                first_line += len(chunk)
-                keys.append(_stage_chunk(conn, chunk, adapter, path.name, report, offenses))
             if report.fetched != copied:
                 raise SourceError(
                     f"{path.name}: PostgreSQL read {copied} rows but pandas read "
@@ -579,38 +601,74 @@ def _insert_into_empty(
     return sum(n for _, n in rows), 0, weeks
 
 
-def _stage_chunk(
+@dataclass
+class _MappedChunk:
+    """One chunk of the export mapped by pandas: its rejects (line, record_key, reason,
+    detail) and its usable rows (indexed by line, the columns _stage_mapped sends)."""
+
+    rows: int
+    rejects: pd.DataFrame
+    good: pd.DataFrame
+
+
+_GOOD_COLUMNS = [
+    "record_id", "occurred_at", "reported_at", "date_occ_ts", "week_start", "lat", "lon",
+    "cell_id", "offense_codes", "is_violent",
+]  # fmt: skip
+
+
+def _map_chunk(chunk: pd.DataFrame, adapter: lapd.DatasetAdapter, file_name: str) -> _MappedChunk:
+    """Map one chunk (pandas only, no database: it runs beside the COPY of the file)."""
+    mapped, reason = lapd.map_frame(chunk, adapter)
+    bad = (reason != "").to_numpy()
+    rejects = pd.DataFrame(
+        {
+            "line": chunk.index[bad],
+            "record_key": mapped.loc[bad, "record_id"],
+            "reason": reason[bad],
+            "detail": mapped.loc[bad, "detail"].fillna("")
+            + f" (csv:{file_name} line "
+            + pd.Series(chunk.index[bad].astype(str), index=chunk.index[bad])
+            + ")",
+        }
+    )
+    return _MappedChunk(len(chunk), rejects, mapped.loc[~bad, _GOOD_COLUMNS])
+
+
+def _read_and_map(
+    path: Path, adapter: lapd.DatasetAdapter, stop: threading.Event
+) -> tuple[list[_MappedChunk], float]:
+    """Read the fields the mapping needs and map them, chunk by chunk; returns the chunks
+    and the seconds it took. Stops early once ``stop`` is set (the import failed)."""
+    started = time.perf_counter()
+    chunks = []
+    first_line = 2  # line 1 is the header
+    for chunk in lapd.read_portal_csv(path, CSV_CHUNK_ROWS, lapd.mapped_fields(adapter)):
+        if stop.is_set():
+            break
+        chunk.index = pd.RangeIndex(first_line, first_line + len(chunk))
+        first_line += len(chunk)
+        chunks.append(_map_chunk(chunk, adapter, path.name))
+    return chunks, time.perf_counter() - started
+
+
+def _stage_mapped(
     conn: Connection,
-    chunk: pd.DataFrame,
-    adapter: lapd.DatasetAdapter,
-    file_name: str,
+    mapped: _MappedChunk,
     report: IngestReport,
     offenses: dict[str, tuple[int, bool]],
 ) -> pd.Series:
-    """Map one chunk; COPY its usable rows to _csv_mapped and its rejects to _csv_rejects.
+    """COPY a mapped chunk's usable rows to _csv_mapped and its rejects to _csv_rejects.
 
     Offense code lists become small integer ids (``offenses`` collects them across
     chunks), so every mapped column is fixed-width and goes in COPY's binary format.
     Returns the usable rows' keys, indexed by line (duplicates are settled at the end).
     """
-    mapped, reason = lapd.map_frame(chunk, adapter)
-    bad = (reason != "").to_numpy()
-    report.fetched += len(chunk)
-    if bad.any():
-        rejects = pd.DataFrame(
-            {
-                "line": chunk.index[bad],
-                "record_key": mapped.loc[bad, "record_id"],
-                "reason": reason[bad],
-                "detail": mapped.loc[bad, "detail"].fillna("")
-                + f" (csv:{file_name} line "
-                + pd.Series(chunk.index[bad].astype(str), index=chunk.index[bad])
-                + ")",
-            }
-        )
-        copy_frame(conn, rejects, "_csv_rejects", list(rejects.columns))
-        report.rejected.update(rejects["reason"].tolist())
-    good = mapped.loc[~bad]
+    report.fetched += mapped.rows
+    if not mapped.rejects.empty:
+        copy_frame(conn, mapped.rejects, "_csv_rejects", list(mapped.rejects.columns))
+        report.rejected.update(mapped.rejects["reason"].tolist())
+    good = mapped.good
     for literal, violent in good.drop_duplicates("offense_codes")[
         ["offense_codes", "is_violent"]
     ].itertuples(index=False):
@@ -679,7 +737,7 @@ def _stage_offenses(conn: Connection, offenses: dict[str, tuple[int, bool]]) -> 
         columns=["offense_id", "offense_codes", "is_violent"],
     )
     conn.exec_driver_sql(
-        "CREATE TEMP TABLE _csv_offenses (offense_id integer, offense_codes text, "
+        "CREATE TEMP TABLE _csv_offenses (offense_id integer, offense_codes text[], "
         "is_violent boolean) ON COMMIT DROP"
     )
     copy_frame(conn, frame, "_csv_offenses", list(frame.columns))
