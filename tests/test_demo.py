@@ -21,12 +21,11 @@ from crimejob.devservers.world_feed import nibrs_records
 from crimejob.devworld import la_world
 from crimejob.ingest.sources.lapd import map_api_records
 
-pytestmark = pytest.mark.slow
-
 REPO = Path(__file__).resolve().parents[1]
 LAST_WEEK = date(2026, 11, 16)
 
 
+@pytest.mark.slow
 def test_demo_in_a_fresh_directory_leaves_a_forecast_a_map_and_a_plot(tmp_path):
     directory = tmp_path / "demo"
     env = {
