@@ -88,7 +88,7 @@ def main() -> None:
         f"{len(filled.ran) / (backfill_seconds / 60):>14.2f}"
     )
     print()
-    print("train step of the weekly run:", weekly.steps["train"]["summary"])
+    print("train step of the weekly run:", weekly.steps["train"].summary())
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ def test_with_no_network_version_the_best_baseline_is_production_with_its_number
     assert set(contenders) == set(BASELINES)
     means = {label: c["mean"]["poisson_deviance"] for label, c in contenders.items()}
     best = min(means, key=means.get)
-    assert decision["champion_model"] == best == out["production_model"]
+    assert decision["champion_model"] == best == out.production_model
     assert decision["champion_version"] == "baseline" and decision["version"] is None
     assert decision["incumbent_model"] is None and decision["promoted"]
     window = decision["gate_weeks"]
@@ -142,14 +142,14 @@ def test_next_week_the_incumbent_is_last_weeks_production(db):
     steps.forecast(db, week(36))
 
     _, second = champion_decisions(db)
-    assert second["incumbent_model"] == first["production_model"]
+    assert second["incumbent_model"] == first.production_model
     assert second["incumbent_version"] == "baseline"
     means = {k: c["mean"]["poisson_deviance"] for k, c in second["details"]["contenders"].items()}
-    if second["champion_model"] == first["production_model"]:
+    if second["champion_model"] == first.production_model:
         assert not second["promoted"]
     else:  # a switch needs a clear win
         assert second["promoted"] and -second["diff_vs_incumbent"] > second["se_vs_incumbent"]
-    assert means[second["champion_model"]] <= means[first["production_model"]]
+    assert means[second["champion_model"]] <= means[first.production_model]
 
 
 @pytest.mark.slow

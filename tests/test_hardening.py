@@ -48,11 +48,15 @@ def test_a_crafted_csv_header_is_kept_as_data_and_never_runs_as_sql(clean_db, tm
     report = ingest_crime_csv(clean_db, path)
 
     assert report.loaded == 20
-    keys = _rows(clean_db, "SELECT DISTINCT jsonb_object_keys(payload) FROM raw.crime_records")
+    keys = _rows(
+        clean_db, "SELECT DISTINCT jsonb_object_keys(payload) FROM raw.crime_record_payloads"
+    )
     keys = {k for (k,) in keys}
     assert "stolen" not in keys
     assert STOLEN in keys and "weird_'col'_%s" in keys
-    values = _rows(clean_db, "SELECT DISTINCT payload ->> :k FROM raw.crime_records", k=STOLEN)
+    values = _rows(
+        clean_db, "SELECT DISTINCT payload ->> :k FROM raw.crime_record_payloads", k=STOLEN
+    )
     assert values == [("kept",)]
 
 
@@ -135,6 +139,7 @@ def test_a_rerun_aggregates_the_late_report_weeks_a_killed_run_had_loaded(clean_
     from crimejob.grid.aggregate import aggregate_weeks
     from crimejob.ingest.crime_ingest import load_crime_records
     from crimejob.job import steps
+    from crimejob.job.results import LoadResult
 
     old_week = date(2023, 1, 2)
     records = make_legacy_records(200, old_week, date(2023, 2, 26), seed=33)
@@ -151,10 +156,10 @@ def test_a_rerun_aggregates_the_late_report_weeks_a_killed_run_had_loaded(clean_
     # The rerun loads the same record (unchanged: it touches no week) and aggregates.
     again = load_crime_records(clean_db, [(LEGACY_ID, [late])])
     assert again.weeks_touched == set()
-    loaded = {"window_start": "2023-02-13", "weeks_touched": []}
+    loaded = LoadResult(window_start=date(2023, 2, 13), weeks_touched=[])
     out = steps.aggregate(clean_db, date(2023, 2, 20), loaded)
 
-    assert out["older_weeks"] == [str(old_week)]
+    assert out.older_weeks == [old_week]
     assert _incidents(clean_db, old_week) == before + 1
     assert (old_week,) not in _rows(clean_db, "SELECT week_start FROM ops.stale_weeks")
 

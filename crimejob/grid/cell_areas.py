@@ -27,13 +27,21 @@ from sqlalchemy.engine import Connection, Engine
 
 from crimejob.db import connect
 
-# The record's source fields, as text (``::jsonb`` keeps this working if the payload
-# is ever stored as JSON text). A code that is not a small positive integer is ignored.
+
+# A field of the record as the source published it, as text: from the API's payload, or
+# from a CSV-imported record's row (``csv_fields``, named by its layout; migration 240),
+# without building the payload. A code that is not a small positive integer is ignored.
+def _source_field(name: str) -> str:
+    return (
+        f"coalesce(r.payload ->> '{name}', r.csv_fields[array_position(l.keys, '{name}')])"
+    )
+
+
 _AREA_CODE_SQL = (
-    r"CASE WHEN (payload::jsonb ->> 'area') ~ '^\s*0*[1-9][0-9]{0,2}\s*$' "
-    r"THEN trim(payload::jsonb ->> 'area')::integer END"
+    rf"CASE WHEN ({_source_field('area')}) ~ '^\s*0*[1-9][0-9]{{0,2}}\s*$' "
+    rf"THEN trim({_source_field('area')})::integer END"
 )
-_AREA_NAME_SQL = "nullif(trim(payload::jsonb ->> 'area_name'), '')"
+_AREA_NAME_SQL = f"nullif(trim({_source_field('area_name')}), '')"
 
 _RECOUNT = sa.text(
     f"""
@@ -43,7 +51,8 @@ _RECOUNT = sa.text(
     FROM (
         SELECT min(week_start) AS week_start, min(cell_id) AS cell_id,
                min({_AREA_CODE_SQL}) AS area_code, min({_AREA_NAME_SQL}) AS area_name
-        FROM raw.crime_records
+        FROM raw.crime_records AS r
+        LEFT JOIN raw.crime_csv_layouts AS l ON l.layout_id = r.csv_layout
         WHERE week_start BETWEEN :first AND :last
         GROUP BY source, incident_id
     ) AS incident

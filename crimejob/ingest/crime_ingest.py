@@ -2,14 +2,15 @@
 
 Both paths map records with the dataset adapters (``crimejob.ingest.sources.lapd``),
 COPY the usable ones into a temporary staging table and merge them with one
-``INSERT ... ON CONFLICT (source, record_id) DO UPDATE ... WHERE payload IS
-DISTINCT FROM`` statement, so a rerun over the same records changes nothing
-and counts them as unchanged. Records that cannot be used go to ``ops.rejects``
+``INSERT ... ON CONFLICT (source, record_id) DO UPDATE ... WHERE`` the payload
+changed, so a rerun over the same records changes nothing and counts them as
+unchanged. Records that cannot be used go to ``ops.rejects``
 with their reason in the same transaction.
 
 The CSV path is built for the million-row backfill: PostgreSQL parses the file
-itself, pandas reads only the fields the mapping needs, the payload is built in
-SQL, and a load into an empty table builds its indexes after the rows are in.
+itself while pandas, in a thread beside it, reads only the fields the mapping
+needs; the record keeps the export's row as text (no jsonb is built per row);
+and a load into an empty table builds its indexes after the rows are in.
 
 Decisions worth knowing:
 
@@ -28,10 +29,16 @@ Decisions worth knowing:
   its loaded row and gains a reject, so both are visible.
 - Rejects are keyed by dataset id whichever path read them (the CSV file name
   and line are in ``detail``), so an API run can resolve a CSV reject.
-- CSV payloads are stored in the dataset's API shape: SODA field names, empty
-  fields left out, dates as floating timestamps, ``time_occ`` as four digits.
-  The same record therefore reads the same whether the API or the export
-  loaded it. Rejected CSV rows keep the row exactly as it was in the file.
+- How a record keeps its source form (migration 240): an API record its jsonb
+  ``payload``; a CSV record the export's row as text, ``csv_fields`` (one value
+  per column, in the API's form: empty fields NULL, dates as floating
+  timestamps, ``time_occ`` as four digits), named by ``csv_layout``
+  (``raw.crime_csv_layouts``, the header's SODA field names, kept as data).
+  ``raw.crime_payload()`` and the view ``raw.crime_record_payloads`` build the
+  payload on read: SODA field names, empty fields left out. The same record
+  therefore reads the same whether the API or the export loaded it, and a
+  record is unchanged when that payload is (two rows of the same layout compare
+  their fields). Rejected CSV rows keep the row exactly as it was in the file.
 - A natural key that appears twice in one batch (API window or CSV file) keeps
   its last record; the earlier copy is rejected as ``duplicate_key``.
 """
@@ -42,9 +49,11 @@ import io
 import logging
 import re
 import struct
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -76,6 +85,7 @@ from crimejob.runs import finish_run, start_run
 log = logging.getLogger(__name__)
 
 CSV_CHUNK_ROWS = 250_000
+CSV_WORK_MEM = "256MB"
 _TS_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.MS'  # a SODA floating timestamp
 
 _SELECTED = (
@@ -166,17 +176,25 @@ def fetch_crime_api(
 # --- load -----------------------------------------------------------------------
 
 
+# How a record keeps its source form: the API's jsonb payload, or a CSV export's row
+# (csv_layout, csv_fields; migration 240). A stored record is unchanged when its payload
+# is: two rows of the same CSV layout compare their fields, anything else the payloads.
+_API_FORM = "s.payload, NULL::integer, NULL::text[]"
+_CHANGED = """
+    CASE WHEN r.csv_layout = EXCLUDED.csv_layout
+         THEN r.csv_fields IS DISTINCT FROM EXCLUDED.csv_fields
+         ELSE raw.crime_payload(r.payload, r.csv_layout, r.csv_fields) IS DISTINCT FROM
+              raw.crime_payload(EXCLUDED.payload, EXCLUDED.csv_layout, EXCLUDED.csv_fields)
+    END"""
+
+
 def _merge(
-    conn: Connection,
-    staging: str,
-    payload_sql: str,
-    lateral_sql: str = "",
-    params: dict | None = None,
+    conn: Connection, staging: str, form_sql: str, params: dict | None = None
 ) -> tuple[int, int, set[date]]:
     """Upsert ``staging`` into raw.crime_records; returns (loaded, updated, weeks touched).
 
-    Rows are selected ``FROM staging AS s {lateral_sql}``, so the payload may be
-    built from a lateral subquery. Weeks touched are the weeks of every inserted
+    ``form_sql`` selects the record's source form from ``staging AS s``: its
+    payload, csv_layout and csv_fields. Weeks touched are the weeks of every inserted
     or changed record, and the old week of a changed record that moved weeks.
     """
     moved_from = conn.exec_driver_sql(
@@ -189,17 +207,18 @@ def _merge(
         WITH merged AS (
             INSERT INTO raw.crime_records AS r
                 (source, record_id, incident_id, series, occurred_at, reported_at, week_start,
-                 lat, lon, cell_id, offense_codes, is_violent, payload)
-            SELECT {_SELECTED}, {payload_sql}
-            FROM {staging} AS s {lateral_sql}
+                 lat, lon, cell_id, offense_codes, is_violent, payload, csv_layout, csv_fields)
+            SELECT {_SELECTED}, {form_sql}
+            FROM {staging} AS s
             ON CONFLICT (source, record_id) DO UPDATE SET
                 incident_id = EXCLUDED.incident_id, series = EXCLUDED.series,
                 occurred_at = EXCLUDED.occurred_at, reported_at = EXCLUDED.reported_at,
                 week_start = EXCLUDED.week_start, lat = EXCLUDED.lat, lon = EXCLUDED.lon,
                 cell_id = EXCLUDED.cell_id, offense_codes = EXCLUDED.offense_codes,
                 is_violent = EXCLUDED.is_violent, payload = EXCLUDED.payload,
+                csv_layout = EXCLUDED.csv_layout, csv_fields = EXCLUDED.csv_fields,
                 updated_at = now()
-            WHERE r.payload IS DISTINCT FROM EXCLUDED.payload
+            WHERE {_CHANGED}
             RETURNING (xmax = 0) AS inserted, week_start
         )
         SELECT inserted, week_start, count(*) FROM merged GROUP BY inserted, week_start
@@ -241,7 +260,7 @@ def _load_api_batch(conn: Connection, dataset_id: str, records: list[dict]) -> I
     )
     conn.exec_driver_sql("TRUNCATE _crime_api_in")
     copy_frame(conn, mapped.records, "_crime_api_in", [*lapd.RECORD_COLUMNS, "payload"])
-    merged = _merge(conn, "_crime_api_in", "s.payload")
+    merged = _merge(conn, "_crime_api_in", _API_FORM)
     store_rejects(conn, mapped.rejects)
     return _batch_report(dataset_id, len(records), len(mapped.records), mapped.rejects, merged)
 
@@ -364,24 +383,18 @@ class CsvLayout:
     def column(self, field: str) -> str:
         return _column(self.known[field])
 
-    def params(self) -> dict[str, list[str]]:
-        """The header text the statements need, as bound parameters."""
-        return {
-            "extra_keys": [self.fields[i] for i in self.extra],
-            "display_names": list(self.header),
-        }
 
-
-def _csv_payload_lateral(layout: CsvLayout) -> str:
-    """The stored payload's fields: the dataset's API shape (SODA names, empty fields
-    left out by jsonb_strip_nulls, floating timestamps, four-digit time_occ), built
-    from the staged row ``s``. ``to_jsonb`` of this row beats jsonb_build_object.
-    Fields the job does not know are added by :data:`_CSV_PAYLOAD` under their
-    names from the header, passed as a parameter."""
+def _csv_fields_sql(layout: CsvLayout) -> str:
+    """The stored row (``csv_fields``): one value per column of the file, in its order, in
+    the dataset's API form (empty fields NULL, floating timestamps, four-digit time_occ),
+    built from the staged row ``s``. With the layout's keys it is the payload
+    (``raw.crime_payload``); no header text is part of the statement."""
     values = []
-    for field, position in layout.known.items():
+    for position, field in enumerate(layout.fields):
         column = f"s.{_column(position)}"
-        if field == "date_rptd":
+        if layout.known.get(field) != position:
+            value = f"nullif({column}, '')"
+        elif field == "date_rptd":
             value = f"to_char(s.reported_at, '{_TS_FORMAT}')"
         elif field == "date_occ":
             value = f"to_char(s.date_occ_ts, '{_TS_FORMAT}')"
@@ -392,17 +405,25 @@ def _csv_payload_lateral(layout: CsvLayout) -> str:
             )
         else:
             value = f"nullif({column}, '')"
-        values.append(f'{value} AS "{field}"')
-    extra = ", ".join(f"nullif(s.{_column(i)}, '')" for i in layout.extra)
-    values.append(
-        f"jsonb_object(%(extra_keys)s::text[], ARRAY[{extra}]::text[]) AS extra"
-        if extra
-        else "'{}'::jsonb AS extra"
+        values.append(value)
+    return f"ARRAY[{', '.join(values)}]::text[]"
+
+
+def _csv_layout_id(conn: Connection, layout: CsvLayout) -> int:
+    """The id of the export's header in raw.crime_csv_layouts (the field names are bound
+    parameters); a header seen before keeps its id, and concurrent imports agree on it."""
+    keys = list(layout.fields)
+    conn.execute(
+        sa.text(
+            "INSERT INTO raw.crime_csv_layouts (keys) VALUES (CAST(:keys AS text[])) "
+            "ON CONFLICT (keys) DO NOTHING"
+        ),
+        {"keys": keys},
     )
-    return f"CROSS JOIN LATERAL (SELECT {', '.join(values)}) AS p"
-
-
-_CSV_PAYLOAD = "jsonb_strip_nulls((to_jsonb(p) - 'extra') || p.extra)"
+    return conn.execute(
+        sa.text("SELECT layout_id FROM raw.crime_csv_layouts WHERE keys = CAST(:keys AS text[])"),
+        {"keys": keys},
+    ).scalar_one()
 
 
 def _stage_raw(conn: Connection, path: Path, layout: CsvLayout) -> int:
@@ -420,6 +441,7 @@ def _stage_raw(conn: Connection, path: Path, layout: CsvLayout) -> int:
                 f"COPY _csv_raw ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, HEADER true, "
                 f"FORCE_NOT_NULL ({', '.join(columns)}))",
                 handle,
+                size=1 << 20,  # 1 MB reads: fewer round trips through Python
             )
         return cursor.rowcount
     except (psycopg2.DataError, UnicodeDecodeError, EOFError, OSError) as exc:
@@ -439,28 +461,44 @@ def ingest_crime_csv(engine: Engine, path: Path, source: str | None = None) -> I
     adapter = lapd.adapter_for(dataset_id)
     report = IngestReport(source=f"csv:{path.name}")
     params = {"csv": str(path), "dataset": dataset_id}
-    with _run(engine, params, report) as steps, engine.begin() as conn:
+    stop = threading.Event()
+    with (
+        _run(engine, params, report) as steps,
+        ThreadPoolExecutor(1, thread_name_prefix="csv-map") as pool,
+        engine.begin() as conn,
+    ):
         layout = CsvLayout.of(lapd.portal_header(path), adapter)
-        with _timed(steps, "copy_raw"):
-            copied = _stage_raw(conn, path, layout)
-        conn.exec_driver_sql(
-            "CREATE TEMP TABLE _csv_mapped (line bigint, occurred_at timestamp, "
-            "reported_at timestamp, date_occ_ts timestamp, week_start date, "
-            "lat double precision, lon double precision, cell_id integer, offense_id integer) "
-            "ON COMMIT DROP"
-        )
-        conn.exec_driver_sql(
-            "CREATE TEMP TABLE _csv_rejects (line bigint, record_key text, reason text, "
-            "detail text) ON COMMIT DROP"
-        )
-        keys: list[pd.Series] = []
-        offenses: dict[str, tuple[int, bool]] = {}
-        first_line = 2  # line 1 is the header
+        # pandas reads and maps the fields the mapping needs on one core while PostgreSQL
+        # parses the whole file on another.
+        mapping = pool.submit(_read_and_map, path, adapter, stop)
+        try:
+            # Memory for the joins of the staged tables and the index builds, this
+            # transaction only: the defaults (4 MB, 64 MB) spill to disk.
+            conn.exec_driver_sql(f"SET LOCAL work_mem = '{CSV_WORK_MEM}'")
+            conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{CSV_WORK_MEM}'")
+            with _timed(steps, "copy_raw"):
+                copied = _stage_raw(conn, path, layout)
+            conn.exec_driver_sql(
+                "CREATE TEMP TABLE _csv_mapped (line bigint, occurred_at timestamp, "
+                "reported_at timestamp, date_occ_ts timestamp, week_start date, "
+                "lat double precision, lon double precision, cell_id integer, "
+                "offense_id integer) ON COMMIT DROP"
+            )
+            conn.exec_driver_sql(
+                "CREATE TEMP TABLE _csv_rejects (line bigint, record_key text, reason text, "
+                "detail text) ON COMMIT DROP"
+            )
+            keys: list[pd.Series] = []
+            offenses: dict[str, tuple[int, bool]] = {}
+            with _timed(steps, "read_map_stage"):
+                chunks, steps["read_map_beside_copy"] = mapping.result()
+                for mapped in chunks:
+                    keys.append(_stage_mapped(conn, mapped, report, offenses))
+        except BaseException:
+            stop.set()
+            raise
+        del chunks
         with _timed(steps, "read_map_stage"):
-            for chunk in lapd.read_portal_csv(path, CSV_CHUNK_ROWS, lapd.mapped_fields(adapter)):
-                chunk.index = pd.RangeIndex(first_line, first_line + len(chunk))
-                first_line += len(chunk)
-                keys.append(_stage_chunk(conn, chunk, adapter, path.name, report, offenses))
             if report.fetched != copied:
                 raise SourceError(
                     f"{path.name}: PostgreSQL read {copied} rows but pandas read "
@@ -469,11 +507,16 @@ def ingest_crime_csv(engine: Engine, path: Path, source: str | None = None) -> I
             _stage_offenses(conn, offenses)
             _reject_duplicates(conn, pd.concat(keys) if keys else pd.Series(dtype=object), report)
             _create_staging_view(conn, adapter, layout)
+            # Temporary tables have no statistics until analysed: without them the planner
+            # guesses a few thousand rows and sorts where it should hash. One narrow column
+            # of _csv_raw gives its row count.
+            conn.exec_driver_sql("ANALYZE _csv_raw (line)")
+            conn.exec_driver_sql("ANALYZE _csv_mapped, _csv_offenses")
             valid = conn.exec_driver_sql("SELECT count(*) FROM _csv_mapped").scalar_one()
-        lateral = _csv_payload_lateral(layout)
+        form = f"NULL::jsonb, {int(_csv_layout_id(conn, layout))}, {_csv_fields_sql(layout)}"
         with _deferred_indexes(conn, steps) as deferred, _timed(steps, "merge"):
             load = _insert_into_empty if deferred else _merge
-            loaded, updated, weeks = load(conn, "_csv_in", _CSV_PAYLOAD, lateral, layout.params())
+            loaded, updated, weeks = load(conn, "_csv_in", form)
         with _timed(steps, "rejects"):
             _store_csv_rejects(conn, dataset_id, layout)
         conn.exec_driver_sql("DROP VIEW _csv_in")
@@ -532,11 +575,7 @@ def _deferred_indexes(conn: Connection, steps: dict[str, float]) -> Iterator[boo
 
 
 def _insert_into_empty(
-    conn: Connection,
-    staging: str,
-    payload_sql: str,
-    lateral_sql: str = "",
-    params: dict | None = None,
+    conn: Connection, staging: str, form_sql: str, params: dict | None = None
 ) -> tuple[int, int, set[date]]:
     """The merge for an empty table with its keys deduplicated: every row is new."""
     rows = conn.exec_driver_sql(
@@ -544,9 +583,9 @@ def _insert_into_empty(
         WITH inserted AS (
             INSERT INTO raw.crime_records
                 (source, record_id, incident_id, series, occurred_at, reported_at, week_start,
-                 lat, lon, cell_id, offense_codes, is_violent, payload)
-            SELECT {_SELECTED}, {payload_sql}
-            FROM {staging} AS s {lateral_sql}
+                 lat, lon, cell_id, offense_codes, is_violent, payload, csv_layout, csv_fields)
+            SELECT {_SELECTED}, {form_sql}
+            FROM {staging} AS s
             RETURNING week_start
         )
         SELECT week_start, count(*) FROM inserted GROUP BY week_start
@@ -562,38 +601,74 @@ def _insert_into_empty(
     return sum(n for _, n in rows), 0, weeks
 
 
-def _stage_chunk(
+@dataclass
+class _MappedChunk:
+    """One chunk of the export mapped by pandas: its rejects (line, record_key, reason,
+    detail) and its usable rows (indexed by line, the columns _stage_mapped sends)."""
+
+    rows: int
+    rejects: pd.DataFrame
+    good: pd.DataFrame
+
+
+_GOOD_COLUMNS = [
+    "record_id", "occurred_at", "reported_at", "date_occ_ts", "week_start", "lat", "lon",
+    "cell_id", "offense_codes", "is_violent",
+]  # fmt: skip
+
+
+def _map_chunk(chunk: pd.DataFrame, adapter: lapd.DatasetAdapter, file_name: str) -> _MappedChunk:
+    """Map one chunk (pandas only, no database: it runs beside the COPY of the file)."""
+    mapped, reason = lapd.map_frame(chunk, adapter)
+    bad = (reason != "").to_numpy()
+    rejects = pd.DataFrame(
+        {
+            "line": chunk.index[bad],
+            "record_key": mapped.loc[bad, "record_id"],
+            "reason": reason[bad],
+            "detail": mapped.loc[bad, "detail"].fillna("")
+            + f" (csv:{file_name} line "
+            + pd.Series(chunk.index[bad].astype(str), index=chunk.index[bad])
+            + ")",
+        }
+    )
+    return _MappedChunk(len(chunk), rejects, mapped.loc[~bad, _GOOD_COLUMNS])
+
+
+def _read_and_map(
+    path: Path, adapter: lapd.DatasetAdapter, stop: threading.Event
+) -> tuple[list[_MappedChunk], float]:
+    """Read the fields the mapping needs and map them, chunk by chunk; returns the chunks
+    and the seconds it took. Stops early once ``stop`` is set (the import failed)."""
+    started = time.perf_counter()
+    chunks = []
+    first_line = 2  # line 1 is the header
+    for chunk in lapd.read_portal_csv(path, CSV_CHUNK_ROWS, lapd.mapped_fields(adapter)):
+        if stop.is_set():
+            break
+        chunk.index = pd.RangeIndex(first_line, first_line + len(chunk))
+        first_line += len(chunk)
+        chunks.append(_map_chunk(chunk, adapter, path.name))
+    return chunks, time.perf_counter() - started
+
+
+def _stage_mapped(
     conn: Connection,
-    chunk: pd.DataFrame,
-    adapter: lapd.DatasetAdapter,
-    file_name: str,
+    mapped: _MappedChunk,
     report: IngestReport,
     offenses: dict[str, tuple[int, bool]],
 ) -> pd.Series:
-    """Map one chunk; COPY its usable rows to _csv_mapped and its rejects to _csv_rejects.
+    """COPY a mapped chunk's usable rows to _csv_mapped and its rejects to _csv_rejects.
 
     Offense code lists become small integer ids (``offenses`` collects them across
     chunks), so every mapped column is fixed-width and goes in COPY's binary format.
     Returns the usable rows' keys, indexed by line (duplicates are settled at the end).
     """
-    mapped, reason = lapd.map_frame(chunk, adapter)
-    bad = (reason != "").to_numpy()
-    report.fetched += len(chunk)
-    if bad.any():
-        rejects = pd.DataFrame(
-            {
-                "line": chunk.index[bad],
-                "record_key": mapped.loc[bad, "record_id"],
-                "reason": reason[bad],
-                "detail": mapped.loc[bad, "detail"].fillna("")
-                + f" (csv:{file_name} line "
-                + pd.Series(chunk.index[bad].astype(str), index=chunk.index[bad])
-                + ")",
-            }
-        )
-        copy_frame(conn, rejects, "_csv_rejects", list(rejects.columns))
-        report.rejected.update(rejects["reason"].tolist())
-    good = mapped.loc[~bad]
+    report.fetched += mapped.rows
+    if not mapped.rejects.empty:
+        copy_frame(conn, mapped.rejects, "_csv_rejects", list(mapped.rejects.columns))
+        report.rejected.update(mapped.rejects["reason"].tolist())
+    good = mapped.good
     for literal, violent in good.drop_duplicates("offense_codes")[
         ["offense_codes", "is_violent"]
     ].itertuples(index=False):
@@ -662,15 +737,13 @@ def _stage_offenses(conn: Connection, offenses: dict[str, tuple[int, bool]]) -> 
         columns=["offense_id", "offense_codes", "is_violent"],
     )
     conn.exec_driver_sql(
-        "CREATE TEMP TABLE _csv_offenses (offense_id integer, offense_codes text, "
+        "CREATE TEMP TABLE _csv_offenses (offense_id integer, offense_codes text[], "
         "is_violent boolean) ON COMMIT DROP"
     )
     copy_frame(conn, frame, "_csv_offenses", list(frame.columns))
 
 
-def _create_staging_view(
-    conn: Connection, adapter: lapd.DatasetAdapter, layout: CsvLayout
-) -> None:
+def _create_staging_view(conn: Connection, adapter: lapd.DatasetAdapter, layout: CsvLayout) -> None:
     """_csv_in: the mapped columns, the keys as written (trimmed the way the mapping
     trims them) and every raw field, one row per usable line."""
     blank = _literal(lapd.WHITESPACE)
