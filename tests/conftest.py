@@ -20,6 +20,9 @@ import sqlalchemy as sa
 _RUNTIME_DIR = Path("/tmp/crimejob-runtime")
 _RUNTIME_DIR.mkdir(mode=0o700, exist_ok=True)
 os.environ.setdefault("XDG_RUNTIME_DIR", str(_RUNTIME_DIR))
+# A model card's feedback-loop simulation (every baseline, lgbm included, under both designs)
+# took minutes per card at its default 26 weeks; the tests check what the card says, in 4.
+os.environ.setdefault("CRIMEJOB_CARD_FEEDBACK_WEEKS", "4")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TEST_ROOT = Path(os.environ.get("CRIMEJOB_TEST_DATA_DIR", "/tmp/crimejob-tests"))
