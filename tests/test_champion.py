@@ -94,6 +94,7 @@ def test_the_paired_difference_and_its_se():
 # --- the weekly forecast step -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_with_no_network_version_the_best_baseline_is_production_with_its_numbers(db):
     # The run for week 35 with the default 14-day lag: history through 33, horizon 3.
     out = steps.forecast(db, week(35))
@@ -137,6 +138,7 @@ def test_with_no_network_version_the_best_baseline_is_production_with_its_number
     assert len(champion_decisions(db)) == 1
 
 
+@pytest.mark.slow
 def test_next_week_the_incumbent_is_last_weeks_production(db):
     first = steps.forecast(db, week(35))
     steps.forecast(db, week(36))

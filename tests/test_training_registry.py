@@ -90,6 +90,7 @@ def test_a_rerun_for_the_same_week_reuses_the_version(db):
     assert len(versions(db, "rate_cnn")) == 1 and len(decisions(db, "rate_cnn")) == 1
 
 
+@pytest.mark.slow
 def test_the_gate_refuses_a_worse_model_and_records_why(db):
     # Untrained, with eps = 50 the model forecasts the long-run rate + 50 in every cell.
     result = train(db, week(33), overrides={"epochs": 0, "rate_eps": 50.0})

@@ -254,6 +254,7 @@ def test_backfill_runs_weeks_in_order_resumes_and_never_sees_later_reports(sourc
     pd.testing.assert_frame_equal(original, rerun)
 
 
+@pytest.mark.slow
 def test_a_week_run_task_by_task_as_airflow_runs_it_is_one_run_that_backfill_skips(
     sources, job_env, monkeypatch
 ):
