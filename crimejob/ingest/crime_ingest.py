@@ -537,10 +537,16 @@ def _deferred_indexes(conn: Connection, steps: dict[str, float]) -> Iterator[boo
     rolls them back with the rows). Yields False, changing nothing, when the
     table has rows or a definition cannot be dropped.
     """
-    if conn.exec_driver_sql("SELECT EXISTS (SELECT 1 FROM raw.crime_records)").scalar_one():
+    has_rows = "SELECT EXISTS (SELECT 1 FROM raw.crime_records)"
+    if conn.exec_driver_sql(has_rows).scalar_one():
         yield False
         return
     conn.exec_driver_sql("LOCK TABLE raw.crime_records IN ACCESS EXCLUSIVE MODE")
+    # Another import may have filled the table between the look and the lock: then load
+    # the ordinary way (keeping the lock to the end of this transaction).
+    if conn.exec_driver_sql(has_rows).scalar_one():
+        yield False
+        return
     constraints = conn.exec_driver_sql(
         "SELECT conname, contype, pg_get_constraintdef(oid) FROM pg_constraint "
         "WHERE conrelid = 'raw.crime_records'::regclass AND contype IN ('p', 'u', 'f') "
