@@ -40,7 +40,7 @@ def main() -> None:
         CRIMEJOB_HISTORY_WEEKS=str(args.history_weeks),
     )
     from crimejob.db import get_engine
-    from crimejob.pipeline import backfill, run_week
+    from crimejob.job.pipeline import backfill, run_week
     from tests.fakes.ncei import ncei_server
     from tests.fakes.soda import LEGACY_ID, make_legacy_records, soda_server
 
@@ -88,7 +88,7 @@ def main() -> None:
         f"{len(filled.ran) / (backfill_seconds / 60):>14.2f}"
     )
     print()
-    print("train step of the weekly run:", weekly.steps["train"]["summary"])
+    print("train step of the weekly run:", weekly.steps["train"].summary())
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The LA development world looks like real LA: the figures it is calibrated to.
 
-Real figures (../shared/data/README.md and the annual counts): about 0.13
+Real figures (LAPD's published records and annual counts): about 0.13
 violent incidents per cell-week over the 4,500 cells, 28,503 / 30,576 /
 31,216 violent and 199,365 / 209,288 / 234,060 incidents of all kinds in
 2020 / 2021 / 2022; only about a third of the cells are LAPD territory; the
@@ -20,8 +20,8 @@ import pytest
 
 from crimejob.devworld import LAWorld, la_world, load_params
 from crimejob.devworld.calibrate import ERA_SAMPLE, calibrate, main, near_repeat_excess
-from crimejob.grid import cell_of
-from crimejob.sources.lapd import LEGACY_VIOLENT_CODES, NIBRS_VIOLENT_CODES
+from crimejob.grid.cells import cell_of
+from crimejob.ingest.sources.lapd import LEGACY_VIOLENT_CODES, NIBRS_VIOLENT_CODES
 
 REAL_VIOLENT = {2020: 28_503, 2021: 30_576, 2022: 31_216}
 REAL_ALL = {2020: 199_365, 2021: 209_288, 2022: 234_060}

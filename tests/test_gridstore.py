@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from crimejob.devworld import la_world
-from crimejob.gridstore import contiguous_since, history_for_run, load_history, store_history
+from crimejob.grid.gridstore import contiguous_since, history_for_run, load_history, store_history
 
 FIRST = date(2023, 1, 2)
 
