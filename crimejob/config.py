@@ -170,6 +170,9 @@ class Settings:
     # The Airflow extract tasks' retries: a source still down after them fails the run.
     extract_retries: int = 3
     extract_retry_minutes: float = 10.0
+    # Weeks of the feedback-loop simulation in a model card (crimejob.serving.cards); the
+    # tests shorten it, the card says how many weeks it ran.
+    card_feedback_weeks: int = 26
     # The weekly job: how many weeks of history a first run loads (None: not set, the job's
     # default DEFAULT_HISTORY_WEEKS; the demo has a smaller default of its own), and below
     # what share of the trailing median the newest complete week stops the run.
@@ -218,6 +221,7 @@ def get_settings() -> Settings:
         champion_margin_se=_non_negative_float("CRIMEJOB_CHAMPION_MARGIN_SE", "1"),
         extract_retries=int(_env("CRIMEJOB_EXTRACT_RETRIES", "3")),
         extract_retry_minutes=float(_env("CRIMEJOB_EXTRACT_RETRY_MINUTES", "10")),
+        card_feedback_weeks=_positive_int("CRIMEJOB_CARD_FEEDBACK_WEEKS", "26"),
         history_weeks_setting=(
             _positive_int("CRIMEJOB_HISTORY_WEEKS", "1") if _env("CRIMEJOB_HISTORY_WEEKS") else None
         ),

@@ -25,8 +25,6 @@ from crimejob.models.registry import (
 )
 from crimejob.models.training import RETRAIN_EVERY_WEEKS, _choose_mode, gate_decision, train
 
-pytestmark = pytest.mark.slow
-
 TINY = {"epochs": 2, "max_train_windows": 6, "finetune_epochs": 1, "finetune_windows": 3}
 HISTORY = la_world(seed=21, start=date(2021, 1, 4), weeks=40).history()
 
@@ -56,6 +54,7 @@ def promote(engine, version: int) -> None:
         )
 
 
+@pytest.mark.slow
 def test_a_first_training_is_a_retrain_recorded_with_everything_the_gate_used(db, tmp_path):
     result = train(db, week(33), overrides=TINY)
 
@@ -82,6 +81,7 @@ def test_a_first_training_is_a_retrain_recorded_with_everything_the_gate_used(db
     assert (production.version if production else None) == (1 if result.promoted else None)
 
 
+@pytest.mark.slow
 def test_a_rerun_for_the_same_week_reuses_the_version(db):
     first = train(db, week(33), overrides=TINY)
     again = train(db, week(33), overrides=TINY)
@@ -90,6 +90,7 @@ def test_a_rerun_for_the_same_week_reuses_the_version(db):
     assert len(versions(db, "rate_cnn")) == 1 and len(decisions(db, "rate_cnn")) == 1
 
 
+@pytest.mark.slow
 def test_the_gate_refuses_a_worse_model_and_records_why(db):
     # Untrained, with eps = 50 the model forecasts the long-run rate + 50 in every cell.
     result = train(db, week(33), overrides={"epochs": 0, "rate_eps": 50.0})
@@ -103,6 +104,7 @@ def test_the_gate_refuses_a_worse_model_and_records_why(db):
     assert decision["gate_weeks"] == get_version(db, "rate_cnn", 1).validation_weeks
 
 
+@pytest.mark.slow
 def test_fine_tuning_starts_from_the_production_weights(db):
     parent = train(db, week(30), overrides=TINY)
     promote(db, parent.version)
@@ -207,6 +209,7 @@ def test_the_gate_promotes_only_a_model_that_beats_production_and_the_best_basel
     assert not tie["promoted"]
 
 
+@pytest.mark.slow
 def test_the_weekly_train_step_learns_the_runs_horizon_on_the_complete_weeks(db, monkeypatch):
     from crimejob.grid import gridstore
     from crimejob.grid.gridstore import load_history

@@ -23,8 +23,6 @@ from tests.fakes.ncei import ncei_server
 from tests.fakes.server import Fault
 from tests.fakes.soda import LEGACY_ID, make_legacy_records, soda_server
 
-pytestmark = pytest.mark.slow
-
 FIRST = date(2023, 3, 6)  # the first week the job runs for (a Monday)
 HISTORY_WEEKS = 26
 PER_WEEK = 400  # legacy records reported per week
@@ -89,6 +87,7 @@ def _forecast_state(engine) -> pd.DataFrame:
     )
 
 
+@pytest.mark.slow
 def test_consecutive_weeks_leave_forecasts_errors_and_scores(sources, job_env):
     engine = job_env
     week2 = FIRST + timedelta(weeks=1)
@@ -221,6 +220,7 @@ def test_a_half_published_week_stops_the_run_with_its_own_exit_code(job_env, cap
     assert _table(job_env, "SELECT count(*) AS n FROM ml.forecasts")["n"].iloc[0] == 0
 
 
+@pytest.mark.slow
 def test_backfill_runs_weeks_in_order_resumes_and_never_sees_later_reports(sources, job_env):
     engine = job_env
     end = FIRST + timedelta(weeks=2)
@@ -254,6 +254,7 @@ def test_backfill_runs_weeks_in_order_resumes_and_never_sees_later_reports(sourc
     pd.testing.assert_frame_equal(original, rerun)
 
 
+@pytest.mark.slow
 def test_a_week_run_task_by_task_as_airflow_runs_it_is_one_run_that_backfill_skips(
     sources, job_env, monkeypatch
 ):
