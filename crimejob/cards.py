@@ -482,6 +482,42 @@ _PRODUCTION_OF = sa.text(
 )
 
 
+def refresh_backfill_cards(engine: Engine, target_weeks: list[date]) -> dict[str, Any]:
+    """The cards a backfill deferred (its runs pass ``card=False``): one build, from the
+    database as it is at the end, of each model that became production in one of
+    ``target_weeks`` or has no card, the cards the weekly runs would have (re)built
+    along the way. A card describes the model and the database when it is built, not a
+    week, so building it once at the end leaves the same cards as building it at each
+    change, only newer (before, a backfill rebuilt a card, with a 26-week feedback
+    simulation of every baseline, each time production changed hands)."""
+    wanted: list[tuple[str, str]] = []
+    with engine.connect() as conn:
+        for target_week in sorted(target_weeks):
+            now = conn.execute(_PRODUCTION_OF, {"w": target_week}).first()
+            if now is None:
+                continue
+            before = conn.execute(_PRODUCTION_OF, {"w": target_week - timedelta(weeks=1)}).first()
+            stored = conn.execute(
+                sa.text(
+                    "SELECT 1 FROM ml.model_cards WHERE model_name = :m AND model_version = :v"
+                ),
+                {"m": now.model_name, "v": now.model_version},
+            ).first()
+            key = (now.model_name, now.model_version)
+            changed = before is None or tuple(before) != tuple(now)
+            if (changed or stored is None) and key not in wanted:
+                wanted.append(key)
+    built, failed = [], {}
+    for name, version in wanted:
+        try:
+            store_card(engine, build_card(engine, name, version))
+            built.append(f"{name} {version}")
+        except Exception as exc:  # noqa: BLE001 - the forecasts are published
+            log.exception("model card of %s %s could not be built", name, version)
+            failed[f"{name} {version}"] = str(exc)
+    return {"cards": built, "failed": failed}
+
+
 def refresh_production_card(engine: Engine, target_week: date) -> dict[str, Any]:
     """After the forecast of ``target_week`` is written: regenerate and store the card of
     its production model when production changed since the week before (a promotion) or

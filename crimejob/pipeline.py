@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 from sqlalchemy.engine import Engine
 
@@ -101,10 +101,12 @@ def run_week(
     allow_incomplete: bool = False,
     mode: str = "auto",
     offline: bool = False,
+    card: bool = True,
 ) -> RunResult:
     """Run every step for ``week``. ``offline`` skips extract/load and uses the data
     already in the database (after a bulk CSV import, for instance). A week that has
-    not ended is refused before anything is written."""
+    not ended is refused before anything is written. ``card=False`` leaves the model
+    card to the caller (a backfill builds the cards once, at its end)."""
     week = require_ended(week_start(week))
     run_id = start_run(
         engine,
@@ -124,7 +126,7 @@ def run_week(
 
     try:
         with week_lock(engine, week), run_histories():
-            _steps(engine, week, step, allow_incomplete, mode, offline, run_id)
+            _steps(engine, week, step, allow_incomplete, mode, offline, run_id, card)
     except IncompleteWeekError as exc:
         result.status = "incomplete"
         finish_run(engine, run_id, "incomplete", _counts(result), result.step_seconds, str(exc))
@@ -153,6 +155,7 @@ def _steps(
     mode: str,
     offline: bool,
     run_id: int,
+    card: bool = True,
 ) -> None:
     """The steps of one run, in order (``run_week`` holds the week's lock around them)."""
     if offline:
@@ -172,7 +175,7 @@ def _steps(
     )
     step("score", steps.score, engine, week)
     step("train", steps.train, engine, week, mode)
-    step("forecast", steps.forecast, engine, week, run_id=run_id)
+    step("forecast", steps.forecast, engine, week, run_id=run_id, card=card)
 
 
 def _counts(result: RunResult) -> dict:
@@ -184,6 +187,7 @@ class BackfillResult:
     ran: list[date] = field(default_factory=list)
     skipped: list[date] = field(default_factory=list)
     seconds: float = 0.0
+    cards: dict = field(default_factory=dict)
 
     def format(self) -> str:
         rate = len(self.ran) / (self.seconds / 60) if self.seconds and self.ran else 0.0
@@ -209,8 +213,17 @@ def backfill(
     have run (records reported before the run moment minus the publication lag,
     ``crimejob.lag``), so later reports never leak into earlier forecasts. Past
     weeks are complete by definition, so the completeness check only warns.
+
+    The network trains as the weekly job does (:func:`crimejob.training.train`: a
+    fine-tune a week, a retrain every ``RETRAIN_EVERY_WEEKS`` weeks, and no retrain
+    sooner after one the gate refused), so each week's rows are those the weekly runs
+    would have written. Model cards describe the database when built, not a week:
+    they are built once at the end, for every model that became production in the
+    backfilled weeks (:func:`crimejob.cards.refresh_backfill_cards`).
     """
     from tqdm import tqdm
+
+    from crimejob.cards import refresh_backfill_cards
 
     check_range(start, end, "backfill")
     require_ended(end)
@@ -224,9 +237,15 @@ def backfill(
         if week in done:
             result.skipped.append(week)
             continue
-        run_week(engine, week, allow_incomplete=True, mode=mode, offline=offline)
+        try:
+            run_week(engine, week, allow_incomplete=True, mode=mode, offline=offline, card=False)
+        except BaseException:
+            if result.ran:
+                refresh_backfill_cards(engine, [w + timedelta(weeks=1) for w in result.ran])
+            raise
         result.ran.append(week)
     bar.close()
+    if result.ran:
+        result.cards = refresh_backfill_cards(engine, [w + timedelta(weeks=1) for w in result.ran])
     result.seconds = time.perf_counter() - started
     return result
-
