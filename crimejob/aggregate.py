@@ -49,7 +49,7 @@ from sqlalchemy.engine import Connection, Engine
 from crimejob import grid, staleweeks
 from crimejob.calendar import load_holidays
 from crimejob.category_counts import refresh_category_counts
-from crimejob.cell_areas import refresh_cell_areas
+from crimejob.cell_areas import rebuild_cell_areas, refresh_cell_areas
 from crimejob.config import SERIES_BREAK
 from crimejob.dbcopy import copy_frame
 from crimejob.errors import check_range
@@ -333,7 +333,16 @@ def _week_rows(
     return rows
 
 
-def _aggregate(conn: Connection, weeks: list[date], report: AggregateReport) -> None:
+def _aggregate(
+    conn: Connection,
+    weeks: list[date],
+    report: AggregateReport,
+    sync: bool = True,
+    rebuild: bool = True,
+) -> None:
+    """Aggregate the consecutive ``weeks`` inside the caller's transaction. ``sync=False``
+    (the category mapping was synced earlier in the transaction) and ``rebuild=False``
+    (the caller rebuilds the cell divisions once) serve several ranges in one."""
     first, last = weeks[0], weeks[-1]
     last_day = last + timedelta(days=6)
     params = {"first": first, "last": last, "last_day": last_day}
@@ -387,19 +396,23 @@ def _aggregate(conn: Connection, weeks: list[date], report: AggregateReport) -> 
     conn.execute(
         sa.text("DELETE FROM grid.weeks WHERE week_start BETWEEN :first AND :last"), params
     )
-    report.rows_written = copy_frame(conn, frame, "grid.weekly", list(frame.columns))
+    report.rows_written += copy_frame(conn, frame, "grid.weekly", list(frame.columns))
     conn.execute(
         _INSERT_WEEKS, _week_rows(weeks, counts, incidents, violent, reported, holiday_names)
     )
-    report.cells_with_division = refresh_cell_areas(conn, first, last)
-    report.category_rows = refresh_category_counts(conn, first, last, MODELLED_INCIDENTS)
+    cells = refresh_cell_areas(conn, first, last, rebuild=rebuild)
+    if cells is not None:
+        report.cells_with_division = cells
+    report.category_rows += refresh_category_counts(
+        conn, first, last, MODELLED_INCIDENTS, sync=sync
+    )
     staleweeks.clear(conn, first, last)
 
-    report.incident_total = int(incidents.sum())
-    report.violent_total = int(violent.sum())
-    report.stations = len(stations)
+    report.incident_total += int(incidents.sum())
+    report.violent_total += int(violent.sum())
+    report.stations = max(report.stations, len(stations))
     no_weather = np.isnan(cell_temp).all(axis=1) & np.isnan(cell_rain).all(axis=1)
-    report.weeks_without_weather = [w for w, gap in zip(weeks, no_weather, strict=True) if gap]
+    report.weeks_without_weather += [w for w, gap in zip(weeks, no_weather, strict=True) if gap]
 
 
 def aggregate_weeks(engine: Engine, start: date, end: date) -> AggregateReport:
@@ -416,6 +429,37 @@ def aggregate_weeks(engine: Engine, start: date, end: date) -> AggregateReport:
     with track_run(engine, "aggregate", {"start": weeks[0], "end": weeks[-1]}) as counts:
         with engine.begin() as conn:
             _aggregate(conn, weeks, report)
+        report.seconds = time.perf_counter() - began
+        counts.update(report.as_dict())
+    log.info("%s", report.format())
+    return report
+
+
+def aggregate_ranges(engine: Engine, ranges: list[tuple[date, date]]) -> AggregateReport:
+    """:func:`aggregate_weeks` for several week ranges in one transaction: every range's
+    rows replaced, or none; the cell divisions rebuilt once, after the last. A weekly
+    run's window and the old weeks its late reports touched, without recomputing the
+    weeks between them (nor rescoring their forecasts)."""
+    ranges = sorted((week_start(a), week_start(b)) for a, b in ranges)
+    for first, last in ranges:
+        check_range(first, last, "aggregate")
+    spans = [weeks_between(first, last) for first, last in ranges]
+    weeks = [w for span in spans for w in span]
+    if len(set(weeks)) != len(weeks):
+        raise ValueError(f"aggregation ranges overlap: {ranges}")
+    report = AggregateReport(weeks=sorted(weeks))
+    if not weeks:
+        return report
+    began = time.perf_counter()
+    with track_run(
+        engine, "aggregate", {"start": weeks[0], "end": weeks[-1], "ranges": len(ranges)}
+    ) as counts:
+        with engine.begin() as conn:
+            # the newest range first: it holds the run's window, the rest are late reports
+            for i, span in enumerate(reversed(spans)):
+                _aggregate(conn, span, report, sync=i == 0, rebuild=False)
+            report.cells_with_division = rebuild_cell_areas(conn)
+        report.weeks_without_weather.sort()
         report.seconds = time.perf_counter() - began
         counts.update(report.as_dict())
     log.info("%s", report.format())

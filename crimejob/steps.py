@@ -169,7 +169,7 @@ def aggregate(engine: Engine, week: date, loaded: dict) -> dict:
     so the history stays consecutive.
     """
     from crimejob import staleweeks
-    from crimejob.aggregate import aggregate_weeks
+    from crimejob.aggregate import aggregate_ranges
     from crimejob.gridstore import aggregated_weeks
     from crimejob.weeks import week_start
 
@@ -181,45 +181,39 @@ def aggregate(engine: Engine, week: date, loaded: dict) -> dict:
     older = sorted(
         w for w in touched | staleweeks.pending(engine) if w < window_start and w in have
     )
-    reports = [
-        aggregate_weeks(engine, first, last)
-        for first, last in aggregation_ranges(older, window_start, week, have)
-    ]
+    report = aggregate_ranges(engine, aggregation_ranges(older, window_start, week))
     return {
         "weeks": [str(window_start), str(week)],
         "older_weeks": [str(w) for w in older],
-        "reports": [r.format() for r in reports],
+        "reports": [report.format()],
     }
 
 
 def aggregation_ranges(
-    older: list[date], window_start: date, week: date, have: set[date]
+    older: list[date], window_start: date, week: date
 ) -> list[tuple[date, date]]:
-    """The week ranges to aggregate, as few as keep the history consecutive.
+    """The week ranges to aggregate: the window, and the runs of consecutive older weeks
+    that late reports touched (a run that reaches the window joins it). All of them are
+    aggregated in one transaction (:func:`crimejob.aggregate.aggregate_ranges`).
 
-    Each aggregation pays a fixed cost (the whole-table groupings of the division
-    and category refreshes), and late reports touch old weeks here and there, so
-    one call per touched week made a backfill week slow. Touched weeks are joined
-    into one range across weeks that already have grid rows (recomputing those
-    gives the rows they have, from the same records), and into the window's range
-    when nothing but aggregated weeks lies between; a week without grid rows is
-    never created by the joining.
+    Only touched weeks are recomputed. Before, touched weeks were joined into one range
+    across the untouched weeks between them, which recomputed rows that could not have
+    changed and, since that moves their ``aggregated_at``, rescored every forecast of
+    those weeks: in a backfill, late reports reach back over the whole history, so each
+    week rewrote most of the grid and rescored every week it had forecast. The older
+    weeks all have grid rows (the caller's choice), so no week is created out of line.
     """
     step = timedelta(weeks=1)
     ranges: list[list[date]] = []
-    for w in sorted(older):
-        if ranges and all(
-            ranges[-1][1] + step * i in have for i in range(1, (w - ranges[-1][1]) // step)
-        ):
+    for w in sorted(set(older)):
+        if ranges and w == ranges[-1][1] + step:
             ranges[-1][1] = w
         else:
             ranges.append([w, w])
     window = [window_start, week]
-    if ranges and all(
-        ranges[-1][1] + step * i in have for i in range(1, (window_start - ranges[-1][1]) // step)
-    ):
-        window[0] = ranges.pop()[0]
-    return [tuple(window), *(tuple(r) for r in ranges)]
+    if ranges and ranges[-1][1] + step >= window_start:
+        window[0] = min(window_start, ranges.pop()[0])
+    return [tuple(window), *(tuple(r) for r in reversed(ranges))]
 
 
 # --- completeness ----------------------------------------------------------------
