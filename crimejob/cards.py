@@ -483,39 +483,40 @@ _PRODUCTION_OF = sa.text(
 
 
 def refresh_backfill_cards(engine: Engine, target_weeks: list[date]) -> dict[str, Any]:
-    """The cards a backfill deferred (its runs pass ``card=False``): one build, from the
-    database as it is at the end, of each model that became production in one of
-    ``target_weeks`` or has no card, the cards the weekly runs would have (re)built
-    along the way. A card describes the model and the database when it is built, not a
-    week, so building it once at the end leaves the same cards as building it at each
-    change, only newer (before, a backfill rebuilt a card, with a 26-week feedback
-    simulation of every baseline, each time production changed hands)."""
-    wanted: list[tuple[str, str]] = []
+    """The card a backfill deferred (its runs pass ``card=False``): that of the model
+    production for the newest of ``target_weeks``, built once at the end when production
+    changed hands in those weeks or the model has no card, as the weekly runs would have
+    left it, only built from the database as it is now (which is what a card describes).
+    Before, a backfill rebuilt a card, with a 26-week feedback simulation of every
+    baseline, each time production changed hands; the card of a model production only
+    in the middle of a backfill is built when it is production again (or by
+    ``crimejob card --store``)."""
+    weeks = sorted(target_weeks)
+    if not weeks:
+        return {"card": "no week"}
     with engine.connect() as conn:
-        for target_week in sorted(target_weeks):
-            now = conn.execute(_PRODUCTION_OF, {"w": target_week}).first()
-            if now is None:
-                continue
-            before = conn.execute(_PRODUCTION_OF, {"w": target_week - timedelta(weeks=1)}).first()
-            stored = conn.execute(
-                sa.text(
-                    "SELECT 1 FROM ml.model_cards WHERE model_name = :m AND model_version = :v"
-                ),
-                {"m": now.model_name, "v": now.model_version},
-            ).first()
-            key = (now.model_name, now.model_version)
-            changed = before is None or tuple(before) != tuple(now)
-            if (changed or stored is None) and key not in wanted:
-                wanted.append(key)
-    built, failed = [], {}
-    for name, version in wanted:
-        try:
-            store_card(engine, build_card(engine, name, version))
-            built.append(f"{name} {version}")
-        except Exception as exc:  # noqa: BLE001 - the forecasts are published
-            log.exception("model card of %s %s could not be built", name, version)
-            failed[f"{name} {version}"] = str(exc)
-    return {"cards": built, "failed": failed}
+        productions = [conn.execute(_PRODUCTION_OF, {"w": w}).first() for w in weeks]
+        before = conn.execute(_PRODUCTION_OF, {"w": weeks[0] - timedelta(weeks=1)}).first()
+    now = productions[-1]
+    if now is None:
+        return {"card": "no production forecast"}
+    changed = any(
+        p is not None and (b is None or tuple(b) != tuple(p))
+        for b, p in zip([before, *productions[:-1]], productions, strict=True)
+    )
+    if changed:
+        return _store_production_card(engine, now)
+    return refresh_production_card(engine, weeks[-1])
+
+
+def _store_production_card(engine: Engine, now) -> dict[str, Any]:
+    try:
+        path = store_card(engine, build_card(engine, now.model_name, now.model_version))
+    except Exception as exc:  # noqa: BLE001 - the forecast is published; the card can wait
+        log.exception("model card of %s %s could not be built", now.model_name, now.model_version)
+        return {"card": f"failed: {exc}"}
+    log.info("production is %s %s: model card stored at %s", *now, path)
+    return {"card": str(path)}
 
 
 def refresh_production_card(engine: Engine, target_week: date) -> dict[str, Any]:
@@ -535,10 +536,4 @@ def refresh_production_card(engine: Engine, target_week: date) -> dict[str, Any]
     changed = before is None or tuple(before) != tuple(now)
     if stored is not None and not changed:
         return {"card": "unchanged"}
-    try:
-        path = store_card(engine, build_card(engine, now.model_name, now.model_version))
-    except Exception as exc:  # noqa: BLE001 - the forecast is published; the card can wait
-        log.exception("model card of %s %s could not be built", now.model_name, now.model_version)
-        return {"card": f"failed: {exc}"}
-    log.info("production is %s %s: model card stored at %s", *now, path)
-    return {"card": str(path)}
+    return _store_production_card(engine, now)

@@ -7,6 +7,7 @@ Airflow DAG runs the same steps as separate tasks. Each run is recorded in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -217,9 +218,10 @@ def backfill(
     The network trains as the weekly job does (:func:`crimejob.training.train`: a
     fine-tune a week, a retrain every ``RETRAIN_EVERY_WEEKS`` weeks, and no retrain
     sooner after one the gate refused), so each week's rows are those the weekly runs
-    would have written. Model cards describe the database when built, not a week:
-    they are built once at the end, for every model that became production in the
-    backfilled weeks (:func:`crimejob.cards.refresh_backfill_cards`).
+    would have written. A model card describes the model and the database when it is
+    built, not a week: the production model's card is built once, at the end, if
+    production changed hands in the backfilled weeks or it has none
+    (:func:`crimejob.cards.refresh_backfill_cards`).
     """
     from tqdm import tqdm
 
@@ -240,8 +242,9 @@ def backfill(
         try:
             run_week(engine, week, allow_incomplete=True, mode=mode, offline=offline, card=False)
         except BaseException:
-            if result.ran:
-                refresh_backfill_cards(engine, [w + timedelta(weeks=1) for w in result.ran])
+            if result.ran:  # the weeks done keep their card; the failure is what to report
+                with contextlib.suppress(Exception):
+                    refresh_backfill_cards(engine, [w + timedelta(weeks=1) for w in result.ran])
             raise
         result.ran.append(week)
     bar.close()

@@ -196,6 +196,25 @@ def test_a_network_fitted_to_most_of_the_window_takes_no_part():
     assert len(decision.window) == 8
 
 
+def test_a_contenders_forecast_from_the_same_past_is_computed_once():
+    # Issue 13: the champion window's weeks are among the dispersion's; each contender
+    # forecast them twice from the same weeks in every forecast step.
+    from crimejob.forecast_store import _SamePast
+
+    model = get_forecaster("mean_4w", horizon=3)
+    real, calls = model.predict, []
+    model.predict = lambda past: calls.append(past.last_week) or real(past)
+    memo = _SamePast(model)
+    first = memo.predict(HISTORY.through(week(20)))
+    first[:] = -1  # a caller that changes its forecast changes nobody else's
+    again = memo.predict(HISTORY.through(week(20)))
+    assert calls == [week(20)]
+    np.testing.assert_array_equal(again, real(HISTORY.through(week(20))))
+    memo.predict(HISTORY.through(week(21)))
+    assert calls == [week(20), week(21)]
+    assert (memo.name, memo.horizon, memo.min_history) == ("mean_4w", 3, model.min_history)
+
+
 def test_too_short_a_history_is_a_clear_error(db):
     from crimejob.errors import DataError
 
