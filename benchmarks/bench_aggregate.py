@@ -20,10 +20,10 @@ import pandas as pd
 import sqlalchemy as sa
 from scratch import scratch_database  # also puts the project on sys.path
 
-from crimejob import grid  # noqa: E402
-from crimejob.aggregate import aggregate_weeks  # noqa: E402
 from crimejob.dbcopy import copy_frame  # noqa: E402
-from crimejob.weather_ingest import load_weather_records  # noqa: E402
+from crimejob.grid import cells as grid
+from crimejob.grid.aggregate import aggregate_weeks  # noqa: E402
+from crimejob.ingest.weather_ingest import load_weather_records  # noqa: E402
 from tests.fakes.ncei import make_daily_summaries  # noqa: E402
 
 FIRST_WEEK = date(2020, 1, 6)

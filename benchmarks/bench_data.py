@@ -26,7 +26,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from scratch import WORK_DIR, scratch_database  # also puts the project on sys.path
 
-from crimejob.crime_ingest import ingest_crime_api, ingest_crime_csv  # noqa: E402
+from crimejob.ingest.crime_ingest import ingest_crime_api, ingest_crime_csv  # noqa: E402
 from tests.fakes.soda import (  # noqa: E402
     LEGACY_ID,
     PORTAL_HEADER,
@@ -56,7 +56,10 @@ def import_steps(engine: sa.Engine) -> dict[str, float]:
         steps = conn.execute(
             sa.text("SELECT step_seconds FROM ops.runs ORDER BY run_id DESC LIMIT 1")
         ).scalar_one()
-    order = ["copy_raw", "read_map_stage", "merge", "build_indexes", "rejects"]
+    order = [
+        "copy_raw", "read_map_beside_copy", "read_map_stage", "merge", "build_indexes",
+        "rejects",
+    ]  # fmt: skip
     return {k: steps[k] for k in order if k in steps}
 
 
@@ -145,7 +148,7 @@ def measure(url: sa.URL, args: argparse.Namespace, csv_path: Path, results: list
              f"loaded {again.loaded}, updated {again.updated}, unchanged {again.unchanged:,}")
         )  # fmt: skip
 
-        from crimejob.aggregate import aggregate_weeks
+        from crimejob.grid.aggregate import aggregate_weeks
 
         with engine.connect() as conn:
             first, last = conn.execute(

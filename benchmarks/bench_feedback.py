@@ -4,7 +4,7 @@ incidents there; do the flags lock in? Our champion against every baseline.
     .venv/bin/python benchmarks/bench_feedback.py [--weeks 52] [--seeds 3]
         [--champion rate_cnn] [--champion-epochs 8] [--world la|philadelphia]
 
-The simulation is :mod:`crimejob.feedback` (read its docstring for the world and
+The simulation is :mod:`crimejob.serving.feedback` (read its docstring for the world and
 every column). The champion network is fitted once on the year of public
 reports before the loop (``--champion-epochs`` epochs: the budget is printed)
 and then used as it is, as the weekly job uses a promoted version between
@@ -32,14 +32,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from crimejob.feedback import (  # noqa: E402
+from crimejob.models.forecasters import BASELINES, default_model, get_forecaster  # noqa: E402
+from crimejob.serving.feedback import (  # noqa: E402
     DESIGNS,
     format_check,
     pre_period,
     simulate,
     world_from_history,
 )
-from crimejob.forecasters import BASELINES, default_model, get_forecaster  # noqa: E402
 
 
 def world_history(name: str):

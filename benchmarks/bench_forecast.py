@@ -10,13 +10,13 @@ the paired differences to the best baseline:
 Data sets (``benchmarks/datasets.py``): (a) Philadelphia's shooting incidents
 2015-2023 on 60 x 75 cells, (b) every LAPD incident in the downtown LA box on
 ~165 m cells, (c) the LA development world (``crimejob.devworld``). Models:
-every baseline and every network in ``crimejob.forecasters`` (a network added
-there appears here by itself), each scored by ``crimejob.backtest.run_backtest``
+every baseline and every network in ``crimejob.models.forecasters`` (a network added
+there appears here by itself), each scored by ``crimejob.models.backtest.run_backtest``
 on the same target weeks. ``seed_cnn`` runs on the reduced CPU budget printed
 under its table (``--budgets`` changes any model's).
 
 ``--policy`` adds the row ``production``: the weekly job's policy replayed
-(:class:`crimejob.policies.ProductionPolicy`: the network ``--policy-network``,
+(:class:`crimejob.models.policies.ProductionPolicy`: the network ``--policy-network``,
 default ``CRIMEJOB_MODEL``, retrained every 13 weeks and fine-tuned weekly on
 its budget here, the gate, and each week's champion decision among it and every
 baseline), scored like every other row: the "champion policy".
@@ -47,10 +47,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks import datasets  # noqa: E402
-from crimejob.backtest import BacktestResult, run_backtest  # noqa: E402
-from crimejob.compare import newey_west_se  # noqa: E402
-from crimejob.forecasters import BASELINES, NETWORKS  # noqa: E402
-from crimejob.series_break import scores_by_era  # noqa: E402
+from crimejob.grid.series_break import scores_by_era  # noqa: E402
+from crimejob.models.backtest import BacktestResult, run_backtest  # noqa: E402
+from crimejob.models.compare import newey_west_se  # noqa: E402
+from crimejob.models.forecasters import BASELINES, NETWORKS  # noqa: E402
 
 SEED_BUDGET = {"epochs": 3, "max_train_windows": 32, "finetune_epochs": 1, "finetune_windows": 4}
 # Target weeks per data set: the newest N weeks of its history (full run, --quick).

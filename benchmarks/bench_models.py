@@ -30,10 +30,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from crimejob.backtest import run_backtest  # noqa: E402
 from crimejob.devworld import la_world  # noqa: E402
-from crimejob.forecasters import BASELINES, get_forecaster  # noqa: E402
-from crimejob.forecasters.keras_common import on_gpu, window_ends  # noqa: E402
+from crimejob.models.backtest import run_backtest  # noqa: E402
+from crimejob.models.forecasters import BASELINES, get_forecaster  # noqa: E402
+from crimejob.models.forecasters.keras_common import on_gpu, window_ends  # noqa: E402
 
 SEED_BUDGET = {"epochs": 3, "max_train_windows": 32, "finetune_epochs": 1, "finetune_windows": 4}
 

@@ -6,13 +6,13 @@ One command, prints a table (one row per model) and the paired differences:
     .venv/bin/python benchmarks/bench_typemix.py --targets 8  # quick
 
 Data: the LA development world (``crimejob.devworld``), its incident records'
-``crm_cd``/``nibr_code`` mapped to the ten categories (``crimejob.categories``),
+``crm_cd``/``nibr_code`` mapped to the ten categories (``crimejob.grid.categories``),
 counted per cell and week, 2015 onwards. For each target week every model sees
-the weeks before it only (``crimejob.typemix``): ``shrunk_mix`` (ours),
+the weeks before it only (``crimejob.serving.typemix``): ``shrunk_mix`` (ours),
 ``long_run_mix`` (each cell's long-run mix: the baseline the issue names) and
 ``recent_mix`` (its last 52 weeks). Scores per week: multi-class log loss over
 the week's incidents, Poisson deviance per category (mean over all 4,500 cells),
-and the severity-weighted count (``crimejob.severity``) by MAE and R² over the
+and the severity-weighted count (``crimejob.serving.severity``) by MAE and R² over the
 active cells. Paired differences: ours minus the best baseline, per week,
 with Newey-West standard errors.
 
@@ -35,17 +35,17 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from crimejob.categories import CATEGORIES  # noqa: E402
 from crimejob.devworld import la_world  # noqa: E402
-from crimejob.grid import N_CELLS  # noqa: E402
-from crimejob.typemix import (  # noqa: E402
+from crimejob.grid.categories import CATEGORIES  # noqa: E402
+from crimejob.grid.cells import N_CELLS  # noqa: E402
+from crimejob.serving.typemix import (  # noqa: E402
     LongRunMix,
     RecentMix,
     ShrunkMix,
     category_history,
     score_mix,
 )
-from crimejob.volume import newey_west_se  # noqa: E402
+from crimejob.serving.volume import newey_west_se  # noqa: E402
 
 LOWER_IS_BETTER = {"severity_r2": False}
 

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_uncertainty.py [--data philadelphia|la|both]
         [--weeks 52] [--models last_week,mean_4w,mean_13w,mean_52w,ewma] [--json FILE]
 
-Runs :func:`crimejob.backtest.run_backtest` (the same predictive distributions
+Runs :func:`crimejob.models.backtest.run_backtest` (the same predictive distributions
 production writes: negative binomial around each forecast with the dispersion
 fitted on the model's own errors over the 13 weeks before) and prints, per
 model, the interval coverage (conservative and randomised PIT, all and active
@@ -31,9 +31,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from crimejob.backtest import run_backtest  # noqa: E402
-from crimejob.forecasters import BASELINES  # noqa: E402
-from crimejob.history import WEATHER_FEATURES, GridHistory  # noqa: E402
+from crimejob.grid.history import WEATHER_FEATURES, GridHistory  # noqa: E402
+from crimejob.models.backtest import run_backtest  # noqa: E402
+from crimejob.models.forecasters import BASELINES  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PHL_FILE = "phl_shooting_victims_2015-01-01_2023-08-22.csv.gz"

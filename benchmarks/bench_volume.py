@@ -9,7 +9,7 @@ area (the 21 LAPD divisions and citywide) and horizon (1-4 weeks ahead):
 Data: the LA development world (``crimejob.devworld``), 2015-2019 (before the
 2024 NIBRS break), its divisions the world's LAPD areas. From each origin week
 T (the last ``--origins`` possible), every model forecasts T+1..T+4 having seen
-weeks up to T only (``crimejob.volume``: the LightGBM volume model refitted at
+weeks up to T only (``crimejob.serving.volume``: the LightGBM volume model refitted at
 each origin and applied recursively, "blind"; each cell model fitted at each
 horizon and summed over the division's cells; seasonal naive; the 13-week mean).
 
@@ -32,10 +32,10 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from crimejob.devworld import la_world  # noqa: E402
-from crimejob.forecasters import get_forecaster  # noqa: E402
-from crimejob.history import GridHistory  # noqa: E402
-from crimejob.uncertainty import dispersion_from_history, sum_of_cells  # noqa: E402
-from crimejob.volume import (  # noqa: E402
+from crimejob.grid.history import GridHistory  # noqa: E402
+from crimejob.models.forecasters import get_forecaster  # noqa: E402
+from crimejob.models.uncertainty import dispersion_from_history, sum_of_cells  # noqa: E402
+from crimejob.serving.volume import (  # noqa: E402
     backtest_volume,
     interval_coverage,
     paired_table,
@@ -50,7 +50,7 @@ def cell_aggregates(
     """(origins, H, S): a cell model's forecasts, fitted from each origin at each horizon,
     summed over each division's cells and the city; with ``intervals``, also the 90%
     interval of the summed distribution (cells NB2 with the dispersion production
-    estimates, ``crimejob.uncertainty``), as ``bi.division_forecasts`` gives it."""
+    estimates, ``crimejob.models.uncertainty``), as ``bi.division_forecasts`` gives it."""
     flat = np.asarray(labels).ravel()
     masks = [flat == c for c in codes] + [np.ones(flat.shape, bool)]
     out = np.zeros((len(origins), horizons, n_areas))

@@ -43,7 +43,7 @@ def main() -> None:
         CRIMEJOB_HISTORY_WEEKS=str(args.history_weeks),
     )
     from crimejob.db import get_engine
-    from crimejob.pipeline import backfill, run_week
+    from crimejob.job.pipeline import backfill, run_week
     from tests.fakes.ncei import ncei_server
     from tests.fakes.soda import LEGACY_ID, make_legacy_records, soda_server
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from crimejob.devworld import la_world  # noqa: E402
 from crimejob.devworld.calibrate import ERA_SAMPLE, near_repeat_excess  # noqa: E402
-from crimejob.grid import cell_of  # noqa: E402
+from crimejob.grid.cells import cell_of  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REAL_VIOLENT = {2020: 28_503, 2021: 30_576, 2022: 31_216}

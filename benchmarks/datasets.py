@@ -25,7 +25,7 @@ import holidays
 import numpy as np
 import pandas as pd
 
-from crimejob.history import WEATHER_FEATURES, GridHistory
+from crimejob.grid.history import WEATHER_FEATURES, GridHistory
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PHL_FILE = "phl_shooting_victims_2015-01-01_2023-08-22.csv.gz"

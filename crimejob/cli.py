@@ -16,7 +16,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from crimejob.weeks import parse_week
+from crimejob.grid.weeks import parse_week
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -59,7 +59,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest_crime(args: argparse.Namespace) -> int:
-    from crimejob import crime_ingest
+    from crimejob.ingest import crime_ingest
 
     engine = _engine()
     if args.csv:
@@ -74,7 +74,7 @@ def cmd_ingest_crime(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest_weather(args: argparse.Namespace) -> int:
-    from crimejob import weather_ingest
+    from crimejob.ingest import weather_ingest
 
     engine = _engine()
     if args.csv:
@@ -88,7 +88,7 @@ def cmd_ingest_weather(args: argparse.Namespace) -> int:
 
 
 def cmd_aggregate(args: argparse.Namespace) -> int:
-    from crimejob.aggregate import aggregate_weeks
+    from crimejob.grid.aggregate import aggregate_weeks
 
     report = aggregate_weeks(_engine(), args.start, args.end)
     print(report.format())
@@ -96,8 +96,8 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from crimejob.lag import run_weeks
-    from crimejob.modelstep import train_for_week
+    from crimejob.grid.lag import run_weeks
+    from crimejob.job.modelstep import train_for_week
 
     plan = run_weeks(args.week)
     print(
@@ -110,10 +110,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from crimejob.backtest import run_backtest_from_db
-    from crimejob.forecasters import BASELINES
-    from crimejob.lag import run_weeks
-    from crimejob.policies import PRODUCTION
+    from crimejob.grid.lag import run_weeks
+    from crimejob.models.backtest import run_backtest_from_db
+    from crimejob.models.forecasters import BASELINES
+    from crimejob.models.policies import PRODUCTION
 
     models = [m.strip() for m in (args.models or "").split(",") if m.strip()]
     if args.policy == PRODUCTION:
@@ -137,22 +137,22 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from crimejob import steps
+    from crimejob.job import steps
 
     print(json.dumps(steps.score(_engine(), args.week), indent=2, default=str))
     return 0
 
 
 def cmd_forecast(args: argparse.Namespace) -> int:
-    from crimejob import steps
+    from crimejob.job import steps
 
     print(json.dumps(steps.forecast(_engine(), args.week), indent=2, default=str))
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from crimejob.pipeline import IncompleteWeekError, run_week
-    from crimejob.weeks import latest_complete_week
+    from crimejob.grid.weeks import latest_complete_week
+    from crimejob.job.pipeline import IncompleteWeekError, run_week
 
     week = args.week or latest_complete_week()
     try:
@@ -171,7 +171,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from crimejob.pipeline import backfill
+    from crimejob.job.pipeline import backfill
 
     result = backfill(
         _engine(),
@@ -187,14 +187,14 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from crimejob import plot
+    from crimejob.serving import plot
 
     engine = _engine()
     if args.scores:
         plot.plot_scores(engine, Path(args.scores))
         print(f"wrote {args.scores}")
     if args.divisions:
-        from crimejob.division_plot import plot_divisions
+        from crimejob.serving.division_plot import plot_divisions
 
         plot_divisions(engine, Path(args.divisions))
         print(f"wrote {args.divisions}")
@@ -211,7 +211,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_map(args: argparse.Namespace) -> int:
-    from crimejob.maps import week_map
+    from crimejob.serving.maps import week_map
 
     out = Path(args.out or f"forecast_{args.week}.html")
     week_map(_engine(), args.week, out)
@@ -220,7 +220,7 @@ def cmd_map(args: argparse.Namespace) -> int:
 
 
 def cmd_card(args: argparse.Namespace) -> int:
-    from crimejob.cards import write_card
+    from crimejob.serving.cards import write_card
 
     card = write_card(_engine(), out=Path(args.out) if args.out else None, store=args.store)
     if args.out:

@@ -156,9 +156,9 @@ class Settings:
     http_backoff_max_s: float = 60.0
     soda_page_size: int = 50_000
     # Days from a report to its publication on the portal (measured: 12-14): weeks whose
-    # reports are not all published by the run are not used as history (see crimejob.lag).
+    # reports are not all published by the run are not used as history (see crimejob.grid.lag).
     publication_lag_days: int = 14
-    # The weekly champion decision (crimejob.champion): the newest K complete weeks no
+    # The weekly champion decision (crimejob.models.champion): the newest K complete weeks no
     # contender was fitted to, at least this many for a network version to take part, and
     # how many standard errors a challenger must beat the incumbent by.
     champion_weeks: int = 8

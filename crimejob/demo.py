@@ -35,8 +35,8 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from crimejob.lag import run_moment, run_weeks
-from crimejob.weeks import latest_complete_week, week_start
+from crimejob.grid.lag import run_moment, run_weeks
+from crimejob.grid.weeks import latest_complete_week, week_start
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def run_demo(
         settings.update({"CRIMEJOB_SODA_URL": soda.url, "CRIMEJOB_NCEI_URL": ncei.base_url})
         with _environment(settings):
             from crimejob.db import get_engine
-            from crimejob.pipeline import run_week
+            from crimejob.job.pipeline import run_week
 
             url = _fresh_database()
             say(f"  the database: a fresh embedded PostgreSQL under {directory / 'pgdata'}")
@@ -236,7 +236,7 @@ def run_demo(
                 say(result.format() + "\n")
             out = directory / "plots"
             out.mkdir(parents=True, exist_ok=True)
-            from crimejob import maps, plot
+            from crimejob.serving import maps, plot
 
             map_path = maps.week_map(engine, target_week, out / f"map_{target_week}.html")
             scored = _newest_scored_week(engine)

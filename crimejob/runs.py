@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -157,3 +159,27 @@ def week_lock(engine: Engine, week: date) -> Iterator[None]:
         yield
     finally:
         conn.close()  # closing the session releases the lock
+
+
+@contextmanager
+def track_run(engine: Engine, kind: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Record a command in ops.runs: 'running' now, then 'succeeded' or 'failed' with a message.
+
+    The row is written in its own transactions (above), so a
+    failure that rolls the work back still leaves its record. Put counts into
+    the yielded dict.
+    """
+    run_id = start_run(engine, kind, params=params)
+    counts: dict[str, Any] = {}
+    began = time.perf_counter()
+    try:
+        yield counts
+    except BaseException as exc:
+        finish_run(
+            engine, run_id, "failed", counts, {kind: round(time.perf_counter() - began, 3)},
+            f"{type(exc).__name__}: {exc}"[:2000],
+        )  # fmt: skip
+        raise
+    finish_run(
+        engine, run_id, "succeeded", counts, {kind: round(time.perf_counter() - began, 3)}
+    )

@@ -14,7 +14,7 @@ zone (switch it in the user menu): Monday 00:00 in LA is 07:00 or 08:00 UTC.
 
 **Tasks.** `extract_crime` and `extract_weather` (in parallel) → `load` →
 `aggregate` → `check_completeness` → `score` → `train` → `forecast`. Each calls one
-function of `crimejob.steps`, the functions `crimejob run` calls; all business logic
+function of `crimejob.job.steps`, the functions `crimejob run` calls; all business logic
 lives in the `crimejob` package. `train` runs on the Celery queue **gpu** in the
 one-slot pool **gpu**: only the GPU worker listens there, one training at a time.
 `max_active_runs=1` keeps weeks in order, so a backfill replays them oldest first.
@@ -101,14 +101,14 @@ def database_url() -> str | None:
 
 
 def _engine():
-    from crimejob.steps import engine_from_url
+    from crimejob.job.steps import engine_from_url
 
     return engine_from_url(database_url())
 
 
 def run_week(context: dict[str, Any] | None = None) -> date:
     """The week this run is for: the ``week`` param if given, else the data interval's Monday."""
-    from crimejob.weeks import latest_complete_week, week_start
+    from crimejob.grid.weeks import latest_complete_week, week_start
 
     context = context or get_current_context()
     override = (context.get("params") or {}).get("week")
@@ -178,7 +178,7 @@ def _is_backfill(context: dict[str, Any]) -> bool:
 def crimejob_weekly():
     @task(execution_timeout=timedelta(hours=1), **EXTRACT_RETRIES)
     def extract_crime() -> dict:
-        from crimejob import steps
+        from crimejob.job import steps
 
         if _offline():
             return {"offline": True, "records": 0}
@@ -186,7 +186,7 @@ def crimejob_weekly():
 
     @task(execution_timeout=timedelta(hours=1), **EXTRACT_RETRIES)
     def extract_weather() -> dict:
-        from crimejob import steps
+        from crimejob.job import steps
 
         if _offline():
             return {"offline": True, "records": 0}
@@ -194,7 +194,7 @@ def crimejob_weekly():
 
     @task(execution_timeout=timedelta(hours=1))
     def load(crime_extract: dict, weather_extract: dict) -> dict:
-        from crimejob import steps
+        from crimejob.job import steps
 
         if _offline():
             return steps.offline_loaded(_engine(), run_week())
@@ -202,7 +202,7 @@ def crimejob_weekly():
 
     @task
     def aggregate(loaded: dict) -> dict:
-        from crimejob import steps
+        from crimejob.job import steps
 
         return steps.aggregate(_engine(), run_week(), loaded)
 
@@ -212,7 +212,7 @@ def crimejob_weekly():
     # backfill` does).
     @task(retries=0, execution_timeout=timedelta(minutes=10))
     def check_completeness(aggregated: dict) -> dict:
-        from crimejob import steps
+        from crimejob.job import steps
 
         context = get_current_context()
         allow = bool(context["params"].get("allow_incomplete")) or _is_backfill(context)
@@ -222,7 +222,7 @@ def crimejob_weekly():
 
     @task
     def score(checked: dict) -> dict:
-        from crimejob import steps
+        from crimejob.job import steps
 
         return steps.score(_engine(), run_week())
 
@@ -236,14 +236,14 @@ def crimejob_weekly():
         "one training at a time.",
     )
     def train(scored: dict) -> dict:
-        from crimejob import steps
+        from crimejob.job import steps
 
         mode = get_current_context()["params"].get("train_mode") or "auto"
         return steps.train(_engine(), run_week(), mode=mode)
 
     @task
     def forecast(trained: dict) -> dict:
-        from crimejob import steps
+        from crimejob.job import steps
 
         return steps.forecast(_engine(), run_week())
 

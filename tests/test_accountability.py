@@ -12,10 +12,10 @@ import sqlalchemy as sa
 
 from crimejob.dbcopy import copy_frame
 from crimejob.devworld import la_world
-from crimejob.forecast_store import ModelForecast, rank_cells, write_forecasts
-from crimejob.grid import N_CELLS
-from crimejob.gridstore import store_history
-from crimejob.scoring import score_target_week
+from crimejob.grid.cells import N_CELLS
+from crimejob.grid.gridstore import store_history
+from crimejob.serving.forecast_store import ModelForecast, rank_cells, write_forecasts
+from crimejob.serving.scoring import score_target_week
 
 WEEK = date(2024, 1, 1)
 
@@ -63,7 +63,7 @@ def test_a_written_forecast_carries_intervals_probabilities_and_honest_flags(cle
 
 
 def test_a_boundary_tie_is_flagged_fractionally():
-    from crimejob.forecast_store import cell_columns
+    from crimejob.serving.forecast_store import cell_columns
 
     predicted = np.zeros(N_CELLS)
     predicted[:44] = 2.0

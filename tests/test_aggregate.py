@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from crimejob import cli, grid
-from crimejob.aggregate import (
+from crimejob import cli
+from crimejob.dbcopy import copy_frame
+from crimejob.grid import cells as grid
+from crimejob.grid.aggregate import (
     _LOCK_KEY,
     MIN_REPORTED_DAYS,
     aggregate_weeks,
@@ -22,9 +24,8 @@ from crimejob.aggregate import (
     idw,
     weeks_touched,
 )
-from crimejob.dbcopy import copy_frame
-from crimejob.weather_ingest import load_weather_records
-from crimejob.weeks import week_start
+from crimejob.grid.weeks import week_start
+from crimejob.ingest.weather_ingest import load_weather_records
 from tests.fakes.ncei import make_daily_summaries, to_csv
 
 LAX, USC = "USW00023174", "USW00093134"

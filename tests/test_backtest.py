@@ -8,14 +8,14 @@ from datetime import date, timedelta
 import numpy as np
 import pytest
 
-from crimejob.backtest import run_backtest, run_backtest_from_db
 from crimejob.cli import main
 from crimejob.devworld import la_world
 from crimejob.errors import DataError
-from crimejob.forecasters import BASELINES
-from crimejob.gridstore import store_history
-from crimejob.history import GridHistory
-from crimejob.metrics import METRIC_KEYS
+from crimejob.grid.gridstore import store_history
+from crimejob.grid.history import GridHistory
+from crimejob.models.backtest import run_backtest, run_backtest_from_db
+from crimejob.models.forecasters import BASELINES
+from crimejob.models.metrics import METRIC_KEYS
 
 TINY = {"epochs": 1, "max_train_windows": 3, "finetune_epochs": 1, "finetune_windows": 2}
 

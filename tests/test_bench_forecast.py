@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from benchmarks.bench_forecast import newey_west_se, paired_differences
-from crimejob.backtest import BacktestResult
+from crimejob.models.backtest import BacktestResult
 
 
 def test_newey_west_equals_the_plain_standard_error_on_independent_weeks_and_grows_on_trends():

@@ -11,8 +11,8 @@ import psycopg2
 import pytest
 import sqlalchemy as sa
 
-from crimejob.forecast_store import ModelForecast, rank_cells, write_forecasts
-from crimejob.grid import N_CELLS
+from crimejob.grid.cells import N_CELLS
+from crimejob.serving.forecast_store import ModelForecast, rank_cells, write_forecasts
 
 WEEK = date(2024, 1, 1)
 
@@ -143,7 +143,7 @@ def test_every_bi_column_is_documented(engine):
 
 
 def test_flagged_cells_are_outlined_edge_by_edge():
-    from crimejob.plot import outline_segments
+    from crimejob.serving.plot import outline_segments
 
     mask = np.zeros((60, 75), dtype=bool)
     mask[10, 20] = True  # one cell: four edges

@@ -7,7 +7,7 @@ from datetime import date
 import pandas as pd
 import sqlalchemy as sa
 
-from crimejob.calendar import holiday_table, load_holidays
+from crimejob.grid.calendar import holiday_table, load_holidays
 
 
 def names_by_day(years) -> dict[date, str]:

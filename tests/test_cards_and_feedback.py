@@ -11,14 +11,14 @@ import sqlalchemy as sa
 
 from crimejob.cli import main
 from crimejob.devworld import la_world
-from crimejob.feedback import World, format_check, run_check, simulate
-from crimejob.forecast_store import ModelForecast, write_forecasts
-from crimejob.forecasters import get_forecaster
-from crimejob.grid import N_CELLS
-from crimejob.gridstore import store_history
-from crimejob.history import GridHistory
+from crimejob.grid.cells import N_CELLS
+from crimejob.grid.gridstore import store_history
+from crimejob.grid.history import GridHistory
+from crimejob.models.forecasters import get_forecaster
 from crimejob.runs import finish_run, start_run
-from crimejob.scoring import score_target_week
+from crimejob.serving.feedback import World, format_check, run_check, simulate
+from crimejob.serving.forecast_store import ModelForecast, write_forecasts
+from crimejob.serving.scoring import score_target_week
 
 WEEK = date(2024, 1, 1)
 
@@ -115,7 +115,7 @@ def test_crimejob_card_writes_the_production_models_card(production_weeks, tmp_p
 
 
 def test_a_change_of_production_stores_the_new_models_card(production_weeks, tmp_path, monkeypatch):
-    from crimejob.cards import refresh_production_card
+    from crimejob.serving.cards import refresh_production_card
 
     monkeypatch.setenv("CRIMEJOB_MODEL_DIR", str(tmp_path / "models"))
     engine = production_weeks
@@ -156,7 +156,7 @@ def test_week_status_says_which_weeks_are_complete(production_weeks):
 
 
 def test_model_version_and_decision_views_carry_the_numbers(clean_db, tmp_path, monkeypatch):
-    from crimejob.training import train
+    from crimejob.models.training import train
 
     monkeypatch.setenv("CRIMEJOB_MODEL_DIR", str(tmp_path / "models"))
     history = la_world(seed=9, start=date(2021, 1, 4), weeks=40).history()
@@ -176,7 +176,7 @@ def test_model_version_and_decision_views_carry_the_numbers(clean_db, tmp_path, 
     assert decisions["margin_vs_baseline"][0] == pytest.approx(
         decisions["candidate_score"][0] - decisions["baseline_score"][0]
     )
-    from crimejob.cards import build_card
+    from crimejob.serving.cards import build_card
 
     card = build_card(clean_db, "rate_cnn", str(result.version)).text
     assert f"# Model card: rate_cnn v{result.version}" in card

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from crimejob import category_counts, grid
-from crimejob.aggregate import aggregate_weeks
-from crimejob.categories import (
+from crimejob.grid import category_counts
+from crimejob.grid import cells as grid
+from crimejob.grid.aggregate import aggregate_weeks
+from crimejob.grid.categories import (
     CATEGORIES,
     VIOLENT_CATEGORIES,
     VIOLENT_CODES,
@@ -19,9 +20,9 @@ from crimejob.categories import (
     code_categories,
     incident_category,
 )
-from crimejob.category_counts import load_category_counts
-from crimejob.crime_ingest import ingest_crime_csv
-from crimejob.sources.lapd import read_crime_codes
+from crimejob.grid.category_counts import load_category_counts
+from crimejob.ingest.crime_ingest import ingest_crime_csv
+from crimejob.ingest.sources.lapd import read_crime_codes
 from tests.test_aggregate import crime_rows, insert_crime
 
 W1, W2 = date(2024, 1, 1), date(2024, 1, 8)

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from crimejob import grid
-from crimejob.aggregate import aggregate_weeks
-from crimejob.cell_areas import load_cell_areas
-from crimejob.crime_ingest import ingest_crime_csv
 from crimejob.dbcopy import copy_frame
+from crimejob.grid import cells as grid
+from crimejob.grid.aggregate import aggregate_weeks
+from crimejob.grid.cell_areas import load_cell_areas
+from crimejob.ingest.crime_ingest import ingest_crime_csv
 from tests.test_aggregate import crime_rows
 
 W1, W2 = date(2024, 1, 1), date(2024, 1, 8)

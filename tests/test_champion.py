@@ -13,9 +13,13 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from crimejob import forecast_store, gridstore, steps
-from crimejob.backtest import run_backtest
-from crimejob.champion import (
+from crimejob.devworld import la_world
+from crimejob.grid import gridstore
+from crimejob.grid.gridstore import load_history, store_history
+from crimejob.grid.lag import run_weeks
+from crimejob.job import steps
+from crimejob.models.backtest import run_backtest
+from crimejob.models.champion import (
     Contender,
     baseline_contenders,
     champion_decisions,
@@ -23,12 +27,10 @@ from crimejob.champion import (
     decide,
     network_contenders,
 )
-from crimejob.compare import newey_west_se, paired
-from crimejob.devworld import la_world
-from crimejob.forecasters import BASELINES, get_forecaster
-from crimejob.gridstore import load_history, store_history
-from crimejob.lag import run_weeks
-from crimejob.training import NO_VALIDATION, TrainResult, gate_or_refuse, train
+from crimejob.models.compare import newey_west_se, paired
+from crimejob.models.forecasters import BASELINES, get_forecaster
+from crimejob.models.training import NO_VALIDATION, TrainResult, gate_or_refuse, train
+from crimejob.serving import forecast_store
 
 pytestmark = pytest.mark.slow  # trains rate_cnn on a tiny budget
 
@@ -199,7 +201,7 @@ def test_a_network_fitted_to_most_of_the_window_takes_no_part():
 def test_a_contenders_forecast_from_the_same_past_is_computed_once():
     # Issue 13: the champion window's weeks are among the dispersion's; each contender
     # forecast them twice from the same weeks in every forecast step.
-    from crimejob.forecast_store import _SamePast
+    from crimejob.serving.forecast_store import _SamePast
 
     model = get_forecaster("mean_4w", horizon=3)
     real, calls = model.predict, []
@@ -248,7 +250,7 @@ def test_no_fallback_model_setting_is_left():
 
 def test_the_cli_trains_at_the_runs_horizon(db, capsys, monkeypatch):
     from crimejob.cli import main
-    from crimejob.registry import get_version
+    from crimejob.models.registry import get_version
 
     monkeypatch.setenv("CRIMEJOB_HYPERPARAMETERS", json.dumps(TINY))
     code = main(["train", "--week", str(week(33)), "--mode", "retrain"])

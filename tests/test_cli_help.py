@@ -46,8 +46,8 @@ def test_week_start_and_end_are_explained(capsys):
 
 
 def test_the_backtest_reports_week_model_and_running_score_on_stderr(capsys):
-    from crimejob.backtest import run_backtest
     from crimejob.devworld import la_world
+    from crimejob.models.backtest import run_backtest
 
     history = la_world(seed=2, start=date(2025, 6, 2), weeks=20).history()
     start = date(2025, 6, 2) + timedelta(weeks=17)

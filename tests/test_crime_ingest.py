@@ -16,11 +16,11 @@ import pytest
 import sqlalchemy as sa
 
 from crimejob import cli
-from crimejob.crime_ingest import ingest_crime_api, ingest_crime_csv, load_crime_records
 from crimejob.errors import SourceError
-from crimejob.grid import cell_of
-from crimejob.sources.lapd import LEGACY_VIOLENT_CODES, NIBRS_VIOLENT_CODES
-from crimejob.weeks import week_start
+from crimejob.grid.cells import cell_of
+from crimejob.grid.weeks import week_start
+from crimejob.ingest.crime_ingest import ingest_crime_api, ingest_crime_csv, load_crime_records
+from crimejob.ingest.sources.lapd import LEGACY_VIOLENT_CODES, NIBRS_VIOLENT_CODES
 from tests.fakes.server import Fault
 from tests.fakes.soda import (
     LEGACY_ID,
@@ -56,8 +56,8 @@ def _scalar(engine, sql: str, **params):
 def _snapshot(engine) -> list:
     return _rows(
         engine,
-        "SELECT source, record_id, payload::text, week_start, cell_id, updated_at "
-        "FROM raw.crime_records ORDER BY 1, 2",
+        "SELECT source, record_id, raw.crime_payload(payload, csv_layout, csv_fields)::text, "
+        "week_start, cell_id, updated_at FROM raw.crime_records ORDER BY 1, 2",
     )
 
 
@@ -274,7 +274,7 @@ def test_nibrs_offenses_held_by_both_nibrs_datasets_count_once_by_caseno(clean_d
     per_case = {c: sum(r["caseno"] == c for r in nibrs) for c in cases}
     assert dict(incidents) == per_case
 
-    from crimejob.aggregate import aggregate_weeks
+    from crimejob.grid.aggregate import aggregate_weeks
 
     weeks = sorted({week_start(date.fromisoformat(r["date_occ"][:10])) for r in nibrs})
     aggregate_weeks(clean_db, weeks[0], weeks[-1])
@@ -285,7 +285,7 @@ def test_nibrs_offenses_held_by_both_nibrs_datasets_count_once_by_caseno(clean_d
 def test_a_2024_transition_window_is_read_from_both_series_and_grid_weeks_keeps_the_mix(
     clean_db,
 ):
-    from crimejob.aggregate import aggregate_weeks
+    from crimejob.grid.aggregate import aggregate_weeks
     from tests.fakes.soda import portal_datasets
 
     first, last = date(2024, 10, 7), date(2024, 11, 3)
@@ -391,6 +391,32 @@ def test_csv_payloads_match_the_api_so_the_same_record_reads_unchanged(clean_db,
     assert (report.loaded, report.updated, report.unchanged) == (0, 0, 300)
 
 
+def test_a_csv_record_keeps_its_row_as_text_and_reads_as_the_api_payload(clean_db, tmp_path):
+    """Migration 240: the export's row is stored as text (csv_fields, named by its layout),
+    no jsonb is built on import, and the payload read back is the API's record."""
+    frame = legacy_frame(300, *WEEK, seed=15)
+    ingest_crime_csv(clean_db, write_portal_csv(frame, tmp_path / "export.csv"))
+    stored = _rows(
+        clean_db,
+        "SELECT count(*) FILTER (WHERE payload IS NULL), count(csv_fields), "
+        "count(DISTINCT csv_layout) FROM raw.crime_records",
+    )
+    assert stored == [(300, 300, 1)]
+    by_key = {r["dr_no"]: r for r in make_legacy_records(300, *WEEK, seed=15)}
+    read = dict(_rows(clean_db, "SELECT record_id, payload FROM raw.crime_record_payloads"))
+    assert read == by_key
+    # the function gives the same payload, and a field reads without building it
+    (same,) = _rows(
+        clean_db,
+        "SELECT bool_and(raw.crime_payload(r.payload, r.csv_layout, r.csv_fields) = p.payload "
+        "AND r.csv_fields[array_position(l.keys, 'area')] IS NOT DISTINCT FROM "
+        "p.payload ->> 'area') "
+        "FROM raw.crime_records AS r JOIN raw.crime_csv_layouts AS l ON l.layout_id = r.csv_layout "
+        "JOIN raw.crime_record_payloads AS p USING (source, record_id)",
+    )
+    assert same == (True,)
+
+
 def _table_definition(engine) -> list:
     return _rows(
         engine,
@@ -409,9 +435,10 @@ def test_a_csv_into_an_empty_table_keeps_its_indexes_and_constraints(clean_db, t
     assert ingest_crime_csv(clean_db, path).loaded == 200
     assert _table_definition(clean_db) == before
     steps = _scalar(clean_db, "SELECT step_seconds FROM ops.runs")
-    assert {"copy_raw", "read_map_stage", "merge", "build_indexes", "rejects", "total"} == set(
-        steps
-    )
+    assert set(steps) == {
+        "copy_raw", "read_map_beside_copy", "read_map_stage", "merge", "build_indexes",
+        "rejects", "total",
+    }  # fmt: skip
     with pytest.raises(sa.exc.IntegrityError, match="crime_records_pkey"):
         with clean_db.begin() as conn:
             conn.execute(
@@ -467,7 +494,7 @@ def test_a_malformed_csv_fails_naming_the_line_and_writes_nothing(clean_db, tmp_
 
 
 def test_a_failure_after_the_merge_rolls_the_whole_file_back(clean_db, tmp_path, monkeypatch):
-    from crimejob import crime_ingest
+    from crimejob.ingest import crime_ingest
 
     def fail(*args, **kwargs):
         raise RuntimeError("disk full")
@@ -517,3 +544,21 @@ def test_an_empty_window_loads_nothing_and_succeeds(clean_db):
     report = load_crime_records(clean_db, [(LEGACY_ID, []), (NIBRS_2026_ID, [])])
     assert (report.fetched, report.loaded, report.rejected_total) == (0, 0, 0)
     assert _scalar(clean_db, "SELECT status FROM ops.runs") == "succeeded"
+
+
+def test_divisions_read_the_same_from_a_csv_row_as_from_an_api_payload(clean_db, tmp_path):
+    """cell_areas reads area and area_name from csv_fields without building the payload."""
+    from crimejob.grid.cell_areas import refresh_cell_areas
+
+    def areas() -> list:
+        with clean_db.begin() as conn:
+            refresh_cell_areas(conn, *WEEK)
+        return _rows(clean_db, "SELECT * FROM grid.weekly_areas ORDER BY 1, 2, 3")
+
+    frame = legacy_frame(300, *WEEK, seed=15)
+    ingest_crime_csv(clean_db, write_portal_csv(frame, tmp_path / "export.csv"))
+    from_csv = areas()
+    clean_db_truncate(clean_db)
+    with soda_server({LEGACY_ID: make_legacy_records(300, *WEEK, seed=15)}):
+        ingest_crime_api(clean_db, *WEEK, datasets=[LEGACY_ID])
+    assert from_csv and areas() == from_csv

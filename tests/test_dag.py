@@ -153,7 +153,7 @@ def _context(**values):
 
 
 def test_the_week_comes_from_the_data_interval_or_the_week_param(dag_module):
-    from crimejob.weeks import latest_complete_week
+    from crimejob.grid.weeks import latest_complete_week
 
     module = dag_module
     utc_start = datetime(2024, 1, 15, 8, tzinfo=ZoneInfo("UTC"))  # Monday 00:00 in LA
@@ -205,7 +205,7 @@ def test_airflow_dags_test_bootstraps_and_runs_three_weeks_against_todays_portal
 ):
     """Against a portal like LAPD's today (13-day publication lag, y8y3-fqfu 403), every
     weekly run of the DAG writes next week's forecast from the newest complete week."""
-    from crimejob.lag import run_moment
+    from crimejob.grid.lag import run_moment
 
     engine = clean_db
     soda, ncei = sources

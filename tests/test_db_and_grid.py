@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from crimejob import grid
 from crimejob.db import SQL_DIR, MigrationChangedError, migrations, upgrade, view_files
+from crimejob.grid import cells as grid
 
 
 def test_migrations_are_recorded_and_safe_to_run_twice(engine):

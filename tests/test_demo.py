@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from crimejob.db import stop_embedded
 from crimejob.devservers.world_feed import nibrs_records
 from crimejob.devworld import la_world
-from crimejob.sources.lapd import map_api_records
+from crimejob.ingest.sources.lapd import map_api_records
 
 pytestmark = pytest.mark.slow
 

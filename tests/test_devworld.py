@@ -20,8 +20,8 @@ import pytest
 
 from crimejob.devworld import LAWorld, la_world, load_params
 from crimejob.devworld.calibrate import ERA_SAMPLE, calibrate, main, near_repeat_excess
-from crimejob.grid import cell_of
-from crimejob.sources.lapd import LEGACY_VIOLENT_CODES, NIBRS_VIOLENT_CODES
+from crimejob.grid.cells import cell_of
+from crimejob.ingest.sources.lapd import LEGACY_VIOLENT_CODES, NIBRS_VIOLENT_CODES
 
 REAL_VIOLENT = {2020: 28_503, 2021: 30_576, 2022: 31_216}
 REAL_ALL = {2020: 199_365, 2021: 209_288, 2022: 234_060}

@@ -12,11 +12,11 @@ from matplotlib.image import imread
 
 from crimejob.cli import main
 from crimejob.dbcopy import copy_frame
-from crimejob.division_plot import division_volume, plot_divisions
-from crimejob.divisions import CITYWIDE
 from crimejob.errors import DataError
-from crimejob.forecast_store import ModelForecast, write_forecasts
-from crimejob.grid import N_CELLS
+from crimejob.grid.cells import N_CELLS
+from crimejob.serving.division_plot import division_volume, plot_divisions
+from crimejob.serving.divisions import CITYWIDE
+from crimejob.serving.forecast_store import ModelForecast, write_forecasts
 
 FIRST = date(2024, 11, 4)
 WEEKS = [FIRST + timedelta(weeks=k) for k in range(6)]  # Thanksgiving: 2024-11-25

@@ -9,9 +9,9 @@ import pandas as pd
 import sqlalchemy as sa
 
 from crimejob.dbcopy import copy_frame
-from crimejob.divisions import CITYWIDE, division_labels, summed_rows
-from crimejob.forecast_store import ModelForecast, write_forecasts
-from crimejob.grid import N_CELLS
+from crimejob.grid.cells import N_CELLS
+from crimejob.serving.divisions import CITYWIDE, division_labels, summed_rows
+from crimejob.serving.forecast_store import ModelForecast, write_forecasts
 
 TARGET = date(2024, 3, 4)
 THROUGH = TARGET - timedelta(weeks=3)

@@ -13,11 +13,11 @@ from datetime import date
 import numpy as np
 import pytest
 
-from crimejob.backtest import run_backtest
 from crimejob.devworld import la_world
-from crimejob.forecasters import get_forecaster
-from crimejob.forecasters.longrun import smooth
-from crimejob.history import GridHistory
+from crimejob.grid.history import GridHistory
+from crimejob.models.backtest import run_backtest
+from crimejob.models.forecasters import get_forecaster
+from crimejob.models.forecasters.longrun import smooth
 
 NEW = ("mean_all", "kde_mean", "incident_share", "lgbm")
 
@@ -95,7 +95,7 @@ def test_with_violent_counts_only_incident_share_is_a_smoothed_mean():
 
 
 def test_lgbm_fits_once_per_anchor_and_never_after_the_history(world):
-    from crimejob.forecasters import gbm
+    from crimejob.models.forecasters import gbm
 
     model = get_forecaster("lgbm", refit_every=4, num_boost_round=60)
     first = world.select(slice(0, 100))

@@ -9,14 +9,14 @@ import pytest
 
 from crimejob.devworld import la_world
 from crimejob.errors import DataError
-from crimejob.forecasters import (
+from crimejob.grid.history import GridHistory
+from crimejob.models.forecasters import (
     BASELINES,
     DEFAULT_MODEL,
     available,
     default_model,
     get_forecaster,
 )
-from crimejob.history import GridHistory
 
 
 def ramp_history(weeks: int) -> GridHistory:

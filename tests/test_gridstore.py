@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from crimejob.devworld import la_world
-from crimejob.gridstore import contiguous_since, history_for_run, load_history, store_history
+from crimejob.grid.gridstore import contiguous_since, history_for_run, load_history, store_history
 
 FIRST = date(2023, 1, 2)
 
@@ -153,9 +153,9 @@ def test_history_carries_all_incidents_and_the_nibrs_share_of_each_week(clean_db
 def test_the_as_of_counts_less_late_reports_equal_the_grouping_of_every_record(clean_db):
     # Issue 13: a run's as-of history is the grid rows less the incidents first reported
     # after its cut-off, instead of a grouping of every record; the counts are the same.
-    from crimejob.aggregate import aggregate_weeks
-    from crimejob.crime_ingest import load_crime_records
-    from crimejob.weeks import week_start
+    from crimejob.grid.aggregate import aggregate_weeks
+    from crimejob.grid.weeks import week_start
+    from crimejob.ingest.crime_ingest import load_crime_records
     from tests.fakes.soda import (
         LEGACY_ID,
         NIBRS_2026_ID,
@@ -195,7 +195,7 @@ def test_the_as_of_counts_less_late_reports_equal_the_grouping_of_every_record(c
 def test_the_grid_rows_read_through_copy_are_those_a_query_returns(clean_db):
     import pandas as pd
 
-    from crimejob.gridstore import _QUERY, _read_grid
+    from crimejob.grid.gridstore import _QUERY, _read_grid
 
     write_weeks(clean_db, FIRST, 4)
     with clean_db.begin() as conn:  # a NULL and a value with every digit
@@ -216,7 +216,7 @@ def test_the_grid_rows_read_through_copy_are_those_a_query_returns(clean_db):
 def test_the_as_of_counts_group_the_records_where_the_grid_is_not_their_aggregation(
     clean_db, monkeypatch
 ):
-    from crimejob import gridstore
+    from crimejob.grid import gridstore
 
     weeks = write_weeks(clean_db, FIRST, 6)  # stored from arrays: no records behind them
     used = []

@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from crimejob import cli
-from crimejob.crime_ingest import ingest_crime_csv
+from crimejob.ingest.crime_ingest import ingest_crime_csv
 from tests.fakes.soda import LEGACY_ID, legacy_frame, make_legacy_records, write_portal_csv
 
 WEEK = (date(2023, 1, 2), date(2023, 1, 8))
@@ -48,11 +48,15 @@ def test_a_crafted_csv_header_is_kept_as_data_and_never_runs_as_sql(clean_db, tm
     report = ingest_crime_csv(clean_db, path)
 
     assert report.loaded == 20
-    keys = _rows(clean_db, "SELECT DISTINCT jsonb_object_keys(payload) FROM raw.crime_records")
+    keys = _rows(
+        clean_db, "SELECT DISTINCT jsonb_object_keys(payload) FROM raw.crime_record_payloads"
+    )
     keys = {k for (k,) in keys}
     assert "stolen" not in keys
     assert STOLEN in keys and "weird_'col'_%s" in keys
-    values = _rows(clean_db, "SELECT DISTINCT payload ->> :k FROM raw.crime_records", k=STOLEN)
+    values = _rows(
+        clean_db, "SELECT DISTINCT payload ->> :k FROM raw.crime_record_payloads", k=STOLEN
+    )
     assert values == [("kept",)]
 
 
@@ -60,7 +64,7 @@ def test_a_crafted_csv_header_is_kept_as_data_and_never_runs_as_sql(clean_db, tm
 
 
 def _future_monday() -> date:
-    from crimejob.weeks import latest_complete_week
+    from crimejob.grid.weeks import latest_complete_week
 
     return latest_complete_week() + timedelta(weeks=2)
 
@@ -82,8 +86,8 @@ def test_a_backfill_reaching_into_the_future_is_refused_before_it_starts(clean_d
 
 
 def test_the_completeness_check_fails_when_the_trailing_median_is_zero(clean_db):
-    from crimejob.lag import run_weeks
-    from crimejob.steps import IncompleteWeekError, check_completeness
+    from crimejob.grid.lag import run_weeks
+    from crimejob.job.steps import IncompleteWeekError, check_completeness
 
     week = date(2023, 3, 6)
     through = run_weeks(week).history_through
@@ -101,8 +105,8 @@ def test_the_completeness_check_fails_when_the_trailing_median_is_zero(clean_db)
 
 
 def test_a_null_metric_stored_for_nan_reads_back_as_nan_and_the_gate_still_decides(clean_db):
-    from crimejob.registry import production_version
-    from crimejob.training import gate_decision
+    from crimejob.models.registry import production_version
+    from crimejob.models.training import gate_decision
 
     with clean_db.begin() as conn:
         conn.execute(
@@ -132,9 +136,9 @@ def _incidents(engine, week: date) -> int:
 
 
 def test_a_rerun_aggregates_the_late_report_weeks_a_killed_run_had_loaded(clean_db):
-    from crimejob import steps
-    from crimejob.aggregate import aggregate_weeks
-    from crimejob.crime_ingest import load_crime_records
+    from crimejob.grid.aggregate import aggregate_weeks
+    from crimejob.ingest.crime_ingest import load_crime_records
+    from crimejob.job import steps
 
     old_week = date(2023, 1, 2)
     records = make_legacy_records(200, old_week, date(2023, 2, 26), seed=33)
@@ -197,7 +201,7 @@ def test_a_killed_run_is_marked_abandoned_and_a_live_one_is_left_running(clean_d
 
 
 def test_a_second_run_of_the_same_week_waits_for_the_first(clean_db, monkeypatch):
-    from crimejob.pipeline import run_week
+    from crimejob.job.pipeline import run_week
 
     # nothing listens there: once it has the lock, the run fails at its first fetch
     monkeypatch.setenv("CRIMEJOB_SODA_URL", "http://127.0.0.1:9")
@@ -234,7 +238,7 @@ def test_a_second_run_of_the_same_week_waits_for_the_first(clean_db, monkeypatch
 
 
 def test_concurrent_writers_of_one_extract_each_leave_a_whole_file(tmp_path):
-    from crimejob.steps import _read_json, _write_json_atomic
+    from crimejob.job.steps import _read_json, _write_json_atomic
 
     path = tmp_path / "crime.json.gz"
     payloads = [[[f"writer{i}", list(range(20_000))]] for i in range(6)]
@@ -297,8 +301,8 @@ def test_a_start_after_the_end_is_a_one_line_usage_error(clean_db, capsys, argv)
 
 
 def test_the_library_refuses_a_reversed_range_too(clean_db):
-    from crimejob.aggregate import aggregate_weeks
     from crimejob.errors import UsageError
+    from crimejob.grid.aggregate import aggregate_weeks
 
     with pytest.raises(UsageError, match="is after --end"):
         aggregate_weeks(clean_db, date(2023, 2, 6), date(2023, 1, 2))
@@ -464,7 +468,7 @@ def _serve(handler):
 
 
 def test_the_soda_app_token_does_not_follow_a_redirect_to_another_host(monkeypatch):
-    from crimejob.sources.http import HttpClient
+    from crimejob.ingest.sources.http import HttpClient
 
     other = type("Other", (_Recorder,), {"seen": [], "target": ""})
     elsewhere = _serve(other)
@@ -487,7 +491,7 @@ def test_the_soda_app_token_does_not_follow_a_redirect_to_another_host(monkeypat
 def test_crime_records_from_the_future_before_1900_or_reported_before_occurring_are_rejected(
     clean_db,
 ):
-    from crimejob.crime_ingest import load_crime_records
+    from crimejob.ingest.crime_ingest import load_crime_records
 
     good = make_legacy_records(4, *WEEK, seed=35)
     future = dict(good[0], date_rptd="3000-01-02T00:00:00.000", date_occ="3000-01-01T00:00:00.000")
@@ -504,7 +508,7 @@ def test_crime_records_from_the_future_before_1900_or_reported_before_occurring_
 
 
 def test_weather_days_out_of_time_and_tmin_above_tmax_are_rejected(clean_db, monkeypatch):
-    from crimejob.weather_ingest import load_weather_records
+    from crimejob.ingest.weather_ingest import load_weather_records
 
     monkeypatch.setenv("CRIMEJOB_STATIONS", "USW00023174:33.94:-118.39:LAX")
     day = {"STATION": "USW00023174", "TMAX": "70", "TMIN": "50", "PRCP": "0.00"}
@@ -526,7 +530,7 @@ def test_weather_days_out_of_time_and_tmin_above_tmax_are_rejected(clean_db, mon
 )
 def test_implausible_hyperparameters_are_refused_with_the_reason(hyperparameters):
     from crimejob.errors import ConfigError
-    from crimejob.forecasters import get_forecaster
+    from crimejob.models.forecasters import get_forecaster
 
     (key,) = hyperparameters
     with pytest.raises(ConfigError, match=f"hyperparameter '{key}' must"):
@@ -537,8 +541,8 @@ def test_implausible_hyperparameters_are_refused_with_the_reason(hyperparameters
 
 
 def test_a_few_weeks_are_counted_exactly_as_the_whole_table_grouping_counts_them(clean_db):
-    from crimejob.aggregate import _COUNTS, _COUNTS_FEW_WEEKS
-    from crimejob.crime_ingest import load_crime_records
+    from crimejob.grid.aggregate import _COUNTS, _COUNTS_FEW_WEEKS
+    from crimejob.ingest.crime_ingest import load_crime_records
     from tests.fakes.soda import NIBRS_2026_ID, make_nibrs_records
 
     start, end = date(2023, 1, 2), date(2023, 3, 26)
@@ -562,9 +566,9 @@ def test_a_few_weeks_are_counted_exactly_as_the_whole_table_grouping_counts_them
 
 
 def test_a_run_reads_its_as_of_history_once_and_each_step_gets_its_own_copy(clean_db, monkeypatch):
-    from crimejob import gridstore
-    from crimejob.aggregate import aggregate_weeks
-    from crimejob.crime_ingest import load_crime_records
+    from crimejob.grid import gridstore
+    from crimejob.grid.aggregate import aggregate_weeks
+    from crimejob.ingest.crime_ingest import load_crime_records
 
     records = make_legacy_records(600, date(2022, 10, 3), date(2023, 1, 29), seed=43)
     load_crime_records(clean_db, [(LEGACY_ID, records)])
@@ -586,7 +590,7 @@ def test_a_run_reads_its_as_of_history_once_and_each_step_gets_its_own_copy(clea
 
 
 def test_late_report_weeks_are_aggregated_in_one_call_without_the_weeks_between():
-    from crimejob.steps import aggregation_ranges
+    from crimejob.job.steps import aggregation_ranges
 
     def w(n: int) -> date:
         return date(2023, 1, 2) + timedelta(weeks=n)
@@ -600,8 +604,8 @@ def test_late_report_weeks_are_aggregated_in_one_call_without_the_weeks_between(
 
 
 def test_ranges_aggregated_in_one_transaction_write_what_each_range_alone_writes(clean_db):
-    from crimejob.aggregate import aggregate_ranges, aggregate_weeks
-    from crimejob.crime_ingest import load_crime_records
+    from crimejob.grid.aggregate import aggregate_ranges, aggregate_weeks
+    from crimejob.ingest.crime_ingest import load_crime_records
 
     records = make_legacy_records(900, date(2023, 1, 2), date(2023, 3, 26), seed=44)
     load_crime_records(clean_db, [(LEGACY_ID, records)])

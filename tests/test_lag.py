@@ -13,7 +13,7 @@ import pytest
 
 from crimejob.config import get_settings
 from crimejob.errors import CrimejobError
-from crimejob.lag import run_moment, run_weeks
+from crimejob.grid.lag import run_moment, run_weeks
 
 W = date(2026, 9, 28)  # a Monday: the week that just ended when the run starts on Oct 5
 

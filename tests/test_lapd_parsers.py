@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from crimejob.crime_ingest import ingest_crime_csv
-from crimejob.sources import lapd
+from crimejob.ingest.crime_ingest import ingest_crime_csv
+from crimejob.ingest.sources import lapd
 
 LEGACY_SAMPLES = [
     "lapd_legacy_sample874_2020_portalformat.csv.gz",

@@ -20,8 +20,8 @@ import pytest
 import sqlalchemy as sa
 
 from crimejob import cli
-from crimejob.lag import run_moment
-from crimejob.pipeline import run_week
+from crimejob.grid.lag import run_moment
+from crimejob.job.pipeline import run_week
 from tests.fakes.ncei import ncei_server
 from tests.fakes.soda import (
     LEGACY_ID,

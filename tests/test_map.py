@@ -18,10 +18,10 @@ from matplotlib.image import imread
 from crimejob.cli import main
 from crimejob.dbcopy import copy_frame
 from crimejob.devworld import la_world
-from crimejob.forecast_store import ModelForecast, write_forecasts
-from crimejob.grid import N_CELLS, N_COLS
-from crimejob.gridstore import store_history
-from crimejob.maps import CMAP
+from crimejob.grid.cells import N_CELLS, N_COLS
+from crimejob.grid.gridstore import store_history
+from crimejob.serving.forecast_store import ModelForecast, write_forecasts
+from crimejob.serving.maps import CMAP
 
 WEEK = date(2024, 1, 8)
 CHROMIUM = Path("/usr/bin/chromium")
@@ -129,7 +129,7 @@ def test_the_png_has_log_colours_divisions_and_a_capture_curve(mapped_week, tmp_
 
 
 def test_capture_curve_counts_ties_fractionally_and_never_flags_zeros():
-    from crimejob.plot import CAPTURE_SHARES, capture_curve
+    from crimejob.serving.plot import CAPTURE_SHARES, capture_curve
 
     predicted = np.zeros(400)
     predicted[:4] = 1.0  # only four cells forecast anything
@@ -147,7 +147,7 @@ def test_capture_curve_counts_ties_fractionally_and_never_flags_zeros():
 
 
 def test_division_boundaries_are_drawn_between_different_divisions_only():
-    from crimejob.plot import label_segments
+    from crimejob.serving.plot import label_segments
 
     labels = np.full((60, 75), -1)
     labels[5, 5:7] = [1, 1]  # two cells of one division: six outer edges, none between

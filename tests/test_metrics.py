@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from crimejob.metrics import (
+from crimejob.models.metrics import (
     METRIC_KEYS,
     active_cells,
     flag_jaccard,

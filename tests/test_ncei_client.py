@@ -9,7 +9,7 @@ import pytest
 
 from crimejob.config import get_settings
 from crimejob.errors import SourceError
-from crimejob.sources.ncei import NceiClient, date_chunks, read_daily_csv
+from crimejob.ingest.sources.ncei import NceiClient, date_chunks, read_daily_csv
 from tests.fakes.ncei import make_daily_summaries, ncei_server, to_csv
 from tests.fakes.server import Fault
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from crimejob.devworld import la_world
-from crimejob.forecasters import get_forecaster
-from crimejob.forecasters.keras_common import trailing_mean
-from crimejob.forecasters.rate_cnn import build_rate_cnn
-from crimejob.metrics import active_cells, mean_scores, score_forecast
+from crimejob.models.forecasters import get_forecaster
+from crimejob.models.forecasters.keras_common import trailing_mean
+from crimejob.models.forecasters.rate_cnn import build_rate_cnn
+from crimejob.models.metrics import active_cells, mean_scores, score_forecast
 
 pytestmark = pytest.mark.slow
 
@@ -112,7 +112,7 @@ def test_the_same_code_runs_under_another_keras_backend(backend, tmp_path):
     pytest.importorskip(backend)
     code = (
         "import numpy as np\n"
-        "from crimejob.forecasters import get_forecaster\n"
+        "from crimejob.models.forecasters import get_forecaster\n"
         "from crimejob.devworld import la_world\n"
         "h = la_world(seed=1, weeks=20).history()\n"
         "f = get_forecaster('rate_cnn', epochs=1, max_train_windows=2)\n"

@@ -10,10 +10,10 @@ import pandas as pd
 import sqlalchemy as sa
 
 from crimejob.devworld import la_world
-from crimejob.forecast_store import ModelForecast, write_forecasts
-from crimejob.grid import N_CELLS
-from crimejob.gridstore import store_history
-from crimejob.scoring import score_complete_weeks, weeks_to_score
+from crimejob.grid.cells import N_CELLS
+from crimejob.grid.gridstore import store_history
+from crimejob.serving.forecast_store import ModelForecast, write_forecasts
+from crimejob.serving.scoring import score_complete_weeks, weeks_to_score
 
 FIRST = date(2026, 6, 1)
 

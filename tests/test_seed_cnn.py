@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from crimejob.devworld import la_world
-from crimejob.forecasters import get_forecaster
-from crimejob.forecasters.seed_cnn import build_seed_cnn, seed_cnn_parameter_count
+from crimejob.models.forecasters import get_forecaster
+from crimejob.models.forecasters.seed_cnn import build_seed_cnn, seed_cnn_parameter_count
 
 pytestmark = pytest.mark.slow
 

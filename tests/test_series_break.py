@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from crimejob.forecasters import get_forecaster
-from crimejob.history import GridHistory
-from crimejob.series_break import recording_factors, rescale_to_current_series, series_eras
+from crimejob.grid.history import GridHistory
+from crimejob.grid.series_break import recording_factors, rescale_to_current_series, series_eras
+from crimejob.models.forecasters import get_forecaster
 
 
 def _history(shares: np.ndarray, levels: np.ndarray, seed: int = 0) -> GridHistory:
@@ -60,8 +60,8 @@ def test_long_run_means_see_the_series_and_lgbm_sees_the_share_instead():
 
 
 def test_backtest_scores_are_reported_by_era_of_the_switch():
-    from crimejob.backtest import run_backtest
-    from crimejob.series_break import scores_by_era
+    from crimejob.grid.series_break import scores_by_era
+    from crimejob.models.backtest import run_backtest
 
     shares = np.concatenate([np.zeros(40), np.linspace(0.2, 0.8, 4), np.ones(12)])
     history = _history(shares, np.full(len(shares), 3000.0), seed=3)

@@ -12,8 +12,8 @@ import pytest
 
 from crimejob import cli
 from crimejob.config import get_settings
-from crimejob.crime_ingest import dataset_windows, fetch_crime_api
 from crimejob.errors import CrimejobError, SourceError
+from crimejob.ingest.crime_ingest import dataset_windows, fetch_crime_api
 from tests.fakes.server import Fault
 from tests.fakes.soda import (
     LEGACY_ID,

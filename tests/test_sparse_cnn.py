@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from crimejob.devworld import la_world
-from crimejob.forecasters import available, get_forecaster
-from crimejob.forecasters.sparse_cnn import MAP_FEATURES, rate_inputs
-from crimejob.gridstore import store_history
-from crimejob.metrics import active_cells, mean_scores, score_forecast
-from crimejob.registry import get_version, load_forecaster
-from crimejob.training import train
+from crimejob.grid.gridstore import store_history
+from crimejob.models.forecasters import available, get_forecaster
+from crimejob.models.forecasters.sparse_cnn import MAP_FEATURES, rate_inputs
+from crimejob.models.metrics import active_cells, mean_scores, score_forecast
+from crimejob.models.registry import get_version, load_forecaster
+from crimejob.models.training import train
 
 pytestmark = pytest.mark.slow
 
@@ -165,7 +165,7 @@ def test_the_same_code_runs_under_another_keras_backend(backend):
     pytest.importorskip(backend)
     code = (
         "import numpy as np\n"
-        "from crimejob.forecasters import get_forecaster\n"
+        "from crimejob.models.forecasters import get_forecaster\n"
         "from crimejob.devworld import la_world\n"
         "h = la_world(seed=1, weeks=20).history()\n"
         "f = get_forecaster('sparse_cnn', epochs=1, max_train_windows=2)\n"

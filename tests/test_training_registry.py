@@ -12,9 +12,9 @@ import sqlalchemy as sa
 
 from crimejob.devworld import la_world
 from crimejob.errors import DataError
-from crimejob.forecasters import BASELINES, get_forecaster
-from crimejob.gridstore import store_history
-from crimejob.registry import (
+from crimejob.grid.gridstore import store_history
+from crimejob.models.forecasters import BASELINES, get_forecaster
+from crimejob.models.registry import (
     ModelVersion,
     decisions,
     get_version,
@@ -23,7 +23,7 @@ from crimejob.registry import (
     production_version,
     versions,
 )
-from crimejob.training import (
+from crimejob.models.training import (
     RETRAIN_EVERY_WEEKS,
     SKIPPED,
     _after_refused_retrain,
@@ -130,7 +130,7 @@ def test_after_a_refused_retrain_no_retrain_until_the_next_is_due(db):
 
 
 def test_a_refused_scheduled_retrain_leaves_production_fine_tuning(tmp_path, monkeypatch):
-    from crimejob import training
+    from crimejob.models import training
 
     production = version(tmp_path)  # promoted, retrained for 2024-01-01
     scheduled = date(2024, 1, 1) + timedelta(weeks=RETRAIN_EVERY_WEEKS)
@@ -147,8 +147,8 @@ def test_a_refused_scheduled_retrain_leaves_production_fine_tuning(tmp_path, mon
 
 
 def test_the_production_backtest_retries_a_refused_retrain_on_the_schedule(monkeypatch):
-    from crimejob import training
-    from crimejob.policies import ProductionPolicy
+    from crimejob.models import training
+    from crimejob.models.policies import ProductionPolicy
 
     monkeypatch.setattr(training, "judge", lambda *args: ({}, {"promoted": False, "reason": "no"}))
     policy = ProductionPolicy(horizon=1, network="rate_cnn", overrides={**TINY, "epochs": 0})
@@ -264,11 +264,11 @@ def test_the_gate_promotes_only_a_model_that_beats_production_and_the_best_basel
 
 
 def test_the_weekly_train_step_learns_the_runs_horizon_on_the_complete_weeks(db, monkeypatch):
-    from crimejob import gridstore
-    from crimejob.forecast_store import make_forecasts
-    from crimejob.gridstore import load_history
-    from crimejob.lag import run_weeks
-    from crimejob.modelstep import train_for_week
+    from crimejob.grid import gridstore
+    from crimejob.grid.gridstore import load_history
+    from crimejob.grid.lag import run_weeks
+    from crimejob.job.modelstep import train_for_week
+    from crimejob.serving.forecast_store import make_forecasts
 
     # The LA world's grids have no raw records to count as of the run: read them as stored.
     monkeypatch.setattr(

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crimejob.categories import CATEGORIES, VIOLENT_CATEGORIES
-from crimejob.metrics import r_squared, score_severity
-from crimejob.severity import HARM_WEIGHTS, severity, weights
-from crimejob.typemix import (
+from crimejob.grid.categories import CATEGORIES, VIOLENT_CATEGORIES
+from crimejob.models.metrics import r_squared, score_severity
+from crimejob.serving.severity import HARM_WEIGHTS, severity, weights
+from crimejob.serving.typemix import (
     CategoryHistory,
     LongRunMix,
     ShrunkMix,
@@ -136,8 +136,8 @@ def test_category_history_counts_records_by_week_cell_and_category():
 def test_the_weekly_run_writes_category_probabilities_and_severity_per_cell(clean_db):
     from datetime import date, timedelta
 
-    from crimejob.category_forecasts import write_category_forecasts
     from crimejob.dbcopy import copy_frame
+    from crimejob.serving.category_forecasts import write_category_forecasts
 
     history, labels = mixed_world(weeks=20, cells=300, seed=5)
     weeks = [date(2024, 1, 1) + timedelta(weeks=k) for k in range(20)]

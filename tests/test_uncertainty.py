@@ -8,9 +8,9 @@ from datetime import date
 import numpy as np
 import pytest
 
-from crimejob.forecasters import get_forecaster
-from crimejob.history import GridHistory
-from crimejob.uncertainty import (
+from crimejob.grid.history import GridHistory
+from crimejob.models.forecasters import get_forecaster
+from crimejob.models.uncertainty import (
     Predictive,
     dispersion_from_history,
     fit_dispersion,
@@ -128,7 +128,7 @@ def test_dispersion_from_history_uses_only_the_weeks_the_forecaster_could_see():
 def test_the_backtest_reports_coverage_near_90_and_a_reliability_table():
     import json
 
-    from crimejob.backtest import run_backtest
+    from crimejob.models.backtest import run_backtest
 
     rng = np.random.default_rng(5)
     rate = rng.gamma(0.5, 0.8, (30, 30))

@@ -10,9 +10,9 @@ import pytest
 
 from crimejob.dbcopy import copy_frame
 from crimejob.devworld import la_world
-from crimejob.divisions import write_volume_forecasts
-from crimejob.history import GridHistory
-from crimejob.volume import (
+from crimejob.grid.history import GridHistory
+from crimejob.serving.divisions import write_volume_forecasts
+from crimejob.serving.volume import (
     CITYWIDE,
     SEASON,
     VolumeLGBM,

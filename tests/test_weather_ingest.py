@@ -12,9 +12,9 @@ import requests
 import sqlalchemy as sa
 
 from crimejob import cli
-from crimejob.aggregate import aggregate_weeks
 from crimejob.errors import SourceError
-from crimejob.weather_ingest import (
+from crimejob.grid.aggregate import aggregate_weeks
+from crimejob.ingest.weather_ingest import (
     fetch_weather_api,
     ingest_weather_api,
     ingest_weather_csv,

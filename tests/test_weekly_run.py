@@ -17,8 +17,8 @@ import sqlalchemy as sa
 
 from crimejob import cli
 from crimejob.errors import SourceError
-from crimejob.pipeline import backfill, run_week
-from crimejob.steps import IncompleteWeekError
+from crimejob.job.pipeline import backfill, run_week
+from crimejob.job.steps import IncompleteWeekError
 from tests.fakes.ncei import ncei_server
 from tests.fakes.server import Fault
 from tests.fakes.soda import LEGACY_ID, make_legacy_records, soda_server

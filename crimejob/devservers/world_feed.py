@@ -22,7 +22,7 @@ import pandas as pd
 
 from crimejob.config import DEFAULT_STATIONS, Station
 from crimejob.devworld import LAWorld
-from crimejob.grid import cell_of
+from crimejob.grid.cells import cell_of
 
 NIBRS_DATASET = "k7nn-b2ep"
 FIRST_NIBRS_ONLY_WEEK = date(2025, 1, 6)

@@ -61,8 +61,8 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import gaussian_filter
 
-from crimejob.grid import COL_WIDTH, N_COLS, N_ROWS, ROW_HEIGHT, cell_of
-from crimejob.sources.lapd import LEGACY_VIOLENT_CODES
+from crimejob.grid.cells import COL_WIDTH, N_COLS, N_ROWS, ROW_HEIGHT, cell_of
+from crimejob.ingest.sources.lapd import LEGACY_VIOLENT_CODES
 
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 PARAMS_PATH = Path(__file__).with_name("params.json")

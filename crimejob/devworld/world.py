@@ -30,7 +30,7 @@ week, vectorised over the 4,500 cells:
   histogram (violent incidents are reported sooner).
 
 :func:`la_world` is the entry point; :meth:`LAWorld.history` gives the
-:class:`~crimejob.history.GridHistory` and :meth:`LAWorld.records` the
+:class:`~crimejob.grid.history.GridHistory` and :meth:`LAWorld.records` the
 incident records of any weeks.
 """
 
@@ -47,8 +47,8 @@ import holidays
 import numpy as np
 import pandas as pd
 
-from crimejob.grid import COL_WIDTH, LAT_MAX, LON_MIN, N_CELLS, N_COLS, N_ROWS, ROW_HEIGHT
-from crimejob.history import GridHistory
+from crimejob.grid.cells import COL_WIDTH, LAT_MAX, LON_MIN, N_CELLS, N_COLS, N_ROWS, ROW_HEIGHT
+from crimejob.grid.history import GridHistory
 
 PARAMS_PATH = Path(__file__).with_name("params.json")
 WEEKS_PER_YEAR = 365.25 / 7

@@ -27,7 +27,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from crimejob.db import drop_database, upgrade
-from crimejob.lag import run_moment
+from crimejob.grid.lag import run_moment
 from tests.conftest import _server_url
 from tests.fakes.ncei import ncei_server
 from tests.fakes.soda import portal_server
