@@ -606,10 +606,16 @@ def test_late_report_weeks_are_aggregated_in_one_call_without_the_weeks_between(
 def test_ranges_aggregated_in_one_transaction_write_what_each_range_alone_writes(clean_db):
     from crimejob.grid.aggregate import aggregate_ranges, aggregate_weeks
     from crimejob.ingest.crime_ingest import load_crime_records
+    from tests.fakes.soda import NIBRS_2026_ID, make_nibrs_records
 
     records = make_legacy_records(900, date(2023, 1, 2), date(2023, 3, 26), seed=44)
-    load_crime_records(clean_db, [(LEGACY_ID, records)])
-    ranges = [(date(2023, 1, 2), date(2023, 1, 9)), (date(2023, 2, 6), date(2023, 3, 20))]
+    nibrs = make_nibrs_records(500, date(2023, 1, 2), date(2023, 3, 26), seed=45)
+    load_crime_records(clean_db, [(LEGACY_ID, records), (NIBRS_2026_ID, nibrs)])
+    ranges = [
+        (date(2023, 1, 2), date(2023, 1, 9)),
+        (date(2023, 1, 23), date(2023, 1, 23)),
+        (date(2023, 2, 6), date(2023, 3, 20)),
+    ]
     tables = {
         "grid.weekly": "SELECT * FROM grid.weekly ORDER BY 1, 2",
         "grid.weeks": "SELECT week_start, series, incident_total, violent_total, "
@@ -627,6 +633,6 @@ def test_ranges_aggregated_in_one_transaction_write_what_each_range_alone_writes
             conn.execute(sa.text(f"DELETE FROM {table}"))
     report = aggregate_ranges(clean_db, ranges)
     together = {t: _rows(clean_db, q) for t, q in tables.items()}
-    assert len(report.weeks) == 9 and report.rows_written == 9 * 4500
+    assert len(report.weeks) == 10 and report.rows_written == 10 * 4500
     for table in tables:
         assert together[table] and together[table] == alone[table], table

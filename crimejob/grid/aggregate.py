@@ -100,6 +100,32 @@ _COUNTS_FEW_WEEKS = sa.text(
 )
 FEW_WEEKS = 26  # up to here per-incident lookups beat one grouping of the whole table
 
+# The same two counts for a set of weeks (several ranges aggregated in one transaction):
+# an incident is counted in its one week, so counting the set at once counts what each
+# range would.
+_COUNTS_SET = sa.text(
+    f"""
+    SELECT week_start, cell_id, series, {_COUNT_COLUMNS}
+    FROM raw.incidents
+    WHERE week_start = ANY(:weeks)
+    GROUP BY week_start, cell_id, series
+    """
+)
+_COUNTS_FEW_WEEKS_SET = sa.text(
+    f"""
+    SELECT i.week_start, i.cell_id, i.series, {_COUNT_COLUMNS}
+    FROM (SELECT DISTINCT series, incident_id FROM raw.crime_records
+          WHERE week_start = ANY(:weeks)) AS t
+    CROSS JOIN LATERAL (
+        SELECT * FROM raw.incidents AS v
+        WHERE v.series = t.series AND v.incident_id = t.incident_id
+        OFFSET 0
+    ) AS i
+    WHERE i.week_start = ANY(:weeks)
+    GROUP BY i.week_start, i.cell_id, i.series
+    """
+)
+
 # Which incidents of raw.incidents the grid counts (the category counts use the same).
 MODELLED_INCIDENTS = "NOT is_police_initiated"
 
@@ -356,6 +382,33 @@ def _aggregate(
     counts = pd.read_sql_query(query, conn, params=params)
     if not counts.empty:
         counts["week_start"] = pd.to_datetime(counts["week_start"]).dt.date
+    frame, week_rows = _range_rows(conn, weeks, counts, report)
+    conn.execute(
+        sa.text("DELETE FROM grid.weekly WHERE week_start BETWEEN :first AND :last"), params
+    )
+    conn.execute(
+        sa.text("DELETE FROM grid.weeks WHERE week_start BETWEEN :first AND :last"), params
+    )
+    report.rows_written += copy_frame(conn, frame, "grid.weekly", list(frame.columns))
+    conn.execute(_INSERT_WEEKS, week_rows)
+    cells = refresh_cell_areas(conn, first, last, rebuild=rebuild)
+    if cells is not None:
+        report.cells_with_division = cells
+    report.category_rows += refresh_category_counts(
+        conn, first, last, MODELLED_INCIDENTS, sync=sync
+    )
+    staleweeks.clear(conn, first, last)
+
+
+def _range_rows(
+    conn: Connection, weeks: list[date], counts: pd.DataFrame, report: AggregateReport
+) -> tuple[pd.DataFrame, list[dict]]:
+    """The grid.weekly frame and grid.weeks rows of the consecutive ``weeks`` from their
+    ``counts`` (those weeks' rows of the count query) and the weather and holidays read
+    here; the report's totals updated."""
+    first, last = weeks[0], weeks[-1]
+    last_day = last + timedelta(days=6)
+    params = {"first": first, "last": last, "last_day": last_day}
     incidents, violent = _dense_counts(counts, weeks)
 
     daily = pd.read_sql_query(_WEATHER, conn, params=params)
@@ -391,29 +444,51 @@ def _aggregate(
             "holiday": np.repeat(holiday, grid.N_CELLS),
         }
     )
-    conn.execute(
-        sa.text("DELETE FROM grid.weekly WHERE week_start BETWEEN :first AND :last"), params
-    )
-    conn.execute(
-        sa.text("DELETE FROM grid.weeks WHERE week_start BETWEEN :first AND :last"), params
-    )
-    report.rows_written += copy_frame(conn, frame, "grid.weekly", list(frame.columns))
-    conn.execute(
-        _INSERT_WEEKS, _week_rows(weeks, counts, incidents, violent, reported, holiday_names)
-    )
-    cells = refresh_cell_areas(conn, first, last, rebuild=rebuild)
-    if cells is not None:
-        report.cells_with_division = cells
-    report.category_rows += refresh_category_counts(
-        conn, first, last, MODELLED_INCIDENTS, sync=sync
-    )
-    staleweeks.clear(conn, first, last)
-
     report.incident_total += int(incidents.sum())
     report.violent_total += int(violent.sum())
     report.stations = max(report.stations, len(stations))
     no_weather = np.isnan(cell_temp).all(axis=1) & np.isnan(cell_rain).all(axis=1)
     report.weeks_without_weather += [w for w, gap in zip(weeks, no_weather, strict=True) if gap]
+    return frame, _week_rows(weeks, counts, incidents, violent, reported, holiday_names)
+
+
+def _aggregate_spans(conn: Connection, spans: list[list[date]], report: AggregateReport) -> None:
+    """Aggregate several ranges of consecutive weeks inside the caller's transaction, with
+    what does not depend on the range done once: the lock, the holidays, the counts (one
+    query over the set of weeks), the deletes, one COPY of every range's rows, the
+    category mapping and the rebuild of the cell divisions. What each range reads for its
+    own weeks (weather, holiday names, divisions, categories) is read per range, as
+    :func:`_aggregate` does, so the rows are those each range alone writes."""
+    weeks = [w for span in spans for w in span]
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+    years = {
+        y for span in spans for y in range(span[0].year, (span[-1] + timedelta(days=6)).year + 1)
+    }
+    load_holidays(conn, years)
+    query = _COUNTS_FEW_WEEKS_SET if len(weeks) <= FEW_WEEKS else _COUNTS_SET
+    counts = pd.read_sql_query(query, conn, params={"weeks": weeks})
+    if not counts.empty:
+        counts["week_start"] = pd.to_datetime(counts["week_start"]).dt.date
+    frames, week_rows = [], []
+    for span in spans:
+        mine = counts[counts["week_start"].isin(set(span))] if not counts.empty else counts
+        frame, rows = _range_rows(conn, span, mine.reset_index(drop=True), report)
+        frames.append(frame)
+        week_rows += rows
+    conn.execute(
+        sa.text("DELETE FROM grid.weekly WHERE week_start = ANY(:weeks)"), {"weeks": weeks}
+    )
+    conn.execute(sa.text("DELETE FROM grid.weeks WHERE week_start = ANY(:weeks)"), {"weeks": weeks})
+    frame = pd.concat(frames, ignore_index=True)
+    report.rows_written += copy_frame(conn, frame, "grid.weekly", list(frame.columns))
+    conn.execute(_INSERT_WEEKS, week_rows)
+    for i, span in enumerate(spans):
+        refresh_cell_areas(conn, span[0], span[-1], rebuild=False)
+        report.category_rows += refresh_category_counts(
+            conn, span[0], span[-1], MODELLED_INCIDENTS, sync=i == 0
+        )
+        staleweeks.clear(conn, span[0], span[-1])
+    report.cells_with_division = rebuild_cell_areas(conn)
 
 
 def aggregate_weeks(engine: Engine, start: date, end: date) -> AggregateReport:
@@ -456,10 +531,7 @@ def aggregate_ranges(engine: Engine, ranges: list[tuple[date, date]]) -> Aggrega
         engine, "aggregate", {"start": weeks[0], "end": weeks[-1], "ranges": len(ranges)}
     ) as counts:
         with engine.begin() as conn:
-            # the newest range first: it holds the run's window, the rest are late reports
-            for i, span in enumerate(reversed(spans)):
-                _aggregate(conn, span, report, sync=i == 0, rebuild=False)
-            report.cells_with_division = rebuild_cell_areas(conn)
+            _aggregate_spans(conn, spans, report)
         report.weeks_without_weather.sort()
         report.seconds = time.perf_counter() - began
         counts.update(report.as_dict())
