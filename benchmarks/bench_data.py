@@ -9,7 +9,8 @@ mix), then, in a throwaway database on the embedded PostgreSQL (or the server
 in CRIMEJOB_DATABASE_URL):
 
 1. a bare ``COPY`` of the file into an unindexed table of text columns;
-2. ``ingest_crime_csv`` of the same file (the target: at most 3x the bare COPY);
+2. ``ingest_crime_csv`` of the same file (the target: at most 3x the bare COPY), and
+   reading every imported record's payload back (built on read since migration 240);
 3. the same import again (every record unchanged);
 4. ``aggregate_weeks`` over every week the records fall in (target: under 60 s);
 5. ``ingest_crime_api`` of one week served by the fake SODA server over HTTP.
@@ -18,8 +19,10 @@ in CRIMEJOB_DATABASE_URL):
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -50,6 +53,51 @@ def bare_copy(engine: sa.Engine, path: Path) -> int:
     return rows
 
 
+class CpuClock:
+    """CPU seconds (user + system) spent since the last lap by this process (the client)
+    and by the server processes connected to the database, read from /proc: the server
+    part is 0 when the server is not on this machine."""
+
+    @dataclass
+    class Lap:
+        client: float
+        server: float
+
+        @property
+        def total(self) -> float:
+            return self.client + self.server
+
+        def __str__(self) -> str:
+            if not self.server:
+                return f"CPU: client {self.client:.1f} s (server not on this machine)"
+            return f"CPU: server {self.server:.1f} s, client {self.client:.1f} s"
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.client, self.server = time.process_time(), self._server()
+
+    def _server(self) -> dict[int, float]:
+        with self.engine.connect() as conn:
+            pids = conn.exec_driver_sql(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            ).scalars()
+            seconds = {}
+            for pid in pids:
+                try:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                seconds[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return seconds
+
+    def lap(self) -> CpuClock.Lap:
+        client, server = time.process_time(), self._server()
+        spent = sum(s - self.server.get(pid, 0.0) for pid, s in server.items())
+        lap = self.Lap(client - self.client, spent)
+        self.client, self.server = client, server
+        return lap
+
+
 def import_steps(engine: sa.Engine) -> dict[str, float]:
     """Where the last import's time went, as ingest_crime_csv recorded it."""
     with engine.connect() as conn:
@@ -64,8 +112,8 @@ def import_steps(engine: sa.Engine) -> dict[str, float]:
 
 
 def payload_alone(engine: sa.Engine) -> float:
-    """Seconds to build every row's jsonb payload from the bare table, nothing stored:
-    the part of the import no loading strategy avoids while payload is jsonb."""
+    """Seconds to build every row's jsonb payload from the bare table, nothing stored: what
+    the import cost when it stored a jsonb payload per row (migration 240 stopped that)."""
     fields = ", ".join(
         f'nullif(b."{display}", \'\') AS {field}' for field, display in PORTAL_HEADER.items()
     )
@@ -113,16 +161,20 @@ def measure(url: sa.URL, args: argparse.Namespace, csv_path: Path, results: list
     engine = sa.create_engine(url)
     try:
 
+        cpu = CpuClock(engine)
         started = time.perf_counter()
         copied = bare_copy(engine, csv_path)
         bare_s = time.perf_counter() - started
+        bare_cpu = cpu.lap()
         results.append(
-            ("bare COPY (unindexed, text)", f"{bare_s:.1f} s", f"{copied / bare_s:,.0f} rows/s")
-        )
+            ("bare COPY (unindexed, text)", f"{bare_s:.1f} s",
+             f"{copied / bare_s:,.0f} rows/s; {bare_cpu}")
+        )  # fmt: skip
 
         started = time.perf_counter()
         report = ingest_crime_csv(engine, csv_path)
         import_s = time.perf_counter() - started
+        import_cpu = cpu.lap()
         results.append(
             ("ingest_crime_csv", f"{import_s:.1f} s",
              f"{args.rows / import_s:,.0f} rows/s; loaded {report.loaded:,}, "
@@ -131,13 +183,35 @@ def measure(url: sa.URL, args: argparse.Namespace, csv_path: Path, results: list
         results.append(
             ("  ratio to bare COPY", f"{import_s / bare_s:.2f} x", "target: at most 3 x")
         )
+        results.append(("  CPU of the import", "", str(import_cpu)))
+        if bare_cpu.server and import_cpu.server:
+            results.append(
+                ("  CPU ratio to bare COPY",
+                 f"{import_cpu.server / bare_cpu.server:.2f} x",
+                 f"server CPU; with the client's: "
+                 f"{import_cpu.total / bare_cpu.total:.2f} x (wall-clock ratios swing with "
+                 "the load of a shared machine, CPU seconds do not)")
+            )  # fmt: skip
         for step, seconds in import_steps(engine).items():
-            results.append((f"  step {step}", f"{seconds:.1f} s", "from ops.runs.step_seconds"))
+            detail = "from ops.runs.step_seconds"
+            if step == "read_map_beside_copy":
+                detail += " (pandas, in a thread beside copy_raw: not in the sum)"
+            results.append((f"  step {step}", f"{seconds:.1f} s", detail))
         payload_s = payload_alone(engine)
         results.append(
             ("  jsonb payloads alone", f"{payload_s:.1f} s",
              f"{payload_s / bare_s:.2f} x the bare COPY: building the same payloads "
-             "from bare_copy, nothing written")
+             "from bare_copy, nothing written (no longer part of the import)")
+        )  # fmt: skip
+        started = time.perf_counter()
+        with engine.connect() as conn:
+            read = conn.exec_driver_sql(
+                "SELECT count(payload) FROM raw.crime_record_payloads"
+            ).scalar_one()
+        read_s = time.perf_counter() - started
+        results.append(
+            ("  payloads read back", f"{read_s:.1f} s",
+             f"{read:,} payloads built on read by raw.crime_record_payloads")
         )  # fmt: skip
 
         started = time.perf_counter()

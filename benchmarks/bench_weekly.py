@@ -105,7 +105,7 @@ def main() -> None:
         + "".join(f"{backfill_steps.get(s, 0.0):>14.2f}" for s in steps)
     )
     print()
-    print("train step of the weekly run:", weekly.steps["train"]["summary"])
+    print("train step of the weekly run:", weekly.steps["train"].summary())
 
 
 def _backfill_step_seconds(engine, weeks) -> dict[str, float]:

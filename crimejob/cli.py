@@ -139,14 +139,14 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from crimejob.job import steps
 
-    print(json.dumps(steps.score(_engine(), args.week), indent=2, default=str))
+    print(json.dumps(steps.score(_engine(), args.week).as_dict(), indent=2))
     return 0
 
 
 def cmd_forecast(args: argparse.Namespace) -> int:
     from crimejob.job import steps
 
-    print(json.dumps(steps.forecast(_engine(), args.week), indent=2, default=str))
+    print(json.dumps(steps.forecast(_engine(), args.week).as_dict(), indent=2))
     return 0
 
 

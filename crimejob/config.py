@@ -31,7 +31,8 @@ class Station:
 
 
 # GHCN-Daily stations in and around Los Angeles (coordinates from the station
-# inventory). LAX and Downtown/USC are required by the design notes.
+# inventory). LAX and Downtown/USC cover the coast and the centre; the others the valleys
+# and the south, so every cell has a station within reach.
 DEFAULT_STATIONS: tuple[Station, ...] = (
     Station("USW00023174", "LOS ANGELES INTERNATIONAL AIRPORT, CA US", 33.9381, -118.3889),
     Station("USW00093134", "LOS ANGELES DOWNTOWN USC, CA US", 34.0236, -118.2911),
@@ -83,6 +84,8 @@ DEFAULT_CRIME_DATASETS: tuple[CrimeDataset, ...] = (
 )
 CRIME_DATASETS_SETTING = "CRIMEJOB_CRIME_DATASETS"
 PUBLICATION_LAG_SETTING = "CRIMEJOB_PUBLICATION_LAG_DAYS"
+VERBOSE_SETTING = "CRIMEJOB_VERBOSE"
+DEFAULT_HISTORY_WEEKS = 104
 
 
 def _parse_crime_datasets(text: str) -> tuple[CrimeDataset, ...]:
@@ -167,6 +170,28 @@ class Settings:
     # The Airflow extract tasks' retries: a source still down after them fails the run.
     extract_retries: int = 3
     extract_retry_minutes: float = 10.0
+    # Weeks of the feedback-loop simulation in a model card (crimejob.serving.cards); the
+    # tests shorten it, the card says how many weeks it ran.
+    card_feedback_weeks: int = 26
+    # The weekly job: how many weeks of history a first run loads (None: not set, the job's
+    # default DEFAULT_HISTORY_WEEKS; the demo has a smaller default of its own), and below
+    # what share of the trailing median the newest complete week stops the run.
+    history_weeks_setting: int | None = None
+    completeness_ratio: float = 0.5
+    # The network the weekly job trains (None: not set, crimejob.models.forecasters'
+    # default), and JSON overrides of hyperparameters (the weekly job, `crimejob train`) and
+    # of per-model budgets (`crimejob backtest`); parsed where they are used.
+    model: str | None = None
+    hyperparameters: str | None = None
+    backtest_overrides: str | None = None
+    # Train on the CPU even where the backend sees a GPU; let TensorFlow's noise through.
+    force_cpu: bool = False
+    verbose: bool = False
+
+    @property
+    def history_weeks(self) -> int:
+        """Weeks of grid history a first run loads (``CRIMEJOB_HISTORY_WEEKS``, 104)."""
+        return self.history_weeks_setting or DEFAULT_HISTORY_WEEKS
 
 
 def get_settings() -> Settings:
@@ -196,6 +221,16 @@ def get_settings() -> Settings:
         champion_margin_se=_non_negative_float("CRIMEJOB_CHAMPION_MARGIN_SE", "1"),
         extract_retries=int(_env("CRIMEJOB_EXTRACT_RETRIES", "3")),
         extract_retry_minutes=float(_env("CRIMEJOB_EXTRACT_RETRY_MINUTES", "10")),
+        card_feedback_weeks=_positive_int("CRIMEJOB_CARD_FEEDBACK_WEEKS", "26"),
+        history_weeks_setting=(
+            _positive_int("CRIMEJOB_HISTORY_WEEKS", "1") if _env("CRIMEJOB_HISTORY_WEEKS") else None
+        ),
+        completeness_ratio=_non_negative_float("CRIMEJOB_COMPLETENESS_RATIO", "0.5"),
+        model=_env("CRIMEJOB_MODEL"),
+        hyperparameters=(_env("CRIMEJOB_HYPERPARAMETERS") or "").strip() or None,
+        backtest_overrides=_env("CRIMEJOB_BACKTEST_OVERRIDES"),
+        force_cpu=_env("CRIMEJOB_FORCE_CPU") == "1",
+        verbose=_env(VERBOSE_SETTING, "0") != "0",
     )
 
 

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from crimejob.config import get_settings
 from crimejob.grid.lag import run_moment, run_weeks
 from crimejob.grid.weeks import latest_complete_week, week_start
 
@@ -161,8 +162,9 @@ def run_demo(
     directory = Path(directory).resolve()
     last_week = week_start(last_week or latest_complete_week())
     weeks = [last_week - timedelta(weeks=runs - 1 - i) for i in range(runs)]
-    history_weeks = int(os.environ.get("CRIMEJOB_HISTORY_WEEKS") or DEFAULT_HISTORY_WEEKS)
-    budget = os.environ.get("CRIMEJOB_HYPERPARAMETERS") or json.dumps(DEFAULT_BUDGET)
+    settings = get_settings()
+    history_weeks = settings.history_weeks_setting or DEFAULT_HISTORY_WEEKS
+    budget = settings.hyperparameters or json.dumps(DEFAULT_BUDGET)
     target_week = last_week + timedelta(weeks=1)
 
     # the bootstrap's report window starts history_weeks before the first run's history

@@ -15,11 +15,14 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-VERBOSE_SETTING = "CRIMEJOB_VERBOSE"
+from crimejob.config import VERBOSE_SETTING, get_settings
+
+__all__ = ["VERBOSE_SETTING", "import_backend", "quiet_backend", "verbose"]
 
 
 def verbose() -> bool:
-    return os.environ.get(VERBOSE_SETTING, "") not in ("", "0")
+    """``CRIMEJOB_VERBOSE`` (``crimejob -v``): let the backend's start-up messages through."""
+    return get_settings().verbose
 
 
 @contextmanager

@@ -5,6 +5,10 @@ every run holds a PostgreSQL advisory lock from start to finish on one connectio
 its process keeps open (:class:`_Liveness`). The server drops the lock with the
 connection when the process dies; the next run to start marks every ``running``
 row whose lock is gone ``abandoned``. Works across machines, needs no clock.
+
+A weekly run that Airflow runs is one row too, written by each of its tasks in turn
+(:func:`airflow_run`, :func:`record_step`): between two tasks no process holds
+its lock, so the sweep leaves it to Airflow, which watches its own tasks.
 """
 
 from __future__ import annotations
@@ -22,11 +26,14 @@ from sqlalchemy.engine import Engine
 
 # advisory locks (key, run_id) held by a live run; 774411/774412 are db.py's and aggregate's
 RUN_LOCK_KEY = 774413
+# a transaction lock (key, hash of the Airflow run) while the run's row is found or made
+AIRFLOW_RUN_LOCK_KEY = 774415
+AIRFLOW_RUN_PARAM = "airflow_run_id"
 ABANDONED_MESSAGE = "its process ended without finishing the run (killed or lost)"
 
 _ABANDON = sa.text(
     "UPDATE ops.runs AS r SET status = 'abandoned', finished_at = now(), message = :m "
-    "WHERE r.status = 'running' AND NOT EXISTS ("
+    "WHERE r.status = 'running' AND r.params->>'airflow_run_id' IS NULL AND NOT EXISTS ("
     "  SELECT 1 FROM pg_locks AS l WHERE l.locktype = 'advisory' AND l.granted "
     "  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
     "  AND l.classid = :key AND l.objid::bigint = (r.run_id & 2147483647) AND l.objsubid = 2)"
@@ -101,6 +108,52 @@ def start_run(
     return run_id
 
 
+def airflow_run(engine: Engine, airflow_run_id: str, week: date, params: dict) -> int:
+    """The ``ops.runs`` row of the weekly run Airflow knows as ``airflow_run_id``, made by
+    the first of its tasks to start (the two extracts start together: they take turns
+    here), and set ``running`` again by every task (a retried or cleared task resumes a
+    run that had failed)."""
+    params = {**params, AIRFLOW_RUN_PARAM: airflow_run_id}
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:key, hashtext(:run))"),
+            {"key": AIRFLOW_RUN_LOCK_KEY, "run": airflow_run_id},
+        )
+        run_id = conn.execute(
+            sa.text(
+                "UPDATE ops.runs SET status = 'running', finished_at = NULL, message = NULL "
+                "WHERE kind = 'weekly' AND params->>'airflow_run_id' = :run RETURNING run_id"
+            ),
+            {"run": airflow_run_id},
+        ).scalar()
+        if run_id is None:
+            run_id = conn.execute(
+                sa.text(
+                    "INSERT INTO ops.runs (kind, week_start, params) "
+                    "VALUES ('weekly', :w, CAST(:p AS jsonb)) RETURNING run_id"
+                ),
+                {"w": week, "p": json.dumps(params, default=str)},
+            ).scalar_one()
+    mark_abandoned(engine)
+    return run_id
+
+
+def record_step(
+    engine: Engine, run_id: int, name: str, seconds: float, counts: dict | None = None
+) -> None:
+    """Add one finished step to its run: its seconds, and what it counted (its result)."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE ops.runs SET "
+                "counts = counts || jsonb_build_object(CAST(:n AS text), CAST(:c AS jsonb)), "
+                "step_seconds = step_seconds || jsonb_build_object(CAST(:n AS text), :t) "
+                "WHERE run_id = :id"
+            ),
+            {"n": name, "c": json.dumps(counts or {}, default=str), "t": seconds, "id": run_id},
+        )
+
+
 def finish_run(
     engine: Engine,
     run_id: int,
@@ -109,12 +162,14 @@ def finish_run(
     step_seconds: dict | None = None,
     message: str | None = None,
 ) -> None:
+    """End the run with ``status``; ``counts`` and ``step_seconds`` are added to those its
+    steps recorded."""
     with engine.begin() as conn:
         conn.execute(
             sa.text(
-                "UPDATE ops.runs SET status = :s, counts = CAST(:c AS jsonb), "
-                "step_seconds = CAST(:t AS jsonb), message = :m, finished_at = now() "
-                "WHERE run_id = :id"
+                "UPDATE ops.runs SET status = :s, counts = counts || CAST(:c AS jsonb), "
+                "step_seconds = step_seconds || CAST(:t AS jsonb), message = :m, "
+                "finished_at = now() WHERE run_id = :id"
             ),
             {
                 "s": status,
@@ -125,6 +180,14 @@ def finish_run(
             },
         )
     _LIVENESS.release(engine, run_id)
+
+
+def run_counts(engine: Engine, run_id: int) -> dict[str, Any]:
+    """What the run's steps recorded so far, by step name."""
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text("SELECT counts FROM ops.runs WHERE run_id = :id"), {"id": run_id}
+        ).scalar_one()
 
 
 def completed_weeks(engine: Engine, kind: str = "weekly") -> set[date]:
@@ -180,6 +243,4 @@ def track_run(engine: Engine, kind: str, params: dict[str, Any]) -> Iterator[dic
             f"{type(exc).__name__}: {exc}"[:2000],
         )  # fmt: skip
         raise
-    finish_run(
-        engine, run_id, "succeeded", counts, {kind: round(time.perf_counter() - began, 3)}
-    )
+    finish_run(engine, run_id, "succeeded", counts, {kind: round(time.perf_counter() - began, 3)})

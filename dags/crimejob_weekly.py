@@ -13,11 +13,16 @@ run starts once that week has ended. The UI displays times in the browser's time
 zone (switch it in the user menu): Monday 00:00 in LA is 07:00 or 08:00 UTC.
 
 **Tasks.** `extract_crime` and `extract_weather` (in parallel) → `load` →
-`aggregate` → `check_completeness` → `score` → `train` → `forecast`. Each calls one
-function of `crimejob.job.steps`, the functions `crimejob run` calls; all business logic
-lives in the `crimejob` package. `train` runs on the Celery queue **gpu** in the
-one-slot pool **gpu**: only the GPU worker listens there, one training at a time.
-`max_active_runs=1` keeps weeks in order, so a backfill replays them oldest first.
+`aggregate` → `check_completeness` → `score` → `train` → `forecast`: the steps of the
+weekly job as the package defines them (`crimejob.job.pipeline.WEEKLY_STEPS`), the
+same `crimejob run` and `crimejob backfill` run. Each task runs its step and records
+it in `ops.runs`: the whole Airflow run is one weekly run there (`bi.runs`), its
+forecasts carry its run id, and `crimejob backfill` skips its week. The steps pass
+their results on through that record, not through XComs. `train` runs on the Celery
+queue **gpu** in the one-slot pool **gpu**: only the GPU worker listens there, one
+training at a time. `max_active_runs=1` keeps weeks in order, so a backfill replays
+them oldest first, and a backfill run only warns on an incomplete week, as
+`crimejob backfill` does.
 
 **The publication lag.** LAPD publishes reports about two weeks late, so every run
 forecasts next week from the weeks complete when it starts (W-2 with the default
@@ -36,104 +41,28 @@ records already in the database, as `crimejob run --offline`), `allow_incomplete
 
 from __future__ import annotations
 
-from datetime import date, timedelta
-from typing import Any
+from datetime import timedelta
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
+from airflow.sdk import CronDataIntervalTimetable, Param, chain, dag, task
+
+from crimejob.job.airflow_tasks import extract_retries, run_task
 
 DAG_ID = "crimejob_weekly"
-CONNECTION_ID = "crimejob_db"
 LA_TIMEZONE = "America/Los_Angeles"
 GPU_QUEUE = "gpu"
 GPU_POOL = "gpu"
 TRAIN_MODES = ["auto", "retrain", "finetune"]
 
-WEEKLY = CronDataIntervalTimetable("0 0 * * 1", timezone=LA_TIMEZONE)
 
-
-def _extract_retries() -> dict[str, Any]:
-    """The extract tasks' retry budget (``CRIMEJOB_EXTRACT_RETRIES`` retries,
-    ``CRIMEJOB_EXTRACT_RETRY_MINUTES`` apart; 3 and 10 by default), on top of the HTTP
-    client's own short retries inside each try. A source still down after the last try
-    fails the run, and the schedule moves on: with the defaults, an unreachable source
-    ends the run failed about 30 minutes after it started."""
-    from crimejob.config import get_settings
-
-    settings = get_settings()
-    return {
-        "retries": settings.extract_retries,
-        "retry_delay": timedelta(minutes=settings.extract_retry_minutes),
-        "retry_exponential_backoff": 0,  # fixed delays: the budget is what the docs say
-    }
-
-
-EXTRACT_RETRIES = _extract_retries()
-
-
-def database_url() -> str | None:
-    """The crimejob database from the Airflow connection ``crimejob_db``, if defined.
-
-    ``None`` means "not defined": the steps then use the project's own
-    configuration (``CRIMEJOB_DATABASE_URL`` or the embedded PostgreSQL).
-    The URL is built from the connection's fields so that a Unix-socket host
-    given as ``?host=/path`` in ``AIRFLOW_CONN_CRIMEJOB_DB`` survives.
-    """
-    import sqlalchemy as sa
-    from airflow.sdk import Connection
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
-    try:
-        conn = Connection.get(CONNECTION_ID)
-    except AirflowNotFoundException:
-        return None
-    query = {key: str(value) for key, value in (conn.extra_dejson or {}).items()}
-    url = sa.engine.URL.create(
-        "postgresql+psycopg2",
-        username=conn.login or None,
-        password=conn.password or None,
-        host=conn.host or None,
-        port=conn.port or None,
-        database=conn.schema or None,
-        query=query,
-    )
-    return url.render_as_string(hide_password=False)
-
-
-def _engine():
-    from crimejob.job.steps import engine_from_url
-
-    return engine_from_url(database_url())
-
-
-def run_week(context: dict[str, Any] | None = None) -> date:
-    """The week this run is for: the ``week`` param if given, else the data interval's Monday."""
-    from crimejob.grid.weeks import latest_complete_week, week_start
-
-    context = context or get_current_context()
-    override = (context.get("params") or {}).get("week")
-    if override:
-        return week_start(str(override))
-    interval_start = context.get("data_interval_start")
-    if interval_start is None:  # a manual run without a logical date
-        return latest_complete_week()
-    return week_start(interval_start)
-
-
-def _offline(context: dict[str, Any] | None = None) -> bool:
-    """The ``offline`` param: no fetching, the records already in the database."""
-    context = context or get_current_context()
-    return bool((context.get("params") or {}).get("offline"))
-
-
-def _is_backfill(context: dict[str, Any]) -> bool:
-    run_type = getattr(context.get("dag_run"), "run_type", None)
-    return getattr(run_type, "value", run_type) == "backfill"
+def step(name: str, **settings):
+    """The task that runs step ``name`` of the weekly job, with its Airflow settings."""
+    return task(task_id=name, **settings)(run_task)(name)
 
 
 @dag(
     dag_id=DAG_ID,
-    schedule=WEEKLY,
+    schedule=CronDataIntervalTimetable("0 0 * * 1", timezone=LA_TIMEZONE),
     start_date=pendulum.datetime(2020, 1, 6, tz=LA_TIMEZONE),
     catchup=False,
     max_active_runs=1,
@@ -176,57 +105,20 @@ def _is_backfill(context: dict[str, Any]) -> bool:
     doc_md=__doc__,
 )
 def crimejob_weekly():
-    @task(execution_timeout=timedelta(hours=1), **EXTRACT_RETRIES)
-    def extract_crime() -> dict:
-        from crimejob.job import steps
-
-        if _offline():
-            return {"offline": True, "records": 0}
-        return steps.extract_crime(_engine(), run_week())
-
-    @task(execution_timeout=timedelta(hours=1), **EXTRACT_RETRIES)
-    def extract_weather() -> dict:
-        from crimejob.job import steps
-
-        if _offline():
-            return {"offline": True, "records": 0}
-        return steps.extract_weather(_engine(), run_week())
-
-    @task(execution_timeout=timedelta(hours=1))
-    def load(crime_extract: dict, weather_extract: dict) -> dict:
-        from crimejob.job import steps
-
-        if _offline():
-            return steps.offline_loaded(_engine(), run_week())
-        return steps.load(_engine(), run_week(), crime_extract, weather_extract)
-
-    @task
-    def aggregate(loaded: dict) -> dict:
-        from crimejob.job import steps
-
-        return steps.aggregate(_engine(), run_week(), loaded)
-
-    # Not retried: re-checking the same loaded rows cannot change the answer;
-    # clear the run later, or trigger it with allow_incomplete=true. Backfill
-    # runs only warn: past weeks are complete by definition (as `crimejob
-    # backfill` does).
-    @task(retries=0, execution_timeout=timedelta(minutes=10))
-    def check_completeness(aggregated: dict) -> dict:
-        from crimejob.job import steps
-
-        context = get_current_context()
-        allow = bool(context["params"].get("allow_incomplete")) or _is_backfill(context)
-        return steps.check_completeness(
-            _engine(), run_week(context), allow_incomplete=allow, offline=_offline(context)
-        )
-
-    @task
-    def score(checked: dict) -> dict:
-        from crimejob.job import steps
-
-        return steps.score(_engine(), run_week())
-
-    @task(
+    extract_crime = step("extract_crime", execution_timeout=timedelta(hours=1), **extract_retries())
+    extract_weather = step(
+        "extract_weather", execution_timeout=timedelta(hours=1), **extract_retries()
+    )
+    load = step("load", execution_timeout=timedelta(hours=1))
+    aggregate = step("aggregate")
+    # Not retried: re-checking the same loaded rows cannot change the answer; clear the
+    # run later, or trigger it with allow_incomplete=true.
+    check_completeness = step(
+        "check_completeness", retries=0, execution_timeout=timedelta(minutes=10)
+    )
+    score = step("score")
+    train = step(
+        "train",
         queue=GPU_QUEUE,
         pool=GPU_POOL,
         execution_timeout=timedelta(hours=6),
@@ -235,20 +127,15 @@ def crimejob_weekly():
         f"`{GPU_QUEUE}` (only the GPU worker listens there) in the one-slot pool `{GPU_POOL}`: "
         "one training at a time.",
     )
-    def train(scored: dict) -> dict:
-        from crimejob.job import steps
+    forecast = step("forecast")
 
-        mode = get_current_context()["params"].get("train_mode") or "auto"
-        return steps.train(_engine(), run_week(), mode=mode)
-
-    @task
-    def forecast(trained: dict) -> dict:
-        from crimejob.job import steps
-
-        return steps.forecast(_engine(), run_week())
-
-    loaded = load(extract_crime(), extract_weather())
-    forecast(train(score(check_completeness(aggregate(loaded)))))
+    # extract_crime ─┐
+    #                ├─ load ─ aggregate ─ check_completeness ─ score ─ train ─ forecast
+    # extract_weather┘          (crimejob.job.pipeline.WEEKLY_STEPS, tests/test_dag.py)
+    chain(
+        [extract_crime, extract_weather], load, aggregate, check_completeness, score, train,
+        forecast,
+    )  # fmt: skip
 
 
 crimejob_weekly()

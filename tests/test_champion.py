@@ -32,8 +32,6 @@ from crimejob.models.forecasters import BASELINES, get_forecaster
 from crimejob.models.training import NO_VALIDATION, TrainResult, gate_or_refuse, train
 from crimejob.serving import forecast_store
 
-pytestmark = pytest.mark.slow  # trains rate_cnn on a tiny budget
-
 HISTORY = la_world(seed=21, start=date(2021, 1, 4), weeks=40).history()
 TINY = {"epochs": 2, "max_train_windows": 6, "finetune_epochs": 1, "finetune_windows": 3}
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,6 +94,7 @@ def test_the_paired_difference_and_its_se():
 # --- the weekly forecast step -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_with_no_network_version_the_best_baseline_is_production_with_its_numbers(db):
     # The run for week 35 with the default 14-day lag: history through 33, horizon 3.
     out = steps.forecast(db, week(35))
@@ -105,7 +104,7 @@ def test_with_no_network_version_the_best_baseline_is_production_with_its_number
     assert set(contenders) == set(BASELINES)
     means = {label: c["mean"]["poisson_deviance"] for label, c in contenders.items()}
     best = min(means, key=means.get)
-    assert decision["champion_model"] == best == out["production_model"]
+    assert decision["champion_model"] == best == out.production_model
     assert decision["champion_version"] == "baseline" and decision["version"] is None
     assert decision["incumbent_model"] is None and decision["promoted"]
     window = decision["gate_weeks"]
@@ -139,21 +138,23 @@ def test_with_no_network_version_the_best_baseline_is_production_with_its_number
     assert len(champion_decisions(db)) == 1
 
 
+@pytest.mark.slow
 def test_next_week_the_incumbent_is_last_weeks_production(db):
     first = steps.forecast(db, week(35))
     steps.forecast(db, week(36))
 
     _, second = champion_decisions(db)
-    assert second["incumbent_model"] == first["production_model"]
+    assert second["incumbent_model"] == first.production_model
     assert second["incumbent_version"] == "baseline"
     means = {k: c["mean"]["poisson_deviance"] for k, c in second["details"]["contenders"].items()}
-    if second["champion_model"] == first["production_model"]:
+    if second["champion_model"] == first.production_model:
         assert not second["promoted"]
     else:  # a switch needs a clear win
         assert second["promoted"] and -second["diff_vs_incumbent"] > second["se_vs_incumbent"]
-    assert means[second["champion_model"]] <= means[first["production_model"]]
+    assert means[second["champion_model"]] <= means[first.production_model]
 
 
+@pytest.mark.slow
 def test_a_network_version_is_a_contender_on_weeks_it_never_fitted(db):
     trained = train(db, week(29), overrides={**TINY, "horizon": 3})
     promote(db, trained.version)
@@ -248,6 +249,7 @@ def test_no_fallback_model_setting_is_left():
             assert "FALLBACK_MODEL" not in path.read_text(), path
 
 
+@pytest.mark.slow
 def test_the_cli_trains_at_the_runs_horizon(db, capsys, monkeypatch):
     from crimejob.cli import main
     from crimejob.models.registry import get_version
@@ -272,6 +274,7 @@ def promote(engine, version: int) -> None:
 # --- the production backtest ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_production_backtest_replays_the_policy_and_writes_its_rows(
     db, tmp_path, capsys, monkeypatch
 ):

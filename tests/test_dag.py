@@ -1,4 +1,4 @@
-"""The weekly DAG: it imports cleanly, has the shape the design asks for, and, run by
+"""The weekly DAG: it imports cleanly, runs the weekly job's steps in their order, and, run by
 ``airflow dags test`` against a real PostgreSQL and a local SODA server that behaves like today's
 LAPD portal (and NCEI) for a bootstrap and three consecutive weeks, leaves next
 week's forecast every week, and errors and scores once a week is complete."""
@@ -6,7 +6,6 @@ week's forecast every week, and errors and scores once a week is complete."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -63,6 +62,22 @@ def test_tasks_are_the_steps_in_order(dag):
     for before, after in zip(PIPELINE, PIPELINE[1:], strict=False):
         assert dag.get_task(after).upstream_task_ids == {before}, after
     assert dag.get_task("forecast").downstream_task_ids == set()
+
+
+def test_the_dag_runs_the_weekly_job_as_the_package_defines_it(dag):
+    """One definition: the DAG's tasks and their order are crimejob's weekly steps, each
+    task runs its step through crimejob.job.airflow_tasks.run_task, and no task hands an
+    XCom to another (the steps pass their results on through ops.runs)."""
+    from crimejob.job.airflow_tasks import run_task
+    from crimejob.job.pipeline import WEEKLY_STEPS
+
+    assert set(dag.task_ids) == {step.name for step in WEEKLY_STEPS}
+    for step in WEEKLY_STEPS:
+        task = dag.get_task(step.name)
+        assert task.upstream_task_ids == set(step.after), step.name
+        assert task.python_callable is run_task
+        assert list(task.op_args) == [step.name]
+        assert not task.op_kwargs
 
 
 def test_training_goes_to_the_gpu_queue_and_pool_and_nothing_else_does(dag):
@@ -139,13 +154,11 @@ def test_scheduled_runs_follow_each_other_week_by_week(dag):
 
 @pytest.fixture(scope="module")
 def dag_module(dag):
-    """The DAG file as a module, for its helpers (DagBag imports it under a private name)."""
-    spec = importlib.util.spec_from_file_location(
-        "crimejob_weekly_dag", DAGS_FOLDER / "crimejob_weekly.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """What the DAG's tasks call (crimejob.job.airflow_tasks), with Airflow imported."""
+    with airflow_in_process():
+        from crimejob.job import airflow_tasks
+
+    return airflow_tasks
 
 
 def _context(**values):
@@ -168,13 +181,15 @@ def test_backfill_runs_do_not_stop_on_an_incomplete_week(dag_module):
 
     from airflow.sdk.api.datamodels._generated import DagRunType
 
-    def context(run_type):
-        return _context(dag_run=SimpleNamespace(run_type=run_type))
+    def context(run_type, **params):
+        return _context(dag_run=SimpleNamespace(run_type=run_type), params=params)
 
-    assert dag_module._is_backfill(context(DagRunType.BACKFILL))
-    assert not dag_module._is_backfill(context(DagRunType.SCHEDULED))
-    assert not dag_module._is_backfill(context(DagRunType.MANUAL))
-    assert not dag_module._is_backfill(_context())
+    assert dag_module.run_options(context(DagRunType.BACKFILL)).allows_incomplete
+    assert not dag_module.run_options(context(DagRunType.SCHEDULED)).allows_incomplete
+    assert not dag_module.run_options(context(DagRunType.MANUAL)).allows_incomplete
+    assert not dag_module.run_options(_context()).allows_incomplete
+    manual = dag_module.run_options(context(DagRunType.MANUAL, allow_incomplete=True))
+    assert manual.allows_incomplete and not manual.backfill
 
 
 def test_database_comes_from_the_airflow_connection(dag_module, monkeypatch):
@@ -205,7 +220,10 @@ def test_airflow_dags_test_bootstraps_and_runs_three_weeks_against_todays_portal
 ):
     """Against a portal like LAPD's today (13-day publication lag, y8y3-fqfu 403), every
     weekly run of the DAG writes next week's forecast from the newest complete week."""
+    import json
+
     from crimejob.grid.lag import run_moment
+    from crimejob.job.pipeline import backfill
 
     engine = clean_db
     soda, ncei = sources
@@ -267,6 +285,30 @@ def test_airflow_dags_test_bootstraps_and_runs_three_weeks_against_todays_portal
     )
     assert errors["n"].iloc[0] >= 4500
     assert not any("y8y3-fqfu" in path for path, _, _ in soda.requests)
+
+    # each Airflow run is a weekly run like any other: one row of ops.runs (bi.runs) with
+    # every step, its forecasts carry its run id, and `crimejob backfill` skips its week
+    runs = pd.read_sql(
+        "SELECT run_id, week_start, status, step_seconds, counts, params FROM bi.runs "
+        "WHERE kind = 'weekly' ORDER BY run_id",
+        engine,
+    )
+    assert runs["week_start"].tolist() == weeks
+    assert runs["status"].tolist() == ["succeeded"] * 4
+    steps = {"extract_crime", "extract_weather", *PIPELINE}
+    assert all(set(json.loads(text)) == steps for text in runs["step_seconds"])
+    assert all(json.loads(text)["airflow_run_id"].startswith(DAG_ID) for text in runs["params"])
+    run_ids = pd.read_sql(
+        "SELECT target_week, min(run_id) AS first, max(run_id) AS last FROM ml.forecasts "
+        "GROUP BY target_week ORDER BY target_week",
+        engine,
+    )
+    assert run_ids["first"].tolist() == run_ids["last"].tolist() == runs["run_id"].tolist()
+    assert pd.read_sql("SELECT count(*) AS n FROM ml.forecasts WHERE run_id IS NULL", engine)[
+        "n"
+    ].iloc[0] == 0
+    skipped = backfill(engine, weeks[0], weeks[-1])
+    assert (skipped.ran, skipped.skipped) == ([], weeks)
 
 
 # --- failing well: an outage, an offline run, a stopped `dags test` ----------------

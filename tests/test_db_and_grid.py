@@ -1,4 +1,4 @@
-"""The database contract and the grid formula of the design notes."""
+"""The database contract and the grid formula (crimejob.grid.cells)."""
 
 from __future__ import annotations
 

@@ -21,12 +21,11 @@ from crimejob.devservers.world_feed import nibrs_records
 from crimejob.devworld import la_world
 from crimejob.ingest.sources.lapd import map_api_records
 
-pytestmark = pytest.mark.slow
-
 REPO = Path(__file__).resolve().parents[1]
 LAST_WEEK = date(2026, 11, 16)
 
 
+@pytest.mark.slow
 def test_demo_in_a_fresh_directory_leaves_a_forecast_a_map_and_a_plot(tmp_path):
     directory = tmp_path / "demo"
     env = {
@@ -43,6 +42,7 @@ def test_demo_in_a_fresh_directory_leaves_a_forecast_a_map_and_a_plot(tmp_path):
             "CRIMEJOB_DATABASE_URL": "postgresql://nobody@127.0.0.1:9/not_this_one",
             # the fastest honest configuration: a short history and training budget
             "CRIMEJOB_HISTORY_WEEKS": "16",
+            "CRIMEJOB_CARD_FEEDBACK_WEEKS": os.environ["CRIMEJOB_CARD_FEEDBACK_WEEKS"],
             "CRIMEJOB_HYPERPARAMETERS": json.dumps(
                 {"epochs": 1, "max_train_windows": 3, "finetune_epochs": 1, "finetune_windows": 2}
             ),

@@ -1,6 +1,6 @@
 """The LA development world looks like real LA: the figures it is calibrated to.
 
-Real figures (../shared/data/README.md and the annual counts): about 0.13
+Real figures (LAPD's published records and annual counts): about 0.13
 violent incidents per cell-week over the 4,500 cells, 28,503 / 30,576 /
 31,216 violent and 199,365 / 209,288 / 234,060 incidents of all kinds in
 2020 / 2021 / 2022; only about a third of the cells are LAPD territory; the

@@ -139,6 +139,7 @@ def test_a_rerun_aggregates_the_late_report_weeks_a_killed_run_had_loaded(clean_
     from crimejob.grid.aggregate import aggregate_weeks
     from crimejob.ingest.crime_ingest import load_crime_records
     from crimejob.job import steps
+    from crimejob.job.results import LoadResult
 
     old_week = date(2023, 1, 2)
     records = make_legacy_records(200, old_week, date(2023, 2, 26), seed=33)
@@ -155,10 +156,10 @@ def test_a_rerun_aggregates_the_late_report_weeks_a_killed_run_had_loaded(clean_
     # The rerun loads the same record (unchanged: it touches no week) and aggregates.
     again = load_crime_records(clean_db, [(LEGACY_ID, [late])])
     assert again.weeks_touched == set()
-    loaded = {"window_start": "2023-02-13", "weeks_touched": []}
+    loaded = LoadResult(window_start=date(2023, 2, 13), weeks_touched=[])
     out = steps.aggregate(clean_db, date(2023, 2, 20), loaded)
 
-    assert out["older_weeks"] == [str(old_week)]
+    assert out.older_weeks == [old_week]
     assert _incidents(clean_db, old_week) == before + 1
     assert (old_week,) not in _rows(clean_db, "SELECT week_start FROM ops.stale_weeks")
 

@@ -226,9 +226,9 @@ def test_dates_before_the_window_of_the_grid_are_still_parsed():
     assert parsed[0] == pd.Timestamp(date(1920, 1, 1))
 
 
-# --- NIBRS records as the live feed has them (../shared/data/README.md) ----------------
+# --- NIBRS records as the live feed has them (docs/live-feed.md) -----------------------
 
-# The two real y8y3-fqfu rows quoted in the data README (June 2026), as the API sends them.
+# Two real y8y3-fqfu rows (June 2026), as the API sends them.
 REAL_Y8Y3 = [
     {"caseno": "25245851", "uniquenibrno": "25245851_290_0",
      "date_rptd": "2025-12-31T00:00:00.000", "date_occ": "2025-12-29T00:00:00.000",

@@ -16,8 +16,6 @@ from crimejob.models.forecasters.keras_common import trailing_mean
 from crimejob.models.forecasters.rate_cnn import build_rate_cnn
 from crimejob.models.metrics import active_cells, mean_scores, score_forecast
 
-pytestmark = pytest.mark.slow
-
 TINY = {"epochs": 2, "max_train_windows": 6, "finetune_epochs": 1, "finetune_windows": 3}
 
 
@@ -49,6 +47,7 @@ def test_untrained_it_forecasts_the_long_run_rate(history):
     assert np.allclose(forecaster.predict(history), rate + 0.02, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_saved_and_reloaded_model_predicts_the_same(history, tmp_path):
     forecaster = get_forecaster("rate_cnn", **TINY)
     forecaster.fit(history)
@@ -60,6 +59,7 @@ def test_a_saved_and_reloaded_model_predicts_the_same(history, tmp_path):
     np.testing.assert_array_equal(reloaded.predict(history), forecaster.predict(history))
 
 
+@pytest.mark.slow
 def test_fits_are_deterministic_on_cpu_and_fine_tuning_moves_from_the_current_weights(history):
     first = get_forecaster("rate_cnn", **TINY)
     second = get_forecaster("rate_cnn", **TINY)
@@ -79,6 +79,7 @@ def test_fits_are_deterministic_on_cpu_and_fine_tuning_moves_from_the_current_we
     assert max(moved) < 0.05
 
 
+@pytest.mark.slow
 def test_trained_on_the_la_world_it_beats_mean_4w():
     """Sparse LA-like counts: a 4-week mean is mostly noise, a trained rate is not."""
     history = la_world(seed=11, start=date(2021, 1, 4), weeks=100).history()
@@ -107,6 +108,7 @@ def test_trained_on_the_la_world_it_beats_mean_4w():
     assert ours["poisson_deviance"] < rate_only["poisson_deviance"] * 1.02
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_the_same_code_runs_under_another_keras_backend(backend, tmp_path):
     pytest.importorskip(backend)

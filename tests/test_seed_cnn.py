@@ -11,8 +11,6 @@ from crimejob.devworld import la_world
 from crimejob.models.forecasters import get_forecaster
 from crimejob.models.forecasters.seed_cnn import build_seed_cnn, seed_cnn_parameter_count
 
-pytestmark = pytest.mark.slow
-
 
 def test_parameter_count_matches_the_architecture_computed_by_hand():
     # Each branch: Conv3D(32, 3x3x3) on C channels: 27*C*32 + 32; Conv3D(64): 27*32*64 + 64;
@@ -43,6 +41,7 @@ def test_registered_defaults_are_the_prototypes():
     assert type(forecaster.loss()).__name__ == "MeanSquaredError"
 
 
+@pytest.mark.slow
 def test_a_small_budget_fit_validates_on_the_newest_weeks_and_forecasts_every_cell():
     history = la_world(seed=2, start=date(2021, 1, 4), weeks=27).history()
     forecaster = get_forecaster("seed_cnn", epochs=1, max_train_windows=2)

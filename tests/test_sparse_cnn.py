@@ -19,8 +19,6 @@ from crimejob.models.metrics import active_cells, mean_scores, score_forecast
 from crimejob.models.registry import get_version, load_forecaster
 from crimejob.models.training import train
 
-pytestmark = pytest.mark.slow
-
 TINY = {"epochs": 2, "max_train_windows": 6, "finetune_epochs": 1, "finetune_windows": 3}
 
 
@@ -74,6 +72,7 @@ def test_the_nibrs_switch_is_an_input_not_a_drop_in_crime(history):
     assert switched[0, 0, 0, column] == pytest.approx(1.0 - 10 / 40)
 
 
+@pytest.mark.slow
 def test_horizon_sets_the_target_week_and_the_season_it_reads(history):
     one = get_forecaster("sparse_cnn", epochs=0)
     three = get_forecaster("sparse_cnn", epochs=0, horizon=3)
@@ -91,6 +90,7 @@ def test_horizon_sets_the_target_week_and_the_season_it_reads(history):
     assert three.predict(history).shape == one.predict(history).shape
 
 
+@pytest.mark.slow
 def test_outside_the_footprint_it_forecasts_essentially_zero_after_training(history):
     forecaster = get_forecaster("sparse_cnn", **TINY)
     forecaster.fit(history)
@@ -101,6 +101,7 @@ def test_outside_the_footprint_it_forecasts_essentially_zero_after_training(hist
     assert predicted[outside].max() < 0.02
 
 
+@pytest.mark.slow
 def test_fits_are_deterministic_and_a_saved_model_reloads_as_one_keras_file(history, tmp_path):
     first = get_forecaster("sparse_cnn", **TINY)
     second = get_forecaster("sparse_cnn", **TINY)
@@ -119,6 +120,7 @@ def test_fits_are_deterministic_and_a_saved_model_reloads_as_one_keras_file(hist
     assert max(np.abs(a - b).max() for a, b in zip(before, first.model.get_weights(), strict=True))
 
 
+@pytest.mark.slow
 def test_the_weekly_training_registers_a_version_the_registry_loads(
     clean_db, tmp_path, monkeypatch
 ):
@@ -134,6 +136,7 @@ def test_the_weekly_training_registers_a_version_the_registry_loads(
     assert loaded.predict(history).shape == history.shape
 
 
+@pytest.mark.slow
 def test_trained_on_the_la_world_it_beats_mean_52w_and_its_own_offset():
     """Sparse LA-like counts: the learned correction must pay for itself on unseen weeks."""
     history = la_world(seed=11, start=date(2020, 1, 6), weeks=130).history()
@@ -160,6 +163,7 @@ def test_trained_on_the_la_world_it_beats_mean_52w_and_its_own_offset():
     assert ours["pei_5pct"] > mean_52w["pei_5pct"] - 0.01
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_the_same_code_runs_under_another_keras_backend(backend):
     pytest.importorskip(backend)

@@ -32,8 +32,6 @@ from crimejob.models.training import (
     train,
 )
 
-pytestmark = pytest.mark.slow
-
 TINY = {"epochs": 2, "max_train_windows": 6, "finetune_epochs": 1, "finetune_windows": 3}
 HISTORY = la_world(seed=21, start=date(2021, 1, 4), weeks=40).history()
 
@@ -63,6 +61,7 @@ def promote(engine, version: int) -> None:
         )
 
 
+@pytest.mark.slow
 def test_a_first_training_is_a_retrain_recorded_with_everything_the_gate_used(db, tmp_path):
     result = train(db, week(33), overrides=TINY)
 
@@ -89,6 +88,7 @@ def test_a_first_training_is_a_retrain_recorded_with_everything_the_gate_used(db
     assert (production.version if production else None) == (1 if result.promoted else None)
 
 
+@pytest.mark.slow
 def test_a_rerun_for_the_same_week_reuses_the_version(db):
     first = train(db, week(33), overrides=TINY)
     again = train(db, week(33), overrides=TINY)
@@ -97,6 +97,7 @@ def test_a_rerun_for_the_same_week_reuses_the_version(db):
     assert len(versions(db, "rate_cnn")) == 1 and len(decisions(db, "rate_cnn")) == 1
 
 
+@pytest.mark.slow
 def test_the_gate_refuses_a_worse_model_and_records_why(db):
     # Untrained, with eps = 50 the model forecasts the long-run rate + 50 in every cell.
     result = train(db, week(33), overrides={"epochs": 0, "rate_eps": 50.0})
@@ -110,6 +111,7 @@ def test_the_gate_refuses_a_worse_model_and_records_why(db):
     assert decision["gate_weeks"] == get_version(db, "rate_cnn", 1).validation_weeks
 
 
+@pytest.mark.slow
 def test_after_a_refused_retrain_no_retrain_until_the_next_is_due(db):
     # Issue 13: a network the gate refused was retrained from scratch every week (every
     # backfilled week too). Now a retrain is attempted at most every 13 weeks.
@@ -146,6 +148,7 @@ def test_a_refused_scheduled_retrain_leaves_production_fine_tuning(tmp_path, mon
     assert _after_refused_retrain(None, "rate_cnn", "abc", later, production, "x")[0] == "retrain"
 
 
+@pytest.mark.slow
 def test_the_production_backtest_retries_a_refused_retrain_on_the_schedule(monkeypatch):
     from crimejob.models import training
     from crimejob.models.policies import ProductionPolicy
@@ -159,6 +162,7 @@ def test_the_production_backtest_retries_a_refused_retrain_on_the_schedule(monke
     assert [i for i, t in trained.items() if t] == [12, 12 + RETRAIN_EVERY_WEEKS]
 
 
+@pytest.mark.slow
 def test_fine_tuning_starts_from_the_production_weights(db):
     parent = train(db, week(30), overrides=TINY)
     promote(db, parent.version)
@@ -263,6 +267,7 @@ def test_the_gate_promotes_only_a_model_that_beats_production_and_the_best_basel
     assert not tie["promoted"]
 
 
+@pytest.mark.slow
 def test_the_weekly_train_step_learns_the_runs_horizon_on_the_complete_weeks(db, monkeypatch):
     from crimejob.grid import gridstore
     from crimejob.grid.gridstore import load_history

@@ -23,8 +23,6 @@ from tests.fakes.ncei import ncei_server
 from tests.fakes.server import Fault
 from tests.fakes.soda import LEGACY_ID, make_legacy_records, soda_server
 
-pytestmark = pytest.mark.slow
-
 FIRST = date(2023, 3, 6)  # the first week the job runs for (a Monday)
 HISTORY_WEEKS = 26
 PER_WEEK = 400  # legacy records reported per week
@@ -89,12 +87,13 @@ def _forecast_state(engine) -> pd.DataFrame:
     )
 
 
+@pytest.mark.slow
 def test_consecutive_weeks_leave_forecasts_errors_and_scores(sources, job_env):
     engine = job_env
     week2 = FIRST + timedelta(weeks=1)
     first = run_week(engine, FIRST)
     assert first.status == "succeeded"
-    assert first.steps["score"]["scored_models"] == []  # nothing forecast this week yet
+    assert first.steps["score"].scored_models == []  # nothing forecast this week yet
     second = run_week(engine, week2)
     assert second.status == "succeeded"
 
@@ -176,7 +175,7 @@ def test_consecutive_weeks_leave_forecasts_errors_and_scores(sources, job_env):
     )
     errors_before = _table(engine, "SELECT * FROM ml.forecast_errors ORDER BY 1, 2, 3")
     again = run_week(engine, week2)
-    assert again.steps["train"]["skipped"] is True
+    assert again.steps["train"].skipped is True
     after = (_forecast_state(engine), _table(engine, "SELECT count(*) AS n FROM ml.model_versions"))
     pd.testing.assert_frame_equal(before[0], after[0])
     pd.testing.assert_frame_equal(before[1], after[1])
@@ -221,6 +220,7 @@ def test_a_half_published_week_stops_the_run_with_its_own_exit_code(job_env, cap
     assert _table(job_env, "SELECT count(*) AS n FROM ml.forecasts")["n"].iloc[0] == 0
 
 
+@pytest.mark.slow
 def test_backfill_runs_weeks_in_order_resumes_and_never_sees_later_reports(sources, job_env):
     engine = job_env
     end = FIRST + timedelta(weeks=2)
@@ -267,3 +267,34 @@ def test_backfill_runs_weeks_in_order_resumes_and_never_sees_later_reports(sourc
     run_week(engine, FIRST, offline=True)
     rerun = pd.read_sql(sa.text(baseline), engine, params=target)
     pd.testing.assert_frame_equal(original, rerun)
+
+
+@pytest.mark.slow
+def test_a_week_run_task_by_task_as_airflow_runs_it_is_one_run_that_backfill_skips(
+    sources, job_env, monkeypatch
+):
+    """The DAG's tasks each run one step in a process of their own: nothing passes between
+    them but the run's row in ops.runs. The week is then a run like any other."""
+    from crimejob.job.pipeline import WEEKLY_STEPS, RunOptions, run_airflow_step
+
+    monkeypatch.setenv("CRIMEJOB_MODEL", "mean_13w")  # the steps, not the training, matter here
+    engine = job_env
+    airflow_run = "crimejob_weekly/manual__2023-03-14"
+    for step in WEEKLY_STEPS:
+        run_airflow_step(engine, FIRST, RunOptions(), airflow_run, step.name)
+    run_airflow_step(engine, FIRST, RunOptions(), airflow_run, "forecast")  # a retried task
+
+    runs = _table(
+        engine,
+        "SELECT run_id, week_start, status, params, counts, step_seconds FROM ops.runs "
+        "WHERE kind = 'weekly'",
+    )
+    assert len(runs) == 1
+    run = runs.iloc[0]
+    assert (run["week_start"], run["status"]) == (FIRST, "succeeded")
+    assert run["params"]["airflow_run_id"] == airflow_run
+    assert set(run["step_seconds"]) == {step.name for step in WEEKLY_STEPS}
+    assert run["counts"]["forecast"]["target_week"] == str(FIRST + timedelta(weeks=1))
+    forecasts = _table(engine, "SELECT DISTINCT run_id FROM ml.forecasts")
+    assert forecasts["run_id"].tolist() == [run["run_id"]]
+    assert backfill(engine, FIRST, FIRST).skipped == [FIRST]

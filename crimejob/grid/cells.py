@@ -1,4 +1,4 @@
-"""The 60 x 75 grid over the City of Los Angeles, exactly as the design notes fix it.
+"""The 60 x 75 grid over the City of Los Angeles (bounds below; ``bi.grid_cells`` lists it).
 
 ``cell_id = row * 75 + col``; row 0 is the northern edge, column 0 the western.
 Points on the southern or eastern boundary belong to the last row or column.

@@ -2,14 +2,15 @@
 
 Both paths map records with the dataset adapters (``crimejob.ingest.sources.lapd``),
 COPY the usable ones into a temporary staging table and merge them with one
-``INSERT ... ON CONFLICT (source, record_id) DO UPDATE ... WHERE payload IS
-DISTINCT FROM`` statement, so a rerun over the same records changes nothing
-and counts them as unchanged. Records that cannot be used go to ``ops.rejects``
+``INSERT ... ON CONFLICT (source, record_id) DO UPDATE ... WHERE`` the payload
+changed, so a rerun over the same records changes nothing and counts them as
+unchanged. Records that cannot be used go to ``ops.rejects``
 with their reason in the same transaction.
 
 The CSV path is built for the million-row backfill: PostgreSQL parses the file
-itself, pandas reads only the fields the mapping needs, the payload is built in
-SQL, and a load into an empty table builds its indexes after the rows are in.
+itself while pandas, in a thread beside it, reads only the fields the mapping
+needs; the record keeps the export's row as text (no jsonb is built per row);
+and a load into an empty table builds its indexes after the rows are in.
 
 Decisions worth knowing:
 
@@ -28,10 +29,16 @@ Decisions worth knowing:
   its loaded row and gains a reject, so both are visible.
 - Rejects are keyed by dataset id whichever path read them (the CSV file name
   and line are in ``detail``), so an API run can resolve a CSV reject.
-- CSV payloads are stored in the dataset's API shape: SODA field names, empty
-  fields left out, dates as floating timestamps, ``time_occ`` as four digits.
-  The same record therefore reads the same whether the API or the export
-  loaded it. Rejected CSV rows keep the row exactly as it was in the file.
+- How a record keeps its source form (migration 240): an API record its jsonb
+  ``payload``; a CSV record the export's row as text, ``csv_fields`` (one value
+  per column, in the API's form: empty fields NULL, dates as floating
+  timestamps, ``time_occ`` as four digits), named by ``csv_layout``
+  (``raw.crime_csv_layouts``, the header's SODA field names, kept as data).
+  ``raw.crime_payload()`` and the view ``raw.crime_record_payloads`` build the
+  payload on read: SODA field names, empty fields left out. The same record
+  therefore reads the same whether the API or the export loaded it, and a
+  record is unchanged when that payload is (two rows of the same layout compare
+  their fields). Rejected CSV rows keep the row exactly as it was in the file.
 - A natural key that appears twice in one batch (API window or CSV file) keeps
   its last record; the earlier copy is rejected as ``duplicate_key``.
 """
@@ -501,9 +508,9 @@ def ingest_crime_csv(engine: Engine, path: Path, source: str | None = None) -> I
             _reject_duplicates(conn, pd.concat(keys) if keys else pd.Series(dtype=object), report)
             _create_staging_view(conn, adapter, layout)
             # Temporary tables have no statistics until analysed: without them the planner
-            # guesses a few thousand rows and sorts where it should hash. One narrow column
-            # of _csv_raw gives its row count.
-            conn.exec_driver_sql("ANALYZE _csv_raw (line)")
+            # takes the narrow _csv_mapped for a million rows and sorts both sides of its
+            # join with _csv_raw on disk. Analysed, it hashes _csv_mapped (the wide
+            # _csv_raw needs none: its size estimate from its pages is enough).
             conn.exec_driver_sql("ANALYZE _csv_mapped, _csv_offenses")
             valid = conn.exec_driver_sql("SELECT count(*) FROM _csv_mapped").scalar_one()
         form = f"NULL::jsonb, {int(_csv_layout_id(conn, layout))}, {_csv_fields_sql(layout)}"
@@ -530,10 +537,16 @@ def _deferred_indexes(conn: Connection, steps: dict[str, float]) -> Iterator[boo
     rolls them back with the rows). Yields False, changing nothing, when the
     table has rows or a definition cannot be dropped.
     """
-    if conn.exec_driver_sql("SELECT EXISTS (SELECT 1 FROM raw.crime_records)").scalar_one():
+    has_rows = "SELECT EXISTS (SELECT 1 FROM raw.crime_records)"
+    if conn.exec_driver_sql(has_rows).scalar_one():
         yield False
         return
     conn.exec_driver_sql("LOCK TABLE raw.crime_records IN ACCESS EXCLUSIVE MODE")
+    # Another import may have filled the table between the look and the lock: then load
+    # the ordinary way (keeping the lock to the end of this transaction).
+    if conn.exec_driver_sql(has_rows).scalar_one():
+        yield False
+        return
     constraints = conn.exec_driver_sql(
         "SELECT conname, contype, pg_get_constraintdef(oid) FROM pg_constraint "
         "WHERE conrelid = 'raw.crime_records'::regclass AND contype IN ('p', 'u', 'f') "
@@ -730,7 +743,7 @@ def _stage_offenses(conn: Connection, offenses: dict[str, tuple[int, bool]]) -> 
         columns=["offense_id", "offense_codes", "is_violent"],
     )
     conn.exec_driver_sql(
-        "CREATE TEMP TABLE _csv_offenses (offense_id integer, offense_codes text, "
+        "CREATE TEMP TABLE _csv_offenses (offense_id integer, offense_codes text[], "
         "is_violent boolean) ON COMMIT DROP"
     )
     copy_frame(conn, frame, "_csv_offenses", list(frame.columns))

@@ -1,8 +1,15 @@
-"""The weekly job end to end, and backfills: the steps of :mod:`crimejob.job.steps` in order.
+"""The weekly job, defined once: its steps in order, and the wrapper that records each.
 
-``run_week`` is what ``crimejob run`` and the README's main command do; the
-Airflow DAG runs the same steps as separate tasks. Each run is recorded in
-``ops.runs`` with its step timings, counts and outcome.
+:data:`WEEKLY_STEPS` is the job. ``crimejob run`` runs it in one process
+(:func:`run_week`), ``crimejob backfill`` week after week (:func:`backfill`), and the
+Airflow DAG one task per step (:func:`run_airflow_step`); each step goes through
+:func:`run_step`, which records it in ``ops.runs``: its seconds and its result under
+its name, the run's status, and the run id, which the step writes into its rows
+(the forecasts' ``run_id``). So a week Airflow ran is a run like any other: ``bi.runs``
+shows it and ``crimejob backfill`` skips it.
+
+A step reads the results of the steps before it from the run (:class:`WeekRun`):
+from memory in one process, from ``ops.runs.counts`` in an Airflow task.
 """
 
 from __future__ import annotations
@@ -10,8 +17,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -19,12 +29,177 @@ from crimejob.errors import check_range
 from crimejob.grid.gridstore import run_histories
 from crimejob.grid.weeks import require_ended, week_start, weeks_between
 from crimejob.job import steps
+from crimejob.job.results import (
+    AggregateResult,
+    CompletenessResult,
+    ExtractResult,
+    ForecastResult,
+    LoadResult,
+    ScoreResult,
+    StepResult,
+    TrainResult,
+)
 from crimejob.job.steps import IncompleteWeekError
-from crimejob.runs import completed_weeks, finish_run, start_run, week_lock
+from crimejob.runs import (
+    airflow_run,
+    completed_weeks,
+    finish_run,
+    record_step,
+    run_counts,
+    start_run,
+    week_lock,
+)
 
-__all__ = ["IncompleteWeekError", "RunResult", "BackfillResult", "run_week", "backfill"]
+__all__ = [
+    "IncompleteWeekError",
+    "RunOptions",
+    "WeekRun",
+    "Step",
+    "WEEKLY_STEPS",
+    "RunResult",
+    "BackfillResult",
+    "run_step",
+    "run_week",
+    "run_airflow_step",
+    "backfill",
+]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a weekly run runs: ``crimejob run``'s options, the DAG's params."""
+
+    allow_incomplete: bool = False
+    mode: str = "auto"  # training: auto, retrain or finetune
+    offline: bool = False  # fetch nothing: the records already in the database
+    backfill: bool = False  # a past week replayed (crimejob backfill, an Airflow backfill)
+
+    @property
+    def allows_incomplete(self) -> bool:
+        """Whether the completeness check only warns. A backfill's weeks are past, complete
+        by definition, so a backfill never stops on one, whoever runs it."""
+        return self.allow_incomplete or self.backfill
+
+    def as_params(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "allow_incomplete": self.allow_incomplete,
+            "offline": self.offline,
+            "backfill": self.backfill,
+        }
+
+
+@dataclass
+class WeekRun:
+    """One run of the weekly job: its week, its ``ops.runs`` row, its steps' results."""
+
+    engine: Engine
+    week: date
+    run_id: int
+    options: RunOptions = field(default_factory=RunOptions)
+    results: dict[str, StepResult] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    card: bool = True  # False: the forecast leaves the model card (crimejob backfill's end)
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    run: Callable[[WeekRun], StepResult]
+    result: type[StepResult]  # what it returns, read back from ops.runs.counts
+    after: tuple[str, ...] = ()  # the steps it needs done first
+    writes_database: bool = True  # holds the week's lock (the extracts only write files)
+
+
+def _extract_crime(run: WeekRun) -> ExtractResult:
+    if run.options.offline:
+        return ExtractResult(offline=True)
+    return steps.extract_crime(run.engine, run.week)
+
+
+def _extract_weather(run: WeekRun) -> ExtractResult:
+    if run.options.offline:
+        return ExtractResult(offline=True)
+    return steps.extract_weather(run.engine, run.week)
+
+
+def _load(run: WeekRun) -> LoadResult:
+    if run.options.offline:
+        return steps.offline_loaded(run.engine, run.week)
+    crime, weather = run.results["extract_crime"], run.results["extract_weather"]
+    return steps.load(run.engine, run.week, crime, weather)
+
+
+def _aggregate(run: WeekRun) -> AggregateResult:
+    return steps.aggregate(run.engine, run.week, run.results["load"])
+
+
+def _check_completeness(run: WeekRun) -> CompletenessResult:
+    return steps.check_completeness(
+        run.engine,
+        run.week,
+        allow_incomplete=run.options.allows_incomplete,
+        offline=run.options.offline,
+    )
+
+
+def _score(run: WeekRun) -> ScoreResult:
+    return steps.score(run.engine, run.week)
+
+
+def _train(run: WeekRun) -> TrainResult:
+    return steps.train(run.engine, run.week, mode=run.options.mode)
+
+
+def _forecast(run: WeekRun) -> ForecastResult:
+    return steps.forecast(run.engine, run.week, run_id=run.run_id, card=run.card)
+
+
+# The weekly job. In a diagram (the DAG draws the same):
+#
+#     extract_crime ─┐
+#                    ├─ load ─ aggregate ─ check_completeness ─ score ─ train ─ forecast
+#     extract_weather┘
+WEEKLY_STEPS: tuple[Step, ...] = (
+    Step("extract_crime", _extract_crime, ExtractResult, writes_database=False),
+    Step("extract_weather", _extract_weather, ExtractResult, writes_database=False),
+    Step("load", _load, LoadResult, after=("extract_crime", "extract_weather")),
+    Step("aggregate", _aggregate, AggregateResult, after=("load",)),
+    Step("check_completeness", _check_completeness, CompletenessResult, after=("aggregate",)),
+    Step("score", _score, ScoreResult, after=("check_completeness",)),
+    Step("train", _train, TrainResult, after=("score",)),
+    Step("forecast", _forecast, ForecastResult, after=("train",)),
+)
+STEPS_BY_NAME = {step.name: step for step in WEEKLY_STEPS}
+
+
+def run_step(run: WeekRun, step: Step) -> StepResult:
+    """Run one step of ``run`` and record it in ``ops.runs``: its seconds and result, or
+    the run's end (``incomplete`` or ``failed``, with the message) when it raises. The
+    last step's success ends the run ``succeeded``."""
+    started = time.perf_counter()
+    try:
+        result = step.run(run)
+    except BaseException as exc:  # a timeout or a kill by Airflow ends the run too
+        seconds = round(time.perf_counter() - started, 3)
+        incomplete = isinstance(exc, IncompleteWeekError)
+        finish_run(
+            run.engine,
+            run.run_id,
+            "incomplete" if incomplete else "failed",
+            step_seconds={step.name: seconds},
+            message=(str(exc) if incomplete else f"{type(exc).__name__}: {exc}")[:2000],
+        )
+        raise
+    seconds = round(time.perf_counter() - started, 3)
+    run.results[step.name], run.seconds[step.name] = result, seconds
+    record_step(run.engine, run.run_id, step.name, seconds, result.as_dict())
+    log.info("week %s: %s done in %.1fs", run.week, step.name, seconds)
+    if step is WEEKLY_STEPS[-1]:
+        finish_run(run.engine, run.run_id, "succeeded")
+    return result
 
 
 @dataclass
@@ -32,8 +207,8 @@ class RunResult:
     week: date
     run_id: int
     status: str
-    steps: dict = field(default_factory=dict)
-    step_seconds: dict = field(default_factory=dict)
+    steps: dict[str, StepResult] = field(default_factory=dict)
+    step_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def total_seconds(self) -> float:
@@ -44,56 +219,9 @@ class RunResult:
             f"week {self.week} (run {self.run_id}): {self.status} in {self.total_seconds:.1f}s"
         ]
         for name, seconds in self.step_seconds.items():
-            lines.append(f"  {name:<18} {seconds:7.2f}s  {_summary(name, self.steps.get(name))}")
+            out = self.steps.get(name)
+            lines.append(f"  {name:<18} {seconds:7.2f}s  {out.summary() if out else ''}")
         return "\n".join(lines)
-
-
-def _summary(name: str, out: dict | None) -> str:
-    if not out:
-        return ""
-    if name.startswith("extract"):
-        return f"{out['records']} records reported {out['start']}..{out['end']}"
-    if name == "load":
-        crime, weather = out["crime"], out["weather"]
-        return (
-            f"crime +{crime['loaded']} ~{crime['updated']} rejected "
-            f"{sum(crime['rejected'].values())}; weather +{weather['loaded']} ~{weather['updated']}"
-        )
-    if name == "aggregate":
-        return f"weeks {out['weeks'][0]}..{out['weeks'][1]} (+{len(out['older_weeks'])} older)"
-    if name == "check_completeness":
-        text = f"complete through {out['history_through']}: {out['incidents']} incidents"
-        if out.get("ratio") is not None:
-            text += f" ({out['ratio']:.0%} of the trailing median)"
-        partial = out.get("incomplete_weeks") or {}
-        if partial:
-            text += "; still publishing " + ", ".join(
-                f"{w} ({share:.0%})" for w, share in partial.items() if share is not None
-            )
-        return text + (f"; {out['note']}" if out.get("note") else "")
-    if name == "score":
-        prod = out.get("production")
-        if prod:
-            weeks = out.get("scored_weeks") or [out.get("week")]
-            return (
-                f"week(s) {', '.join(weeks)}: {len(out['scored_models'])} models; production "
-                f"{prod['model_name']} MAE {prod['mae']:.3f} PAI5 {prod['pai_5pct']:.2f}"
-            )
-        return out.get("note", f"{len(out['scored_models'])} models")
-    if name == "train":
-        return out.get("summary", "")
-    if name == "forecast":
-        return (
-            f"{out['target_week']}: {out['rows']} rows from history through "
-            f"{out['history_through']} (horizon {out['horizon_weeks']} weeks), production "
-            f"{out['production_model']} "
-            + (
-                f"v{out['production_version']}"
-                if str(out["production_version"]).isdigit()
-                else f"({out['production_version']})"
-            )
-        )
-    return ""
 
 
 def run_week(
@@ -102,85 +230,44 @@ def run_week(
     allow_incomplete: bool = False,
     mode: str = "auto",
     offline: bool = False,
+    backfill: bool = False,
     card: bool = True,
 ) -> RunResult:
-    """Run every step for ``week``. ``offline`` skips extract/load and uses the data
-    already in the database (after a bulk CSV import, for instance). A week that has
-    not ended is refused before anything is written. ``card=False`` leaves the model
-    card to the caller (a backfill builds the cards once, at its end)."""
+    """Run every step for ``week`` in this process, holding the week's lock. ``offline``
+    fetches nothing and uses the data already in the database (after a bulk CSV import,
+    for instance). A week that has not ended is refused before anything is written.
+    ``card=False`` leaves the model card to the caller (``crimejob backfill`` builds it
+    once, at its end)."""
     week = require_ended(week_start(week))
-    run_id = start_run(
-        engine,
-        "weekly",
-        week,
-        {"mode": mode, "allow_incomplete": allow_incomplete, "offline": offline},
-    )
-    result = RunResult(week, run_id, "running")
-
-    def step(name: str, func, *args, **kwargs):
-        started = time.perf_counter()
-        out = func(*args, **kwargs)
-        result.step_seconds[name] = round(time.perf_counter() - started, 3)
-        result.steps[name] = out
-        log.info("week %s: %s done in %.1fs", week, name, result.step_seconds[name])
-        return out
-
-    try:
-        with week_lock(engine, week), run_histories():
-            _steps(engine, week, step, allow_incomplete, mode, offline, run_id, card)
-    except IncompleteWeekError as exc:
-        result.status = "incomplete"
-        finish_run(engine, run_id, "incomplete", _counts(result), result.step_seconds, str(exc))
-        raise
-    except Exception as exc:
-        result.status = "failed"
-        finish_run(
-            engine,
-            run_id,
-            "failed",
-            _counts(result),
-            result.step_seconds,
-            f"{type(exc).__name__}: {exc}",
-        )
-        raise
-    result.status = "succeeded"
-    finish_run(engine, run_id, "succeeded", _counts(result), result.step_seconds)
-    return result
+    options = RunOptions(allow_incomplete, mode, offline, backfill)
+    run = WeekRun(engine, week, start_run(engine, "weekly", week, options.as_params()), options)
+    run.card = card
+    with week_lock(engine, week), run_histories():
+        for step in WEEKLY_STEPS:
+            run_step(run, step)
+    return RunResult(week, run.run_id, "succeeded", run.results, run.seconds)
 
 
-def _steps(
-    engine: Engine,
-    week: date,
-    step,
-    allow_incomplete: bool,
-    mode: str,
-    offline: bool,
-    run_id: int,
-    card: bool = True,
-) -> None:
-    """The steps of one run, in order (``run_week`` holds the week's lock around them)."""
-    if offline:
-        loaded = steps.offline_loaded(engine, week)
-    else:
-        crime = step("extract_crime", steps.extract_crime, engine, week)
-        weather = step("extract_weather", steps.extract_weather, engine, week)
-        loaded = step("load", steps.load, engine, week, crime, weather)
-    step("aggregate", steps.aggregate, engine, week, loaded)
-    step(
-        "check_completeness",
-        steps.check_completeness,
-        engine,
-        week,
-        allow_incomplete,
-        offline=offline,
-    )
-    step("score", steps.score, engine, week)
-    step("train", steps.train, engine, week, mode)
-    step("forecast", steps.forecast, engine, week, run_id=run_id, card=card)
-
-
-def _counts(result: RunResult) -> dict:
-    return {name: out for name, out in result.steps.items()}
+def run_airflow_step(
+    engine: Engine, week: date, options: RunOptions, airflow_run_id: str, name: str
+) -> StepResult:
+    """Run step ``name`` as one task of the Airflow run ``airflow_run_id``: the run's row in
+    ``ops.runs`` is found (or made by its first task), the results of the steps before
+    are read back from it, and the step is recorded there like any other."""
+    week = week_start(week)
+    step = STEPS_BY_NAME[name]
+    run_id = airflow_run(engine, airflow_run_id, week, options.as_params())
+    recorded = run_counts(engine, run_id)
+    results = {
+        earlier: STEPS_BY_NAME[earlier].result.from_dict(recorded[earlier])
+        for earlier in step.after
+    }
+    run = WeekRun(engine, week, run_id, options, results)
+    with ExitStack() as stack:
+        if step.writes_database:
+            stack.enter_context(week_lock(engine, week))
+        stack.enter_context(run_histories())
+        return run_step(run, step)
 
 
 @dataclass
@@ -209,11 +296,12 @@ def backfill(
 ) -> BackfillResult:
     """The weekly run for each week from ``start`` to ``end``, oldest first.
 
-    Resumable: weeks whose run succeeded (and whose forecast is in place) are
-    skipped unless ``force``. Each run replays what was published when it would
-    have run (records reported before the run moment minus the publication lag,
-    ``crimejob.grid.lag``), so later reports never leak into earlier forecasts. Past
-    weeks are complete by definition, so the completeness check only warns.
+    Resumable: weeks whose run succeeded (and whose forecast is in place), by this
+    command or by Airflow, are skipped unless ``force``. Each run replays what was
+    published when it would have run (records reported before the run moment minus
+    the publication lag, ``crimejob.grid.lag``), so later reports never leak into
+    earlier forecasts. Past weeks are complete by definition, so the completeness check
+    only warns (:attr:`RunOptions.allows_incomplete`).
 
     The network trains as the weekly job does (:func:`crimejob.models.training.train`: a
     fine-tune a week, a retrain every ``RETRAIN_EVERY_WEEKS`` weeks, and no retrain
@@ -240,7 +328,7 @@ def backfill(
             result.skipped.append(week)
             continue
         try:
-            run_week(engine, week, allow_incomplete=True, mode=mode, offline=offline, card=False)
+            run_week(engine, week, mode=mode, offline=offline, backfill=True, card=False)
         except BaseException:
             if result.ran:  # the weeks done keep their card; the failure is what to report
                 with contextlib.suppress(Exception):

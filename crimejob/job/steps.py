@@ -1,9 +1,10 @@
-"""The weekly job's steps, one function each: what the Airflow tasks and the CLI call.
+"""The weekly job's steps, one function each; :mod:`crimejob.job.pipeline` runs them in order.
 
 Every step takes an engine and the ``week`` being run (a Monday; the run for W
-starts after W ends), is idempotent, and returns a small JSON-serialisable dict
-(fit for an Airflow XCom). The run for W forecasts W+1 from the weeks complete
-after the publication lag (``crimejob.grid.lag``). Order, as in the design notes:
+starts after W ends), is idempotent, and returns its typed result
+(:mod:`crimejob.job.results`). The run for W forecasts W+1 from the weeks complete
+after the publication lag (``crimejob.grid.lag``). The order (``pipeline.WEEKLY_STEPS``,
+which ``crimejob run``, ``crimejob backfill`` and the Airflow DAG all run):
 
     extract_crime ─┐
                    ├─ load ─ aggregate ─ check_completeness ─ score ─ train ─ forecast
@@ -23,7 +24,7 @@ import logging
 import os
 import statistics
 import tempfile
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -31,6 +32,15 @@ from sqlalchemy.engine import Engine
 
 from crimejob.config import get_settings
 from crimejob.errors import CrimejobError
+from crimejob.job.results import (
+    AggregateResult,
+    CompletenessResult,
+    ExtractResult,
+    ForecastResult,
+    LoadResult,
+    ScoreResult,
+    TrainResult,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,27 +49,10 @@ class IncompleteWeekError(CrimejobError):
     """The source has clearly not published the week yet; training on it would mislead."""
 
 
-def engine_from_url(url: str | None = None) -> Engine:
-    """An engine for ``url``, or for the project's configured database when None."""
-    from crimejob.db import get_engine
-
-    return get_engine(url)
-
-
-def week_end(week: date) -> datetime:
-    """Midnight (LA wall clock) at the end of ``week``: nothing reported later is used."""
-    return datetime.combine(week + timedelta(weeks=1), time())
-
-
-def history_weeks() -> int:
-    """How many weeks of grid history the models need before a run (bootstrap size)."""
-    return int(os.environ.get("CRIMEJOB_HISTORY_WEEKS", "104"))
-
-
 def extract_window(engine: Engine, week: date) -> tuple[date, date]:
     """Report dates to (re)fetch for ``week``: the trailing window for late reports,
     reaching further back to the first missing week when history is missing (the
-    bootstrap: ``history_weeks()`` weeks up to the newest complete week)."""
+    bootstrap: ``CRIMEJOB_HISTORY_WEEKS`` weeks up to the newest complete week)."""
     from crimejob.grid.gridstore import aggregated_weeks
     from crimejob.grid.lag import run_weeks
 
@@ -68,7 +61,7 @@ def extract_window(engine: Engine, week: date) -> tuple[date, date]:
     start = week - timedelta(weeks=settings.trailing_weeks - 1)
     have = set(aggregated_weeks(engine))
     through = run_weeks(week).history_through
-    wanted = [through - timedelta(weeks=i) for i in range(history_weeks())]
+    wanted = [through - timedelta(weeks=i) for i in range(settings.history_weeks)]
     missing = [w for w in wanted if w not in have and w < start]
     if missing:
         start = min(missing)
@@ -108,18 +101,14 @@ def _read_json(path: str | Path):
 # --- extract / load / aggregate -----------------------------------------------
 
 
-def offline_loaded(engine: Engine, week: date) -> dict:
+def offline_loaded(engine: Engine, week: date) -> LoadResult:
     """What ``load`` hands on when the run is offline (``crimejob run --offline``, the DAG's
     ``offline`` param): nothing fetched, the window to re-aggregate from the records
     already in the database."""
-    return {
-        "window_start": str(extract_window(engine, week)[0]),
-        "weeks_touched": [],
-        "offline": True,
-    }
+    return LoadResult(window_start=extract_window(engine, week)[0], offline=True)
 
 
-def extract_crime(engine: Engine, week: date) -> dict:
+def extract_crime(engine: Engine, week: date) -> ExtractResult:
     """Fetch LAPD records reported in the window; verified complete, written to a file."""
     from crimejob.ingest.crime_ingest import fetch_crime_api
 
@@ -129,10 +118,10 @@ def extract_crime(engine: Engine, week: date) -> dict:
     _write_json_atomic(path, [[dataset, records] for dataset, records in fetched])
     records = sum(len(r) for _, r in fetched)
     log.info("extracted %d crime records reported %s..%s", records, start, end)
-    return {"path": str(path), "records": records, "start": str(start), "end": str(end)}
+    return ExtractResult(records=records, start=start, end=end, path=str(path))
 
 
-def extract_weather(engine: Engine, week: date) -> dict:
+def extract_weather(engine: Engine, week: date) -> ExtractResult:
     """Fetch NCEI daily summaries for the same window; written to a file."""
     from crimejob.ingest.weather_ingest import fetch_weather_api
 
@@ -140,28 +129,29 @@ def extract_weather(engine: Engine, week: date) -> dict:
     records = fetch_weather_api(start, end)
     path = _extract_dir(week) / "weather.json.gz"
     _write_json_atomic(path, records)
-    return {"path": str(path), "records": len(records), "start": str(start), "end": str(end)}
+    return ExtractResult(records=len(records), start=start, end=end, path=str(path))
 
 
-def load(engine: Engine, week: date, crime_extract: dict, weather_extract: dict) -> dict:
+def load(
+    engine: Engine, week: date, crime_extract: ExtractResult, weather_extract: ExtractResult
+) -> LoadResult:
     """Upsert the extracted records into ``raw`` (rejects kept with their reason)."""
     from crimejob.ingest.crime_ingest import load_crime_records
     from crimejob.ingest.weather_ingest import load_weather_records
 
     crime = load_crime_records(
-        engine, [(dataset, records) for dataset, records in _read_json(crime_extract["path"])]
+        engine, [(dataset, records) for dataset, records in _read_json(crime_extract.path)]
     )
-    weather = load_weather_records(engine, _read_json(weather_extract["path"]), source="ncei-api")
-    touched = sorted({*crime.weeks_touched, *weather.weeks_touched})
-    return {
-        "crime": crime.as_dict(),
-        "weather": weather.as_dict(),
-        "weeks_touched": [str(w) for w in touched],
-        "window_start": crime_extract["start"],
-    }
+    weather = load_weather_records(engine, _read_json(weather_extract.path), source="ncei-api")
+    return LoadResult(
+        window_start=crime_extract.start,
+        weeks_touched=sorted({*crime.weeks_touched, *weather.weeks_touched}),
+        crime=crime.as_dict(),
+        weather=weather.as_dict(),
+    )
 
 
-def aggregate(engine: Engine, week: date, loaded: dict) -> dict:
+def aggregate(engine: Engine, week: date, loaded: LoadResult) -> AggregateResult:
     """Recompute the grid rows of every week the window touched, and of the window itself.
 
     Weeks older than the window are recomputed only when they already have
@@ -173,20 +163,21 @@ def aggregate(engine: Engine, week: date, loaded: dict) -> dict:
     from crimejob.grid.gridstore import aggregated_weeks
     from crimejob.grid.weeks import week_start
 
-    window_start = week_start(date.fromisoformat(loaded["window_start"]))
+    window_start = week_start(loaded.window_start)
     have = set(aggregated_weeks(engine))
     # the weeks this load touched, and those an earlier, killed run loaded but never
     # aggregated (ops.stale_weeks)
-    touched = {date.fromisoformat(text) for text in loaded["weeks_touched"]}
+    touched = set(loaded.weeks_touched)
     older = sorted(
         w for w in touched | staleweeks.pending(engine) if w < window_start and w in have
     )
     report = aggregate_ranges(engine, aggregation_ranges(older, window_start, week))
-    return {
-        "weeks": [str(window_start), str(week)],
-        "older_weeks": [str(w) for w in older],
-        "reports": [report.format()],
-    }
+    return AggregateResult(
+        first_week=window_start,
+        last_week=week,
+        older_weeks=older,
+        reports=[report.format()],
+    )
 
 
 def aggregation_ranges(
@@ -235,7 +226,7 @@ STALL_DAYS = 7
 
 def check_completeness(
     engine: Engine, week: date, allow_incomplete: bool = False, offline: bool = False
-) -> dict:
+) -> CompletenessResult:
     """Stop the run when the source is clearly broken, not because of the publication lag.
 
     The lag is designed in (``crimejob.grid.lag``): the weeks after ``history_through``
@@ -250,20 +241,21 @@ def check_completeness(
       moment minus the lag): the feed has stalled, or its lag grew well past
       ``CRIMEJOB_PUBLICATION_LAG_DAYS``.
 
-    ``allow_incomplete`` (``--allow-incomplete``, backfills) turns both into a note.
+    ``allow_incomplete`` (``--allow-incomplete``, and every backfill:
+    ``pipeline.RunOptions.allows_incomplete``) turns both into a note.
     ``offline`` (nothing was fetched) words the problems as what they are then: records
     missing from the database, not a source that has not published them.
     """
-    from crimejob.grid.lag import run_weeks
+    from crimejob.grid.lag import run_moment, run_weeks
 
     plan = run_weeks(week)
     through = plan.history_through
-    ratio_floor = float(os.environ.get("CRIMEJOB_COMPLETENESS_RATIO", "0.5"))
+    ratio_floor = get_settings().completeness_ratio
     with engine.connect() as conn:
         rows = conn.execute(
             _WEEK_TOTALS, {"first": through - timedelta(weeks=8), "last": week}
         ).all()
-        newest = conn.execute(_NEWEST_REPORT, {"before": week_end(week)}).scalar()
+        newest = conn.execute(_NEWEST_REPORT, {"before": run_moment(week)}).scalar()
     totals = {r.week_start: r.incident_total for r in rows}
     if through not in totals:
         raise IncompleteWeekError(
@@ -272,8 +264,8 @@ def check_completeness(
         )
     previous = [totals[w] for w in sorted(totals) if w < through]
     result: dict = {
-        "week": str(week),
-        "history_through": str(through),
+        "week": week,
+        "history_through": through,
         "incidents": totals[through],
         "newest_report": str(newest) if newest else None,
         "complete": True,
@@ -342,34 +334,37 @@ def check_completeness(
         if not allow_incomplete:
             raise IncompleteWeekError(message)
         result["note"] = "allowed: " + message
-    return result
+    return CompletenessResult(**result)
 
 
 # --- score / train / forecast ---------------------------------------------------
 
 
-def score(engine: Engine, week: date) -> dict:
+def score(engine: Engine, week: date) -> ScoreResult:
     """Score the forecasts of every target week that is complete as of the run for
     ``week`` (up to its ``history_through``) and was not scored since its counts or its
     forecasts last changed: new weeks once, and again when late reports revise them."""
     from crimejob.grid.lag import run_weeks
     from crimejob.serving.scoring import score_complete_weeks
 
-    return score_complete_weeks(engine, run_weeks(week).history_through)
+    return ScoreResult.from_dict(score_complete_weeks(engine, run_weeks(week).history_through))
 
 
-def train(engine: Engine, week: date, mode: str = "auto") -> dict:
+def train(engine: Engine, week: date, mode: str = "auto") -> TrainResult:
     """Fine-tune or retrain the production model (GPU queue) on the history the run for
     ``week`` may see, at the run's horizon."""
     from crimejob.job.modelstep import train_for_week
 
-    return train_for_week(engine, week, mode=mode)
+    return TrainResult.from_dict(train_for_week(engine, week, mode=mode))
 
 
-def forecast(engine: Engine, week: date, run_id: int | None = None, card: bool = True) -> dict:
+def forecast(
+    engine: Engine, week: date, run_id: int | None = None, card: bool = True
+) -> ForecastResult:
     """Forecast next week (``week + 7 days``) for all cells with the production model and
-    the baselines, from the newest complete week at the run's horizon. ``card=False``
-    (a backfill, which builds the card once at its end) leaves the model card alone."""
+    the baselines, from the newest complete week at the run's horizon. ``run_id`` (the
+    run in ``ops.runs``) is written into every forecast row. ``card=False`` (``crimejob
+    backfill``, which builds the card once at its end) leaves the model card alone."""
     from crimejob.serving.cards import refresh_production_card
     from crimejob.serving.forecast_store import forecast_next_week
 
@@ -379,4 +374,4 @@ def forecast(engine: Engine, week: date, run_id: int | None = None, card: bool =
         result.update(refresh_production_card(engine, date.fromisoformat(result["target_week"])))
     else:
         result["card"] = "deferred to the end of the backfill"
-    return result
+    return ForecastResult.from_dict(result)

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 import warnings
@@ -46,6 +45,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.engine import Engine
 
+from crimejob.config import get_settings
 from crimejob.errors import DataError, check_range
 from crimejob.grid.history import GridHistory
 from crimejob.grid.weeks import weeks_between
@@ -388,7 +388,7 @@ def _uncertainty(
 
 def overrides_from_env() -> dict[str, dict[str, Any]]:
     """Per-model budgets from ``CRIMEJOB_BACKTEST_OVERRIDES`` (JSON), if set."""
-    text = os.environ.get("CRIMEJOB_BACKTEST_OVERRIDES")
+    text = get_settings().backtest_overrides
     if not text:
         return {}
     try:

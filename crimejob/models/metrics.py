@@ -4,7 +4,7 @@ Every model, baseline or network, is scored by :func:`score_forecast`, in the
 backtest, in the training gate and in the weekly pipeline, so the numbers are
 comparable everywhere. All of it is vectorised numpy over the cells.
 
-Definitions (design notes, "Measuring quality"):
+Definitions:
 
 - ``mae``, ``rmse``: per cell-week, over all cells; ``*_active`` over the
   active cells only (cells with any incident of any kind in the training

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -52,6 +51,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.engine import Engine
 
+from crimejob.config import get_settings
 from crimejob.errors import CrimejobError, DataError
 from crimejob.grid.history import GridHistory
 from crimejob.models.forecasters import (
@@ -246,7 +246,7 @@ def judge(
 
 def hyperparameter_overrides() -> dict[str, Any]:
     """Hyperparameter overrides from ``CRIMEJOB_HYPERPARAMETERS`` (a JSON object), if set."""
-    text = os.environ.get("CRIMEJOB_HYPERPARAMETERS", "").strip()
+    text = get_settings().hyperparameters
     if not text:
         return {}
     try:

@@ -34,7 +34,6 @@ from crimejob.models.compare import paired
 log = logging.getLogger(__name__)
 
 BASELINE_VERSION = "baseline"
-FEEDBACK_WEEKS = 26
 #: Metrics of the scoreboard table: (column, label, lower is better)
 _BOARD = (
     ("poisson_deviance", "Poisson dev", True),
@@ -240,6 +239,7 @@ def _reliability(engine: Engine, name: str) -> str:
 
 
 def _feedback_section(engine: Engine, name: str, version: str) -> list[str]:
+    from crimejob.config import get_settings
     from crimejob.grid.gridstore import aggregated_weeks, contiguous_since, load_history
     from crimejob.models.forecasters import BASELINES, get_forecaster
     from crimejob.models.registry import get_version, load_forecaster
@@ -257,9 +257,10 @@ def _feedback_section(engine: Engine, name: str, version: str) -> list[str]:
             name: load_forecaster(get_version(engine, name, int(version))),
             **forecasters,
         }
-    rows = run_check(forecasters, history, weeks=FEEDBACK_WEEKS, seeds=1)
+    weeks = get_settings().card_feedback_weeks
+    rows = run_check(forecasters, history, weeks=weeks, seeds=1)
     return [
-        f"A {FEEDBACK_WEEKS}-week simulation calibrated to the last year of counts "
+        f"A {weeks}-week simulation calibrated to the last year of counts "
         "(`crimejob.serving.feedback`): patrols go to the flagged 5%, the public reports half "
         "of all incidents, patrols find half of the rest in flagged cells, and the true hotspots "
         "drift. `all_records` feeds the model every police record; `public_only` only the "

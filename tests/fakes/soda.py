@@ -311,7 +311,7 @@ def make_nibrs_records(
     serial_start: int = 0,
 ) -> list[dict]:
     """NIBRS offense records (one to three per incident ``caseno``) reported in [start, end],
-    in the portal's format (../shared/data/README.md, "What the live NIBRS feed looks like").
+    in the portal's format (docs/live-feed.md, "NIBRS records as they are").
 
     Every value a string and empty fields left out; ``caseno`` eight digits (year + serial
     from ``serial_start``: give calls that share a year different starts);
@@ -521,7 +521,7 @@ def portal_server(
         yield server
 
 
-# Violent offenses as ../shared/data/README.md lists them (FBI Part I violent).
+# Violent offenses (FBI Part I violent), as crimejob.ingest.sources.lapd lists them.
 VIOLENT_CRM_CD = set("110 113 121 122 815 820 821 210 220 230 231 235 236 250 251 761 926".split())
 VIOLENT_NIBR_CODE = {"09A", "11A", "11B", "11C", "120", "13A"}
 

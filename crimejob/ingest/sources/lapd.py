@@ -40,7 +40,7 @@ LEGACY = "2nrs-mtv8"
 NIBRS_2024 = "y8y3-fqfu"
 NIBRS_2026 = "k7nn-b2ep"
 
-# FBI Part I violent crime as LAPD codes it (../shared/data/README.md).
+# FBI Part I violent crime as LAPD codes it (the categories: docs/categories.md).
 LEGACY_VIOLENT_CODES = frozenset(
     "110 113 121 122 815 820 821 210 220 230 231 235 236 250 251 761 926".split()
 )

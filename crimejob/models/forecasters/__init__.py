@@ -25,7 +25,6 @@ to an empirical-Bayes rate).
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from crimejob.errors import UnknownModelError
@@ -49,7 +48,9 @@ __all__ = [
 
 def default_model() -> str:
     """The model the weekly job trains and forecasts with: ``CRIMEJOB_MODEL`` or rate_cnn."""
-    name = os.environ.get("CRIMEJOB_MODEL") or DEFAULT_MODEL
+    from crimejob.config import get_settings
+
+    name = get_settings().model or DEFAULT_MODEL
     if name not in available():
         raise ValueError(f"CRIMEJOB_MODEL={name!r} is not a model; choose from {available()}")
     return name

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import abc
 import logging
-import os
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from crimejob.config import get_settings
 from crimejob.errors import DataError
 from crimejob.grid.history import GridHistory
 from crimejob.models.forecasters.base import FitReport, Forecaster
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 @lru_cache(maxsize=1)
 def on_gpu() -> bool:
     """Whether the active Keras backend sees a GPU (``CRIMEJOB_FORCE_CPU=1`` says no)."""
-    if os.environ.get("CRIMEJOB_FORCE_CPU") == "1":
+    if get_settings().force_cpu:
         return False
     from crimejob.quiet import import_backend, quiet_backend
 
@@ -276,12 +276,6 @@ class KerasForecaster(Forecaster):
             raise DataError(f"{self.name} has not been fitted or loaded")
         inputs = self.model_inputs(history, np.array([len(history) - 1]))
         return np.asarray(self.model.predict_on_batch(inputs), np.float32)[0, ..., 0]
-
-    def predict_many(self, history: GridHistory, ends: np.ndarray) -> np.ndarray:
-        """Forecasts for targets ``ends + 1``, each from its own window: (n, 60, 75)."""
-        inputs = self.model_inputs(history, np.asarray(ends))
-        out = self.model.predict(inputs, batch_size=self.batch_size, verbose=0)
-        return np.maximum(np.asarray(out, np.float32)[..., 0], 0.0)
 
     def count_params(self) -> int:
         if self.model is None:
