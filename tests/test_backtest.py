@@ -29,6 +29,7 @@ def week(history: GridHistory, i: int):
     return history.week_starts[i].astype("datetime64[D]").item()
 
 
+@pytest.mark.slow
 def test_every_model_is_scored_on_the_same_weeks_in_the_table_and_the_json(history):
     models = [*BASELINES, "rate_cnn"]
     result = run_backtest(history, week(history, 18), week(history, 23), models, {"rate_cnn": TINY})

@@ -155,6 +155,7 @@ def test_week_status_says_which_weeks_are_complete(production_weeks):
     assert (runs["status"] == "succeeded").all() and (runs["seconds"] >= 0).all()
 
 
+@pytest.mark.slow
 def test_model_version_and_decision_views_carry_the_numbers(clean_db, tmp_path, monkeypatch):
     from crimejob.models.training import train
 
