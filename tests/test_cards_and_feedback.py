@@ -114,6 +114,7 @@ def test_crimejob_card_writes_the_production_models_card(production_weeks, tmp_p
     assert stored["model_name"].tolist() == ["mean_4w"] and stored["card"][0] == card
 
 
+@pytest.mark.slow
 def test_a_change_of_production_stores_the_new_models_card(production_weeks, tmp_path, monkeypatch):
     from crimejob.serving.cards import refresh_production_card
 
