@@ -562,3 +562,46 @@ def test_divisions_read_the_same_from_a_csv_row_as_from_an_api_payload(clean_db,
     with soda_server({LEGACY_ID: make_legacy_records(300, *WEEK, seed=15)}):
         ingest_crime_api(clean_db, *WEEK, datasets=[LEGACY_ID])
     assert from_csv and areas() == from_csv
+
+
+def test_two_imports_of_one_file_into_an_empty_table_at_once_converge(clean_db, tmp_path):
+    """Both queue for the empty table (the first for the lock of its load-then-index
+    path, the second behind it): the second merges into what the first loaded (all
+    unchanged) instead of loading a second copy."""
+    import threading
+    import time
+
+    path = write_portal_csv(legacy_frame(200, *WEEK, seed=23), tmp_path / "export.csv")
+    ingest_crime_csv(clean_db, path)  # registers the header's layout
+    clean_db_truncate(clean_db)
+    outcomes: list = []
+
+    def run() -> None:
+        try:
+            outcomes.append(ingest_crime_csv(clean_db, path))
+        except Exception as exc:  # noqa: BLE001 - the outcome is the assertion
+            outcomes.append(exc)
+
+    def waiting() -> int:
+        return _scalar(
+            clean_db,
+            "SELECT count(*) FROM pg_locks WHERE relation = 'raw.crime_records'::regclass "
+            "AND NOT granted",
+        )
+
+    with clean_db.connect() as holder:
+        holder.exec_driver_sql("BEGIN")
+        holder.exec_driver_sql("LOCK TABLE raw.crime_records IN SHARE MODE")
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 60
+        while waiting() < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert waiting() == 2
+        holder.exec_driver_sql("COMMIT")
+    for thread in threads:
+        thread.join(120)
+    assert all(isinstance(o, type(outcomes[0])) for o in outcomes), outcomes
+    assert sorted((o.loaded, o.unchanged) for o in outcomes) == [(0, 200), (200, 0)]
+    assert _scalar(clean_db, "SELECT count(*) FROM raw.crime_records") == 200

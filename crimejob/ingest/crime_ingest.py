@@ -508,9 +508,9 @@ def ingest_crime_csv(engine: Engine, path: Path, source: str | None = None) -> I
             _reject_duplicates(conn, pd.concat(keys) if keys else pd.Series(dtype=object), report)
             _create_staging_view(conn, adapter, layout)
             # Temporary tables have no statistics until analysed: without them the planner
-            # guesses a few thousand rows and sorts where it should hash. One narrow column
-            # of _csv_raw gives its row count.
-            conn.exec_driver_sql("ANALYZE _csv_raw (line)")
+            # takes the narrow _csv_mapped for a million rows and sorts both sides of its
+            # join with _csv_raw on disk. Analysed, it hashes _csv_mapped (the wide
+            # _csv_raw needs none: its size estimate from its pages is enough).
             conn.exec_driver_sql("ANALYZE _csv_mapped, _csv_offenses")
             valid = conn.exec_driver_sql("SELECT count(*) FROM _csv_mapped").scalar_one()
         form = f"NULL::jsonb, {int(_csv_layout_id(conn, layout))}, {_csv_fields_sql(layout)}"
@@ -537,10 +537,16 @@ def _deferred_indexes(conn: Connection, steps: dict[str, float]) -> Iterator[boo
     rolls them back with the rows). Yields False, changing nothing, when the
     table has rows or a definition cannot be dropped.
     """
-    if conn.exec_driver_sql("SELECT EXISTS (SELECT 1 FROM raw.crime_records)").scalar_one():
+    has_rows = "SELECT EXISTS (SELECT 1 FROM raw.crime_records)"
+    if conn.exec_driver_sql(has_rows).scalar_one():
         yield False
         return
     conn.exec_driver_sql("LOCK TABLE raw.crime_records IN ACCESS EXCLUSIVE MODE")
+    # Another import may have filled the table between the look and the lock: then load
+    # the ordinary way (keeping the lock to the end of this transaction).
+    if conn.exec_driver_sql(has_rows).scalar_one():
+        yield False
+        return
     constraints = conn.exec_driver_sql(
         "SELECT conname, contype, pg_get_constraintdef(oid) FROM pg_constraint "
         "WHERE conrelid = 'raw.crime_records'::regclass AND contype IN ('p', 'u', 'f') "

@@ -15,6 +15,6 @@ COMMENT ON COLUMN bi.runs.started_at IS 'When the run started.';
 COMMENT ON COLUMN bi.runs.finished_at IS 'When it ended (NULL while running, or if it was killed).';
 COMMENT ON COLUMN bi.runs.seconds IS 'finished_at - started_at in seconds.';
 COMMENT ON COLUMN bi.runs.message IS 'The error or note it ended with.';
-COMMENT ON COLUMN bi.runs.params IS 'Its parameters (JSON text).';
-COMMENT ON COLUMN bi.runs.counts IS 'What it counted: records, rows, weeks (JSON text).';
+COMMENT ON COLUMN bi.runs.params IS 'Its parameters (JSON text); a weekly run: mode, allow_incomplete, offline, backfill, and airflow_run_id (dag_id/run_id) when Airflow ran it.';
+COMMENT ON COLUMN bi.runs.counts IS 'What it counted: records, rows, weeks (JSON text); a weekly run: each step''s result under the step''s name.';
 COMMENT ON COLUMN bi.runs.step_seconds IS 'Seconds per step (JSON text).';
