@@ -190,6 +190,7 @@ def test_a_network_version_is_a_contender_on_weeks_it_never_fitted(db):
     assert production.values.tolist() == [[stored["champion_model"], stored["champion_version"]]]
 
 
+@pytest.mark.slow
 def test_a_network_fitted_to_most_of_the_window_takes_no_part():
     history = HISTORY.through(week(33))
     late = Contender("rate_cnn", "7", get_forecaster("mean_52w", horizon=3), week(31))

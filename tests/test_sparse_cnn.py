@@ -13,8 +13,15 @@ import pytest
 
 from crimejob.devworld import la_world
 from crimejob.grid.gridstore import store_history
+from crimejob.grid.history import GridHistory
 from crimejob.models.forecasters import available, get_forecaster
-from crimejob.models.forecasters.sparse_cnn import MAP_FEATURES, rate_inputs
+from crimejob.models.forecasters.sparse_cnn import (
+    MAP_FEATURES,
+    booster_rates,
+    choose_offset,
+    rate_inputs,
+    recent_offset,
+)
 from crimejob.models.metrics import active_cells, mean_scores, score_forecast
 from crimejob.models.registry import get_version, load_forecaster
 from crimejob.models.training import train
@@ -36,12 +43,24 @@ def test_it_is_a_network_by_name_and_untrained_it_forecasts_the_shrunk_offset(hi
     forecaster = get_forecaster("sparse_cnn", epochs=0)
     forecaster.fit(history)
 
-    offset, _ = rate_inputs(history, last(history), horizon=1)
+    recent, _ = rate_inputs(history, last(history), horizon=1)
     predicted = forecaster.predict(history)
 
     assert predicted.shape == history.shape and predicted.dtype == np.float32
     assert np.all(predicted >= 0)
-    np.testing.assert_allclose(predicted, offset[0], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(predicted, recent[0], rtol=1e-5, atol=1e-7)
+
+    # offset="blend": the mean of the recent rate and the booster's forecast, which is
+    # exactly what the lgbm baseline forecasts from the same weeks.
+    booster = booster_rates(history, last(history), horizon=1)
+    np.testing.assert_allclose(
+        booster[0], get_forecaster("lgbm").predict(history), rtol=1e-5, atol=1e-7
+    )
+    blend = get_forecaster("sparse_cnn", epochs=0, offset="blend")
+    blend.fit(history)
+    np.testing.assert_allclose(
+        blend.predict(history), 0.5 * (recent[0] + booster[0]), rtol=1e-5, atol=1e-7
+    )
 
 
 def test_the_offset_shrinks_sparse_cells_toward_their_neighbourhood_and_keeps_the_level(history):
@@ -88,6 +107,80 @@ def test_horizon_sets_the_target_week_and_the_season_it_reads(history):
     # Targets are 3 weeks after each window's end: the newest target is the last week.
     assert max(report.validation_targets) == history.last_week
     assert three.predict(history).shape == one.predict(history).shape
+
+
+def _drifting(weeks: int = 200, change: int = 120, seed: int = 0) -> GridHistory:
+    """Poisson counts on a small grid whose hot half and cold half swap at ``change``:
+    all incidents at 6x the violent rate, so the leading indicator is informative."""
+    rng = np.random.default_rng(seed)
+    rows, cols = 12, 16
+    rate = np.full((weeks, rows, cols), 0.05)
+    rate[:change, :, : cols // 2] = 0.5
+    rate[change:, :, cols // 2 :] = 0.5
+    crime = rng.poisson(rate).astype(np.float32)
+    incidents = crime + rng.poisson(5 * rate).astype(np.float32)
+    starts = np.datetime64("2020-01-06") + 7 * np.arange(weeks)
+    weather = np.zeros((weeks, rows, cols, 3), np.float32)
+    return GridHistory(starts, crime, weather, incidents)
+
+
+def test_in_a_drifting_world_the_offset_follows_the_recent_rate():
+    history = _drifting()
+    end = np.array([len(history) - 1])
+    choice = choose_offset(history)
+    recent, _ = rate_inputs(history, end, horizon=1)
+    longrun, _ = rate_inputs(history, end, horizon=1, offset_kind="longrun")
+    truth = np.full(history.shape, 0.05)
+    truth[:, 8:] = 0.5
+
+    # The held-out newest weeks say the world moved: recent weeks weigh more.
+    assert choice["half_life"] > 0
+    # The recent offset is far closer to today's rates than the all-history one,
+    # and it keeps the recent level (the all-history rate is between the regimes).
+    assert np.abs(recent[0] - truth).mean() < 0.5 * np.abs(longrun[0] - truth).mean()
+    assert recent[0].sum() == pytest.approx(truth.sum(), rel=0.15)
+    np.testing.assert_allclose(recent[0], recent_offset(history, end, choice)[0], rtol=1e-6)
+
+
+def test_the_offset_of_week_t_reads_no_later_week(history):
+    t = 30
+    offset, maps = rate_inputs(history, np.array([t]), horizon=1)
+    booster = booster_rates(history, np.array([t]), horizon=1)
+    changed = replace(history, crime=history.crime.copy(), incidents=history.incidents.copy())
+    changed.crime[t + 1 :] += 5.0
+    changed.incidents[t + 1 :] += 50.0
+    offset2, maps2 = rate_inputs(changed, np.array([t]), horizon=1)
+
+    np.testing.assert_array_equal(offset, offset2)
+    np.testing.assert_array_equal(maps, maps2)
+    np.testing.assert_array_equal(booster, booster_rates(changed, np.array([t]), horizon=1))
+    # ... while a late report in a week it did read is seen (the cache key holds it).
+    changed.crime[t] += 1.0
+    changed.incidents[t] += 1.0
+    assert not np.array_equal(booster, booster_rates(changed, np.array([t]), horizon=1))
+
+
+def test_the_ablation_switches_change_what_they_name_and_nothing_else(history):
+    end = last(history)
+    _, maps = rate_inputs(history, end, horizon=1)
+    longrun_offset, longrun_maps = rate_inputs(history, end, horizon=1, offset_kind="longrun")
+    # "longrun" is the first design's offset, which the recent design keeps as a map.
+    np.testing.assert_allclose(
+        np.log(longrun_offset[0] + 1e-3), maps[0, ..., MAP_FEATURES.index("log_longrun")],
+        rtol=1e-5,
+    )  # fmt: skip
+    np.testing.assert_array_equal(maps[..., 1:], longrun_maps[..., 1:])
+
+    plain = get_forecaster("sparse_cnn", epochs=0, offset="recent")
+    without = get_forecaster("sparse_cnn", epochs=0, offset="recent", incident_channel=False)
+    a, b = plain.model_inputs(history, end), without.model_inputs(history, end)
+    assert a["counts"][..., 1].sum() > 0 and b["counts"][..., 1].sum() == 0
+    np.testing.assert_array_equal(a["counts"][..., 0], b["counts"][..., 0])
+    np.testing.assert_array_equal(a["offset"], b["offset"])
+    with pytest.raises(ValueError, match="offset_kind"):
+        rate_inputs(history, end, horizon=1, offset_kind="newest")
+    with pytest.raises(ValueError, match="booster"):
+        rate_inputs(history, end, horizon=1, offset_kind="blend")
 
 
 @pytest.mark.slow

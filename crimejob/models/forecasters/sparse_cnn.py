@@ -7,23 +7,36 @@ strongest forecasts are long-run spatial rates. The network therefore starts
 
     log mu = log(offset) + clip(delta, -max_delta, max_delta)
 
-- **The offset: an empirical-Bayes rate.** Each cell's long-run violent count
-  ``y`` over ``T`` weeks is shrunk toward a prior rate ``m`` built from its
-  neighbourhood and from all incidents: ``m`` is the mean of a Gaussian-kernel
-  smoothing of the violent rate and the city's violent share x the smoothed
-  all-incident rate. With a gamma prior of mean ``m`` and ``prior_strength``
-  pseudo-incidents, the posterior mean is ``(y + a) / (T + a / m)``: a cell
-  with many incidents keeps its own rate, a sparse one moves toward ``m``, and
-  a cell in a neighbourhood where nothing is ever recorded gets ~``m`` ~ 0.
-- **The footprint.** Cells with no incident of any kind in the history are
-  outside the police footprint. Their offset is the prior times the share of
-  it that cells outside the footprint of a year earlier actually saw since
-  (measured in the history itself): ~0 on LA, where the footprint is LAPD's
-  boundary, but not on Philadelphia, where ~1 shooting a week (3%) lands in a
-  cell that never had one, and a forecast of 0 there costs ~12 deviance units
-  each time. The footprint is also an input channel of the correction. Cells
-  whose prior is ~0 (far from any recorded incident) stay 0 whatever the
-  network says.
+- **The offset: a recent, shrunk rate** (:func:`recent_offset`). Places drift
+  (LA's cells change their share of the city over a year or two; a city's
+  level moves), so an all-history mean is stale by the time it is used. Each
+  cell's violent counts are weighted by recency (half-life ``h`` weeks) and
+  shrunk toward a prior ``m``: the neighbourhood's long-run violent share of
+  all incidents (a wide kernel) x the cell's own recency-weighted all-incident
+  rate (smoothed by ``b`` cells), the dense leading indicator. With a gamma
+  prior of mean ``m`` and ``s`` pseudo-incidents the rate is
+  ``(y_h + s) / (T_h + s / m)``; a cell where nothing of any kind is ever
+  recorded (outside LAPD) has ``m = 0`` and gets 0. ``h`` (26, 52, 104 weeks or
+  all), ``s`` and ``b`` are chosen like the baselines choose theirs
+  (:func:`choose_offset`): scored on the newest 26 weeks of the history the
+  model is given, estimated from the weeks before them; never on a forecast
+  week. Where the data have violent counts only (Philadelphia) the prior is
+  the smoothed violent rate, and the choice of ``b`` decides how much mass
+  cells that never had an incident get. The history is first brought to the
+  newest series' recording level (``rescale_series``: the 2024 NIBRS switch is
+  a change of recording, not of crime).
+- **The blend** (``offset="blend"``, an option): the mean of the recent rate
+  and the ``lgbm`` baseline's forecast from the same weeks
+  (:func:`booster_rates`), a residual on top of the strongest baseline.
+  Untrained it beats ``lgbm`` on the LA world; the learned correction on top of
+  it did not pay for itself in the test's world, so it is not the default
+  (``benchmarks/README.md``).
+- **The first design's offset** (``offset="longrun"``, kept for the ablation
+  and as the input map ``log_longrun``): an empirical-Bayes rate over all
+  history, ``(y + a) / (T + a / m)`` with ``m`` the mean of a smoothed violent
+  rate and the city share x the smoothed all-incident rate; outside the
+  footprint it is scaled by the share of its prior such cells actually saw
+  (``_outside_ratio``).
 - **Corrections the network learns** from (a) a zero-initialised 1x1 linear
   layer over the log rate estimates (all history, 52/13/4 weeks, smoothed,
   all-incident based) and the city-wide signals — the recent city level
@@ -39,12 +52,13 @@ strongest forecasts are long-run spatial rates. The network therefore starts
 - **Horizon.** A sample is the window ending at week t and the counts of week
   t + ``horizon``; the season features are those of the target week.
 
-About 2.4 thousand parameters and ~0.05 GFLOPs a forward pass
+About 2.1 thousand parameters and ~0.05 GFLOPs a forward pass
 (``benchmarks/bench_models.py``): hundreds of times cheaper than seed_cnn.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import keras
@@ -54,12 +68,15 @@ from scipy.ndimage import gaussian_filter
 
 from crimejob.grid.cells import N_COLS, N_ROWS
 from crimejob.grid.history import WEATHER_FEATURES, GridHistory
+from crimejob.grid.series_break import rescale_to_current_series
 from crimejob.models.forecasters.keras_common import KerasForecaster, stack_windows
 from crimejob.models.forecasters.rate_cnn import Log1p, weather_statistics
+from crimejob.models.metrics import poisson_deviance_per_cell
 
 #: The rate maps and city-wide signals the correction reads (order = channel order).
 MAP_FEATURES = (
-    "log_offset", "log_mean_all", "log_mean52", "log_mean13", "log_mean4",
+    "log_offset", "log_longrun", "log_booster",
+    "log_mean_all", "log_mean52", "log_mean13", "log_mean4",
     "log_smoothed", "log_incident_rate", "log_incident13", "footprint",
     "city_level13", "city_level4", "nibrs_share", "nibrs_shift", "season_sin", "season_cos",
 )  # fmt: skip
@@ -119,18 +136,188 @@ def _outside_ratio(
     return out[:, None, None]
 
 
+#: Options of the recent offset, each scored on the history's own held-out newest weeks.
+OFFSET_HALF_LIVES = (26, 52, 104, 0)  # weeks; 0 = every week weighs the same
+OFFSET_STRENGTHS = (1.0, 3.0, 10.0, 30.0)  # the prior's pseudo-incidents
+OFFSET_BANDWIDTHS = (0.0, 0.5, 1.0, 2.0)  # the all-incident rate's smoothing, in cells
+SHARE_BANDWIDTH = 4.0
+OFFSET_KINDS = (
+    "blend",
+    "recent",
+    "longrun",
+)  # the neighbourhood of a cell's violent share, in cells
+OFFSET_HOLDOUT_WEEKS = 26
+
+
+def _decayed_sums(grids: np.ndarray, half_life: float) -> tuple[np.ndarray, np.ndarray]:
+    """(T, rows, cols) recency-weighted sums through each week (weight 1/2 per
+    ``half_life`` weeks of age; 0 = no decay) and (T,) the sums of the weights."""
+    decay = 1.0 if half_life <= 0 else 0.5 ** (1.0 / half_life)
+    sums = np.empty(grids.shape, np.float64)
+    weights = np.empty(len(grids), np.float64)
+    s, w = np.zeros(grids.shape[1:], np.float64), 0.0
+    for t in range(len(grids)):
+        s = decay * s + grids[t]
+        w = decay * w + 1.0
+        sums[t], weights[t] = s, w
+    return sums, weights
+
+
+def _local_share(violent: np.ndarray, incidents: np.ndarray) -> np.ndarray:
+    """Each cell's neighbourhood violent share of all incidents (a wide kernel over
+    (n, rows, cols) long-run sums); the whole grid's share where nothing is near."""
+    near_v = _smooth(violent, SHARE_BANDWIDTH)
+    near_i = _smooth(incidents, SHARE_BANDWIDTH)
+    overall = violent.sum((1, 2)) / np.maximum(incidents.sum((1, 2)), 1e-9)
+    overall = np.broadcast_to(overall[:, None, None], violent.shape)
+    return np.where(near_i > 1e-9, near_v / np.maximum(near_i, 1e-9), overall)
+
+
+def _recent_rate(
+    violent: np.ndarray, weights: np.ndarray, incident_rate: np.ndarray, strength: float
+) -> np.ndarray:
+    """Gamma-Poisson posterior mean: ``violent`` recency-weighted counts over ``weights``
+    weeks, shrunk toward ``incident_rate`` (the prior mean) with ``strength``
+    pseudo-incidents; 0 where the prior is 0 (outside anything ever recorded)."""
+    prior = np.maximum(incident_rate, 1e-12)
+    weeks = np.reshape(weights, (-1,) + (1,) * (violent.ndim - 1))
+    rate = (violent + strength) / (weeks + strength / prior)
+    return np.where(incident_rate > 1e-12, rate, 0.0)
+
+
+def choose_offset(history: GridHistory, holdout_weeks: int = OFFSET_HOLDOUT_WEEKS) -> dict:
+    """The recent offset's options with the lowest mean Poisson deviance on the
+    history's newest ``holdout_weeks`` (at most a quarter of it), estimated from the
+    weeks before them: half-life, prior strength, all-incident bandwidth."""
+    v = min(int(holdout_weeks), len(history) // 4)
+    default = {"half_life": 52, "strength": 10.0, "bandwidth": 0.0}
+    if v == 0:
+        return default
+    crime = history.crime.astype(np.float64)
+    incidents = history.incidents.astype(np.float64)
+    fit_c, fit_i, held = crime[:-v], incidents[:-v], crime[-v:]
+    share = _local_share(fit_c.sum(0)[None], fit_i.sum(0)[None])
+    scores = {}
+    for half_life in OFFSET_HALF_LIVES:
+        vs, w = _decayed_sums(fit_c, half_life)
+        ins, _ = _decayed_sums(fit_i, half_life)
+        vs, w, ins = vs[-1:], w[-1:], ins[-1:]
+        for bandwidth in OFFSET_BANDWIDTHS:
+            prior = share * _smooth(ins / w[:, None, None], bandwidth)
+            for strength in OFFSET_STRENGTHS:
+                rate = _recent_rate(vs, w, prior, strength)
+                deviance = poisson_deviance_per_cell(rate, held)
+                scores[(half_life, strength, bandwidth)] = float(deviance.mean())
+    half_life, strength, bandwidth = min(scores, key=scores.get)
+    return {"half_life": half_life, "strength": strength, "bandwidth": bandwidth}
+
+
+def recent_offset(history: GridHistory, ends: np.ndarray, choice: dict) -> np.ndarray:
+    """(n, rows, cols) the recent offset for windows ending at each index in ``ends``:
+    each cell's recency-weighted violent rate shrunk toward its neighbourhood's
+    violent share x its own recency-weighted all-incident rate (see the module)."""
+    ends = np.asarray(ends, np.int64)
+    crime = history.crime.astype(np.float64)
+    incidents = history.incidents.astype(np.float64)
+    last = int(ends.max()) + 1
+    vs, w = _decayed_sums(crime[:last], choice["half_life"])
+    ins, _ = _decayed_sums(incidents[:last], choice["half_life"])
+    zero = np.zeros((1, *crime.shape[1:]))
+    cum = np.concatenate([zero, np.cumsum(crime[:last], axis=0)])
+    inc_cum = np.concatenate([zero, np.cumsum(incidents[:last], axis=0)])
+    share = _local_share(cum[ends + 1], inc_cum[ends + 1])
+    prior = share * _smooth(ins[ends] / w[ends, None, None], choice["bandwidth"])
+    return _recent_rate(vs[ends], w[ends], prior, choice["strength"])
+
+
+#: Booster forecasts and single-window inputs already made, by window (see
+#: :func:`window_keys`): the weekly run and the backtest forecast the same windows
+#: again and again (the champion decision, the dispersion's 13 past weeks).
+_BOOSTED: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_INPUTS: OrderedDict[tuple, dict[str, np.ndarray]] = OrderedDict()
+BOOSTED_SIZE = 1024
+INPUTS_SIZE = 64
+
+
+def _remember(cache: OrderedDict, key: tuple, value: Any, size: int) -> Any:
+    cache[key] = value
+    while len(cache) > size:
+        cache.popitem(last=False)
+    return value
+
+
+def window_keys(history: GridHistory, ends: np.ndarray) -> list[tuple]:
+    """A key per window ending at each index in ``ends``: the first and last week, the
+    grid, and checksums of every week's grids up to it (a late report that changes
+    any of those weeks changes the key; later weeks do not enter it)."""
+    n = len(history)
+    weights = np.arange(1, history.crime[0].size + 1, dtype=np.float64)
+    per_week = np.stack(
+        [
+            history.crime.reshape(n, -1) @ weights,
+            history.incidents.reshape(n, -1) @ weights,
+            history.weather.reshape(n, -1, history.weather.shape[-1]).sum(axis=1).sum(axis=1),
+            np.asarray(history.nibrs_share, np.float64),
+        ],
+        axis=1,
+    )
+    checksums = np.cumsum(per_week, axis=0)
+    first = history.week(0)
+    return [
+        (first, history.week(int(t)), history.shape, tuple(np.round(checksums[int(t)], 3)))
+        for t in np.asarray(ends, np.int64)
+    ]
+
+
+def booster_rates(history: GridHistory, ends: np.ndarray, horizon: int) -> np.ndarray:
+    """(n, rows, cols) the ``lgbm`` baseline's forecast from the weeks up to each end.
+
+    Each forecast is the baseline's own (:mod:`crimejob.models.forecasters.gbm`: fitted on
+    the weeks up to the calendar anchor at or before the end, refitted every 13
+    weeks, its boosters shared process-wide), so a training window's booster
+    rate is out of sample for its target exactly as in production. Forecasts are
+    kept by window (:func:`window_keys`).
+    """
+    from crimejob.models.forecasters.gbm import LightGBMForecaster
+
+    ends = np.asarray(ends, np.int64)
+    forecaster = LightGBMForecaster(horizon=horizon)
+    out = np.empty((len(ends), *history.shape), np.float64)
+    for n, (t, key) in enumerate(zip(ends, window_keys(history, ends), strict=True)):
+        key = (*key, horizon)
+        if key not in _BOOSTED:
+            rates = forecaster.predict(history.select(slice(0, int(t) + 1)))
+            _remember(_BOOSTED, key, rates, BOOSTED_SIZE)
+        out[n] = _BOOSTED[key]
+    return out
+
+
 def rate_inputs(
     history: GridHistory,
     ends: np.ndarray,
     horizon: int,
     bandwidth: float = 1.5,
     prior_strength: float = 2.0,
+    offset_kind: str = "recent",
+    booster: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(offset, maps) for windows ending at each index in ``ends``, from weeks <= t only.
 
-    offset: (n, rows, cols) the empirical-Bayes rate; maps: (n, rows, cols,
-    len(MAP_FEATURES)), the channels listed in :data:`MAP_FEATURES`.
+    offset: (n, rows, cols) the rate the network corrects: ``"recent"`` (default)
+    the recency-weighted rate of :func:`recent_offset`, its options chosen by
+    :func:`choose_offset` on the weeks up to the newest end; ``"longrun"`` the
+    all-history empirical-Bayes rate (the first design, kept for the ablation);
+    ``"blend"`` the mean of the recent rate and ``booster`` ((n, rows, cols), the
+    gradient-boosted baseline's forecasts from the same windows, see
+    :func:`booster_rates`). maps: (n, rows, cols, len(MAP_FEATURES)), the
+    channels listed in :data:`MAP_FEATURES` (``log_longrun`` is the all-history
+    rate whatever the offset; ``log_booster`` the booster's forecast, or the
+    recent rate when none is given).
     """
+    if offset_kind not in OFFSET_KINDS:
+        raise ValueError(f"offset_kind must be one of {OFFSET_KINDS}, got {offset_kind!r}")
+    if offset_kind == "blend" and booster is None:
+        raise ValueError("offset_kind 'blend' needs the booster's forecasts")
     ends = np.asarray(ends, np.int64)
     crime = history.crime.astype(np.float64)
     incidents = history.incidents.astype(np.float64)
@@ -148,6 +335,14 @@ def rate_inputs(
     footprint = inc_cum[ends + 1] > 0
     offset = np.where(footprint, offset, _outside_ratio(cum, inc_cum, ends, bandwidth) * offset)
     footprint = footprint.astype(np.float64)
+    longrun = offset
+    seen = history.select(slice(0, int(ends.max()) + 1))
+    recent = recent_offset(history, ends, choose_offset(seen))
+    booster = recent if booster is None else np.asarray(booster, np.float64)
+    if offset_kind == "recent":
+        offset = recent
+    elif offset_kind == "blend":
+        offset = 0.5 * (recent + booster)
 
     city = crime.reshape(len(crime), -1).sum(axis=1)
     city_cum = np.concatenate([[0.0], np.cumsum(city)])
@@ -181,6 +376,8 @@ def rate_inputs(
 
     maps = [
         log(offset),
+        log(longrun),
+        log(booster),
         log(mean_all),
         log(_window_mean(cum, ends, 52)),
         log(_window_mean(cum, ends, 13)),
@@ -289,6 +486,8 @@ class SparseCNN(KerasForecaster):
             "head_filters": 8,
             "bandwidth": 1.5,
             "prior_strength": 2.0,
+            "offset": "recent",  # "blend" (with the lgbm forecast) or "longrun" (the first design)
+            "incident_channel": True,  # all-incident counts as an input channel
             "l2": 1e-4,
             "dropout": 0.1,
             "max_delta": 4.0,
@@ -309,23 +508,40 @@ class SparseCNN(KerasForecaster):
         return keras.losses.Poisson()
 
     def model_inputs(self, history: GridHistory, ends: np.ndarray) -> dict[str, np.ndarray]:
-        window = int(self.hp["window"])
         ends = np.asarray(ends)
+        if len(ends) != 1:
+            return self._model_inputs(history, ends)
+        config = tuple(
+            str(self.hp[k])
+            for k in ("window", "bandwidth", "prior_strength", "offset", "incident_channel")
+        )
+        key = (*window_keys(history, ends)[0], self.horizon, config)
+        if key not in _INPUTS:
+            _remember(_INPUTS, key, self._model_inputs(history, ends), INPUTS_SIZE)
+        return _INPUTS[key]
+
+    def _model_inputs(self, history: GridHistory, ends: np.ndarray) -> dict[str, np.ndarray]:
+        window = int(self.hp["window"])
+        kind = str(self.hp["offset"])
+        # The booster reads the history as recorded (it learns the 2024 switch from
+        # the NIBRS share); the rates and counts are read at the recording level of
+        # the newest window's series, so the switch is not read as a change in crime.
+        booster = booster_rates(history, ends, self.horizon) if kind == "blend" else None
+        history = rescale_to_current_series(history.select(slice(0, int(ends.max()) + 1)))
         offset, maps = rate_inputs(
             history,
             ends,
             self.horizon,
             float(self.hp["bandwidth"]),
             float(self.hp["prior_strength"]),
+            kind,
+            booster,
         )
         share = history.crime.sum() / max(float(history.incidents.sum()), 1e-9)
-        counts = np.stack(
-            [
-                stack_windows(history.crime, ends, window),
-                share * stack_windows(history.incidents, ends, window),
-            ],
-            axis=-1,
-        )
+        incidents = stack_windows(history.incidents, ends, window)
+        if not self.hp["incident_channel"]:  # the ablation: the channel carries nothing
+            incidents = np.zeros_like(incidents)
+        counts = np.stack([stack_windows(history.crime, ends, window), share * incidents], axis=-1)
         return {
             "counts": counts.astype(np.float32),
             "weather": stack_windows(history.weather, ends, window),
@@ -337,13 +553,7 @@ class SparseCNN(KerasForecaster):
         # Statistics of the training windows' inputs only, never of later weeks.
         last = int(np.max(train_ends)) + 1
         w_mean, w_var = weather_statistics(history.weather[:last])
-        _, maps = rate_inputs(
-            history,
-            np.asarray(train_ends),
-            self.horizon,
-            float(self.hp["bandwidth"]),
-            float(self.hp["prior_strength"]),
-        )
+        maps = self.model_inputs(history, np.asarray(train_ends))["maps"]
         flat = maps.reshape(-1, maps.shape[-1]).astype(np.float64)
         m_mean, m_var = flat.mean(axis=0), flat.var(axis=0)
         m_var = np.where(m_var < 1e-6, 1.0, m_var)
