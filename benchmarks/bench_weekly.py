@@ -31,6 +31,9 @@ def main() -> None:
     parser.add_argument("--weeks", type=int, default=52, help="backfill length")
     parser.add_argument("--per-week", type=int, default=4000, help="records reported per week")
     parser.add_argument("--history-weeks", type=int, default=104)
+    parser.add_argument(
+        "--profile", metavar="FILE", help="write a cProfile of the backfill to FILE (pstats)"
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="crimejob-bench-weekly-"))
@@ -66,11 +69,21 @@ def main() -> None:
         started = time.perf_counter()
         weekly = run_week(engine, first_week + timedelta(weeks=1))
         rows.append(("weekly run (fine-tune)", weekly, time.perf_counter() - started))
+        profiler = None
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
         started = time.perf_counter()
         filled = backfill(
             engine, first_week + timedelta(weeks=2), first_week + timedelta(weeks=args.weeks + 1)
         )
         backfill_seconds = time.perf_counter() - started
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
+        backfill_steps = _backfill_step_seconds(engine, filled.ran)
         engine.dispose()
 
     steps = list(weekly.step_seconds)
@@ -87,8 +100,32 @@ def main() -> None:
         f"{'':<34}{len(filled.ran):>9}{backfill_seconds:>14.1f}"
         f"{len(filled.ran) / (backfill_seconds / 60):>14.2f}"
     )
+    print(
+        f"{'backfill week (mean)':<34}{backfill_seconds / max(len(filled.ran), 1):>9.1f}"
+        + "".join(f"{backfill_steps.get(s, 0.0):>14.2f}" for s in steps)
+    )
     print()
     print("train step of the weekly run:", weekly.steps["train"].summary())
+
+
+def _backfill_step_seconds(engine, weeks) -> dict[str, float]:
+    """Each step's mean seconds over the backfill's runs (``ops.runs``)."""
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT step_seconds FROM ops.runs WHERE kind = 'weekly' "
+                "AND status = 'succeeded' AND week_start = ANY(:weeks)"
+            ),
+            {"weeks": list(weeks)},
+        ).scalars()
+        per_run = list(rows)
+    steps: dict[str, list[float]] = {}
+    for run in per_run:
+        for name, seconds in run.items():
+            steps.setdefault(name, []).append(float(seconds))
+    return {name: sum(v) / len(v) for name, v in steps.items()}
 
 
 if __name__ == "__main__":

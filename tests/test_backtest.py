@@ -29,6 +29,7 @@ def week(history: GridHistory, i: int):
     return history.week_starts[i].astype("datetime64[D]").item()
 
 
+@pytest.mark.slow
 def test_every_model_is_scored_on_the_same_weeks_in_the_table_and_the_json(history):
     models = [*BASELINES, "rate_cnn"]
     result = run_backtest(history, week(history, 18), week(history, 23), models, {"rate_cnn": TINY})
@@ -83,6 +84,7 @@ def test_a_target_week_without_grid_rows_is_an_error(history):
         run_backtest(history, week(history, 20), week(history, 23), [])
 
 
+@pytest.mark.slow
 def test_from_the_database_it_matches_the_in_memory_backtest_and_ignores_later_weeks(
     clean_db, history
 ):
@@ -103,6 +105,7 @@ def test_from_the_database_it_matches_the_in_memory_backtest_and_ignores_later_w
         assert a["pai_5pct"] == pytest.approx(b["pai_5pct"], rel=1e-6, nan_ok=True)
 
 
+@pytest.mark.slow
 def test_the_cli_prints_all_models_and_writes_json(
     clean_db, history, tmp_path, capsys, monkeypatch
 ):

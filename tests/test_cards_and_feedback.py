@@ -114,6 +114,7 @@ def test_crimejob_card_writes_the_production_models_card(production_weeks, tmp_p
     assert stored["model_name"].tolist() == ["mean_4w"] and stored["card"][0] == card
 
 
+@pytest.mark.slow
 def test_a_change_of_production_stores_the_new_models_card(production_weeks, tmp_path, monkeypatch):
     from crimejob.serving.cards import refresh_production_card
 
@@ -155,6 +156,7 @@ def test_week_status_says_which_weeks_are_complete(production_weeks):
     assert (runs["status"] == "succeeded").all() and (runs["seconds"] >= 0).all()
 
 
+@pytest.mark.slow
 def test_model_version_and_decision_views_carry_the_numbers(clean_db, tmp_path, monkeypatch):
     from crimejob.models.training import train
 

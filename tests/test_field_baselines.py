@@ -94,6 +94,7 @@ def test_with_violent_counts_only_incident_share_is_a_smoothed_mean():
     np.testing.assert_allclose(model.predict(grid_history(crime)), crime.mean(axis=0), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_lgbm_fits_once_per_anchor_and_never_after_the_history(world):
     from crimejob.models.forecasters import gbm
 
@@ -127,6 +128,7 @@ def test_lgbm_fits_once_per_anchor_and_never_after_the_history(world):
     assert forecast[world.incidents[:100].sum(axis=0) == 0].sum() == 0
 
 
+@pytest.mark.slow
 def test_every_new_baseline_runs_on_another_grid_at_horizon_3():
     rng = np.random.default_rng(3)
     incidents = rng.poisson(1.0, (60, 10, 20)).astype(np.float32)
@@ -138,6 +140,7 @@ def test_every_new_baseline_runs_on_another_grid_at_horizon_3():
     assert result.hyperparameters["lgbm"]["horizon"] == 3
 
 
+@pytest.mark.slow
 def test_on_the_la_world_the_long_run_baselines_beat_a_4_week_mean(world):
     result = run_backtest(
         world, world.week(120), world.week(139), ["mean_4w", "mean_all", "incident_share", "lgbm"]

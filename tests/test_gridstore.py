@@ -148,3 +148,82 @@ def test_history_carries_all_incidents_and_the_nibrs_share_of_each_week(clean_db
     np.testing.assert_array_equal(history.incidents[0], stored.incidents[0])
     # the mix recorded per week; a week with no counts per series falls back to its series
     assert history.nibrs_share.tolist() == pytest.approx([0.0, 0.25, 1.0])
+
+
+def test_the_as_of_counts_less_late_reports_equal_the_grouping_of_every_record(clean_db):
+    # Issue 13: a run's as-of history is the grid rows less the incidents first reported
+    # after its cut-off, instead of a grouping of every record; the counts are the same.
+    from crimejob.grid.aggregate import aggregate_weeks
+    from crimejob.grid.weeks import week_start
+    from crimejob.ingest.crime_ingest import load_crime_records
+    from tests.fakes.soda import (
+        LEGACY_ID,
+        NIBRS_2026_ID,
+        make_legacy_records,
+        make_nibrs_records,
+    )
+
+    start, end = date(2023, 1, 2), date(2023, 4, 30)
+    legacy = make_legacy_records(1500, start, end, seed=51)
+    for record in legacy[::50]:  # police-initiated: never counted
+        record["crm_cd"] = record["crm_cd_1"] = "623"
+    nibrs = make_nibrs_records(800, start, end, seed=52)
+    later = []
+    for record in nibrs[::20]:  # a violent offense of the incident reported 20 days later
+        reported = datetime.fromisoformat(record["date_rptd"]) + timedelta(days=20)
+        later.append({**record, "uniquenibrno": record["caseno"] + "_13A_9", "nibr_code": "13A",
+                      "date_rptd": reported.isoformat(timespec="milliseconds")})  # fmt: skip
+    load_crime_records(clean_db, [(LEGACY_ID, legacy), (NIBRS_2026_ID, nibrs + later)])
+    aggregate_weeks(clean_db, start, date(2023, 4, 24))
+
+    for cut in (datetime(2023, 2, 13), datetime(2023, 3, 20, 12), datetime(2023, 5, 15)):
+        through = week_start(cut.date() - timedelta(days=7))
+        full, late, auto = (
+            load_history(clean_db, through, since=start, reported_before=cut, as_of_path=path)
+            for path in ("full", "late", "auto")
+        )
+        everything = load_history(clean_db, through, since=start)
+        for history in (late, auto):
+            for name in ("week_starts", "crime", "incidents", "nibrs_share", "weather"):
+                np.testing.assert_array_equal(getattr(history, name), getattr(full, name))
+        if cut < datetime(2023, 5, 1):  # late reports left out, not a copy of the grid
+            assert full.incidents.sum() < everything.incidents.sum()
+            assert full.crime.sum() < everything.crime.sum()
+    assert 0 < full.nibrs_share.min() and full.nibrs_share.max() < 1
+
+
+def test_the_grid_rows_read_through_copy_are_those_a_query_returns(clean_db):
+    import pandas as pd
+
+    from crimejob.grid.gridstore import _QUERY, _read_grid
+
+    write_weeks(clean_db, FIRST, 4)
+    with clean_db.begin() as conn:  # a NULL and a value with every digit
+        conn.execute(sa.text("UPDATE grid.weekly SET mean_temp_f = NULL WHERE cell_id = 7"))
+        conn.execute(sa.text("UPDATE grid.weekly SET total_rain_in = 0.1 + 1e-15 * cell_id"))
+    params = {"through": FIRST + timedelta(weeks=3), "since": FIRST + timedelta(weeks=1)}
+    with clean_db.connect() as conn:
+        copied = _read_grid(conn, params)
+        queried = pd.read_sql_query(_QUERY, conn, params=params)
+    assert len(copied) == 3 * 4500
+    for column in queried.columns:
+        left, right = copied[column], queried[column]
+        if column == "week_start":
+            left, right = pd.to_datetime(left), pd.to_datetime(right)
+        np.testing.assert_array_equal(left.to_numpy(), right.to_numpy())
+
+
+def test_the_as_of_counts_group_the_records_where_the_grid_is_not_their_aggregation(
+    clean_db, monkeypatch
+):
+    from crimejob.grid import gridstore
+
+    weeks = write_weeks(clean_db, FIRST, 6)  # stored from arrays: no records behind them
+    used = []
+    real = gridstore.pd.read_sql_query
+    monkeypatch.setattr(
+        gridstore.pd, "read_sql_query", lambda q, *a, **k: used.append(q) or real(q, *a, **k)
+    )
+    history = load_history(clean_db, weeks[-1], reported_before=datetime(2024, 1, 1))
+    assert gridstore._AS_OF_COUNTS in used and gridstore._LATE_COUNTS not in used
+    assert history.crime.sum() == 0  # counted from the records, of which there are none

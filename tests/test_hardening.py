@@ -590,17 +590,50 @@ def test_a_run_reads_its_as_of_history_once_and_each_step_gets_its_own_copy(clea
     assert len(reads) == 2
 
 
-def test_late_report_weeks_are_aggregated_in_as_few_calls_as_keep_the_history_whole():
+def test_late_report_weeks_are_aggregated_in_one_call_without_the_weeks_between():
     from crimejob.job.steps import aggregation_ranges
 
     def w(n: int) -> date:
         return date(2023, 1, 2) + timedelta(weeks=n)
 
-    have = {w(n) for n in range(0, 20)} - {w(5)}  # week 5 has no grid rows
     window = (w(18), w(22))
-    # weeks 1 and 3 join across aggregated week 2; week 5 is a gap, so 7..12 start anew
-    # and join the window across the aggregated weeks 13..17
-    ranges = aggregation_ranges([w(1), w(3), w(7), w(12)], *window, have)
-    assert ranges == [(w(7), w(22)), (w(1), w(3))]
-    assert aggregation_ranges([], *window, have) == [window]
-    assert aggregation_ranges([w(4)], *window, have - {w(10)}) == [window, (w(4), w(4))]
+    # only the touched weeks: 1, 3 and 7 alone, 11..12 together; 16..17 join the window
+    ranges = aggregation_ranges([w(1), w(3), w(7), w(11), w(12), w(16), w(17)], *window)
+    assert ranges == [(w(16), w(22)), (w(11), w(12)), (w(7), w(7)), (w(3), w(3)), (w(1), w(1))]
+    assert aggregation_ranges([], *window) == [window]
+    assert aggregation_ranges([w(17)], *window) == [(w(17), w(22))]
+
+
+def test_ranges_aggregated_in_one_transaction_write_what_each_range_alone_writes(clean_db):
+    from crimejob.grid.aggregate import aggregate_ranges, aggregate_weeks
+    from crimejob.ingest.crime_ingest import load_crime_records
+    from tests.fakes.soda import NIBRS_2026_ID, make_nibrs_records
+
+    records = make_legacy_records(900, date(2023, 1, 2), date(2023, 3, 26), seed=44)
+    nibrs = make_nibrs_records(500, date(2023, 1, 2), date(2023, 3, 26), seed=45)
+    load_crime_records(clean_db, [(LEGACY_ID, records), (NIBRS_2026_ID, nibrs)])
+    ranges = [
+        (date(2023, 1, 2), date(2023, 1, 9)),
+        (date(2023, 1, 23), date(2023, 1, 23)),
+        (date(2023, 2, 6), date(2023, 3, 20)),
+    ]
+    tables = {
+        "grid.weekly": "SELECT * FROM grid.weekly ORDER BY 1, 2",
+        "grid.weeks": "SELECT week_start, series, incident_total, violent_total, "
+        "legacy_incidents, nibrs_incidents, police_initiated, stations_reported, "
+        "holiday_names FROM grid.weeks ORDER BY 1",
+        "grid.weekly_categories": "SELECT * FROM grid.weekly_categories ORDER BY 1, 2, 3",
+        "grid.weekly_areas": "SELECT * FROM grid.weekly_areas ORDER BY 1, 2, 3",
+        "grid.cell_areas": "SELECT * FROM grid.cell_areas ORDER BY 1",
+    }
+    for first, last in ranges:
+        aggregate_weeks(clean_db, first, last)
+    alone = {t: _rows(clean_db, q) for t, q in tables.items()}
+    with clean_db.begin() as conn:
+        for table in tables:
+            conn.execute(sa.text(f"DELETE FROM {table}"))
+    report = aggregate_ranges(clean_db, ranges)
+    together = {t: _rows(clean_db, q) for t, q in tables.items()}
+    assert len(report.weeks) == 10 and report.rows_written == 10 * 4500
+    for table in tables:
+        assert together[table] and together[table] == alone[table], table

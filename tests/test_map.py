@@ -89,6 +89,7 @@ def _chromium(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_chromium_draws_every_cell_and_outlines_the_flags(mapped_week, tmp_path):
     engine, predicted, territory, actual = mapped_week
     out = tmp_path / "week.html"
@@ -105,6 +106,7 @@ def test_chromium_draws_every_cell_and_outlines_the_flags(mapped_week, tmp_path)
     assert 'id="crimejob-legend"' in dom
 
 
+@pytest.mark.slow
 def test_the_screenshot_shows_the_hot_cells_in_the_hottest_colour(mapped_week, tmp_path):
     out = tmp_path / "week.html"
     main(["map", "--week", str(WEEK), "--out", str(out)])

@@ -23,7 +23,14 @@ from crimejob.models.registry import (
     production_version,
     versions,
 )
-from crimejob.models.training import RETRAIN_EVERY_WEEKS, _choose_mode, gate_decision, train
+from crimejob.models.training import (
+    RETRAIN_EVERY_WEEKS,
+    SKIPPED,
+    _after_refused_retrain,
+    _choose_mode,
+    gate_decision,
+    train,
+)
 
 TINY = {"epochs": 2, "max_train_windows": 6, "finetune_epochs": 1, "finetune_windows": 3}
 HISTORY = la_world(seed=21, start=date(2021, 1, 4), weeks=40).history()
@@ -102,6 +109,57 @@ def test_the_gate_refuses_a_worse_model_and_records_why(db):
     assert not decision["promoted"]
     assert decision["candidate_score"] > decision["baseline_score"]
     assert decision["gate_weeks"] == get_version(db, "rate_cnn", 1).validation_weeks
+
+
+@pytest.mark.slow
+def test_after_a_refused_retrain_no_retrain_until_the_next_is_due(db):
+    # Issue 13: a network the gate refused was retrained from scratch every week (every
+    # backfilled week too). Now a retrain is attempted at most every 13 weeks.
+    refused = {"epochs": 0, "rate_eps": 50.0}
+    first = train(db, week(20), overrides=refused)
+    assert first.mode == "retrain" and not first.promoted
+
+    quiet = train(db, week(21), overrides=refused)
+    assert (quiet.mode, quiet.version) == (SKIPPED, None)
+    assert f"v{first.version}" in quiet.mode_reason and str(week(33)) in quiet.mode_reason
+    assert train(db, week(32), overrides=refused).mode == SKIPPED
+    assert len(versions(db, "rate_cnn")) == 1
+    # due again 13 weeks later; asked for, at once; another design is another lineage
+    assert train(db, week(33), overrides=refused).mode == "retrain"
+    assert train(db, week(22), overrides=refused, mode="retrain").mode == "retrain"
+    assert train(db, week(23), overrides={**refused, "rate_eps": 40.0}).mode == "retrain"
+    assert len(versions(db, "rate_cnn")) == 4
+
+
+def test_a_refused_scheduled_retrain_leaves_production_fine_tuning(tmp_path, monkeypatch):
+    from crimejob.models import training
+
+    production = version(tmp_path)  # promoted, retrained for 2024-01-01
+    scheduled = date(2024, 1, 1) + timedelta(weeks=RETRAIN_EVERY_WEEKS)
+    refused = version(tmp_path, version=2, promoted=False, data_through=scheduled,
+                      last_retrain_week=scheduled)  # fmt: skip
+    monkeypatch.setattr(training, "latest_retrain", lambda *args: refused)
+    later = scheduled + timedelta(weeks=1)
+
+    mode, why = _after_refused_retrain(None, "rate_cnn", "abc", later, production, "scheduled")
+    assert mode == "finetune" and "rate_cnn v2" in why and "production v1" in why
+    assert _after_refused_retrain(None, "rate_cnn", "abc", later, None, "none")[0] == SKIPPED
+    monkeypatch.setattr(training, "latest_retrain", lambda *args: None)
+    assert _after_refused_retrain(None, "rate_cnn", "abc", later, production, "x")[0] == "retrain"
+
+
+@pytest.mark.slow
+def test_the_production_backtest_retries_a_refused_retrain_on_the_schedule(monkeypatch):
+    from crimejob.models import training
+    from crimejob.models.policies import ProductionPolicy
+
+    monkeypatch.setattr(training, "judge", lambda *args: ({}, {"promoted": False, "reason": "no"}))
+    policy = ProductionPolicy(horizon=1, network="rate_cnn", overrides={**TINY, "epochs": 0})
+    trained = {}
+    for i in range(12, 27):
+        out = policy._train(HISTORY.through(week(i)))
+        trained[i] = "trained" in out
+    assert [i for i, t in trained.items() if t] == [12, 12 + RETRAIN_EVERY_WEEKS]
 
 
 @pytest.mark.slow

@@ -82,6 +82,7 @@ def test_seasonal_naive_repeats_the_week_a_year_before():
     assert np.array_equal(got, series.counts[121 - SEASON : 125 - SEASON])
 
 
+@pytest.mark.slow
 def test_lightgbm_learns_a_seasonal_cycle_the_recent_mean_cannot_follow():
     series = seasonal_series(seed=3)
     result = backtest_volume(series, list(range(180, 195)), horizons=4)
@@ -148,6 +149,7 @@ def test_the_weekly_run_writes_a_volume_forecast_for_every_division_and_the_city
     assert pd.read_sql("SELECT count(*) AS n FROM ml.division_forecasts", clean_db)["n"][0] == 22
 
 
+@pytest.mark.slow
 def test_interval_coverage_counts_the_origins_inside_the_ninety_percent_interval():
     series = seasonal_series()
     result = backtest_volume(series, list(range(170, 190)), horizons=2)

@@ -229,6 +229,21 @@ def test_backfill_runs_weeks_in_order_resumes_and_never_sees_later_reports(sourc
     targets = _table(engine, "SELECT DISTINCT target_week FROM ml.forecasts ORDER BY 1")
     assert targets["target_week"].tolist() == [FIRST + timedelta(weeks=i) for i in (1, 2, 3)]
 
+    # the runs leave the model card to the end, which builds production's once
+    final = pd.read_sql(
+        sa.text(
+            "SELECT DISTINCT model_name, model_version FROM ml.forecasts "
+            "WHERE is_production AND target_week = :t"
+        ),
+        engine,
+        params={"t": end + timedelta(weeks=1)},
+    )
+    cards = _table(engine, "SELECT model_name, model_version FROM bi.model_cards")
+    assert set(zip(cards["model_name"], cards["model_version"], strict=True)) == {
+        tuple(final.iloc[0])
+    }
+    assert result.cards["card"].endswith(".card.md")
+
     resumed = backfill(engine, FIRST, end)
     assert resumed.ran == [] and len(resumed.skipped) == 3
 

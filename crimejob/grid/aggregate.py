@@ -53,7 +53,7 @@ from crimejob.grid import cells as grid
 from crimejob.grid import staleweeks
 from crimejob.grid.calendar import load_holidays
 from crimejob.grid.category_counts import refresh_category_counts
-from crimejob.grid.cell_areas import refresh_cell_areas
+from crimejob.grid.cell_areas import rebuild_cell_areas, refresh_cell_areas
 from crimejob.grid.weeks import week_start, weeks_between
 from crimejob.runs import track_run
 
@@ -99,6 +99,32 @@ _COUNTS_FEW_WEEKS = sa.text(
     """
 )
 FEW_WEEKS = 26  # up to here per-incident lookups beat one grouping of the whole table
+
+# The same two counts for a set of weeks (several ranges aggregated in one transaction):
+# an incident is counted in its one week, so counting the set at once counts what each
+# range would.
+_COUNTS_SET = sa.text(
+    f"""
+    SELECT week_start, cell_id, series, {_COUNT_COLUMNS}
+    FROM raw.incidents
+    WHERE week_start = ANY(:weeks)
+    GROUP BY week_start, cell_id, series
+    """
+)
+_COUNTS_FEW_WEEKS_SET = sa.text(
+    f"""
+    SELECT i.week_start, i.cell_id, i.series, {_COUNT_COLUMNS}
+    FROM (SELECT DISTINCT series, incident_id FROM raw.crime_records
+          WHERE week_start = ANY(:weeks)) AS t
+    CROSS JOIN LATERAL (
+        SELECT * FROM raw.incidents AS v
+        WHERE v.series = t.series AND v.incident_id = t.incident_id
+        OFFSET 0
+    ) AS i
+    WHERE i.week_start = ANY(:weeks)
+    GROUP BY i.week_start, i.cell_id, i.series
+    """
+)
 
 # Which incidents of raw.incidents the grid counts (the category counts use the same).
 MODELLED_INCIDENTS = "NOT is_police_initiated"
@@ -334,7 +360,16 @@ def _week_rows(
     return rows
 
 
-def _aggregate(conn: Connection, weeks: list[date], report: AggregateReport) -> None:
+def _aggregate(
+    conn: Connection,
+    weeks: list[date],
+    report: AggregateReport,
+    sync: bool = True,
+    rebuild: bool = True,
+) -> None:
+    """Aggregate the consecutive ``weeks`` inside the caller's transaction. ``sync=False``
+    (the category mapping was synced earlier in the transaction) and ``rebuild=False``
+    (the caller rebuilds the cell divisions once) serve several ranges in one."""
     first, last = weeks[0], weeks[-1]
     last_day = last + timedelta(days=6)
     params = {"first": first, "last": last, "last_day": last_day}
@@ -347,6 +382,33 @@ def _aggregate(conn: Connection, weeks: list[date], report: AggregateReport) -> 
     counts = pd.read_sql_query(query, conn, params=params)
     if not counts.empty:
         counts["week_start"] = pd.to_datetime(counts["week_start"]).dt.date
+    frame, week_rows = _range_rows(conn, weeks, counts, report)
+    conn.execute(
+        sa.text("DELETE FROM grid.weekly WHERE week_start BETWEEN :first AND :last"), params
+    )
+    conn.execute(
+        sa.text("DELETE FROM grid.weeks WHERE week_start BETWEEN :first AND :last"), params
+    )
+    report.rows_written += copy_frame(conn, frame, "grid.weekly", list(frame.columns))
+    conn.execute(_INSERT_WEEKS, week_rows)
+    cells = refresh_cell_areas(conn, first, last, rebuild=rebuild)
+    if cells is not None:
+        report.cells_with_division = cells
+    report.category_rows += refresh_category_counts(
+        conn, first, last, MODELLED_INCIDENTS, sync=sync
+    )
+    staleweeks.clear(conn, first, last)
+
+
+def _range_rows(
+    conn: Connection, weeks: list[date], counts: pd.DataFrame, report: AggregateReport
+) -> tuple[pd.DataFrame, list[dict]]:
+    """The grid.weekly frame and grid.weeks rows of the consecutive ``weeks`` from their
+    ``counts`` (those weeks' rows of the count query) and the weather and holidays read
+    here; the report's totals updated."""
+    first, last = weeks[0], weeks[-1]
+    last_day = last + timedelta(days=6)
+    params = {"first": first, "last": last, "last_day": last_day}
     incidents, violent = _dense_counts(counts, weeks)
 
     daily = pd.read_sql_query(_WEATHER, conn, params=params)
@@ -382,25 +444,51 @@ def _aggregate(conn: Connection, weeks: list[date], report: AggregateReport) -> 
             "holiday": np.repeat(holiday, grid.N_CELLS),
         }
     )
-    conn.execute(
-        sa.text("DELETE FROM grid.weekly WHERE week_start BETWEEN :first AND :last"), params
-    )
-    conn.execute(
-        sa.text("DELETE FROM grid.weeks WHERE week_start BETWEEN :first AND :last"), params
-    )
-    report.rows_written = copy_frame(conn, frame, "grid.weekly", list(frame.columns))
-    conn.execute(
-        _INSERT_WEEKS, _week_rows(weeks, counts, incidents, violent, reported, holiday_names)
-    )
-    report.cells_with_division = refresh_cell_areas(conn, first, last)
-    report.category_rows = refresh_category_counts(conn, first, last, MODELLED_INCIDENTS)
-    staleweeks.clear(conn, first, last)
-
-    report.incident_total = int(incidents.sum())
-    report.violent_total = int(violent.sum())
-    report.stations = len(stations)
+    report.incident_total += int(incidents.sum())
+    report.violent_total += int(violent.sum())
+    report.stations = max(report.stations, len(stations))
     no_weather = np.isnan(cell_temp).all(axis=1) & np.isnan(cell_rain).all(axis=1)
-    report.weeks_without_weather = [w for w, gap in zip(weeks, no_weather, strict=True) if gap]
+    report.weeks_without_weather += [w for w, gap in zip(weeks, no_weather, strict=True) if gap]
+    return frame, _week_rows(weeks, counts, incidents, violent, reported, holiday_names)
+
+
+def _aggregate_spans(conn: Connection, spans: list[list[date]], report: AggregateReport) -> None:
+    """Aggregate several ranges of consecutive weeks inside the caller's transaction, with
+    what does not depend on the range done once: the lock, the holidays, the counts (one
+    query over the set of weeks), the deletes, one COPY of every range's rows, the
+    category mapping and the rebuild of the cell divisions. What each range reads for its
+    own weeks (weather, holiday names, divisions, categories) is read per range, as
+    :func:`_aggregate` does, so the rows are those each range alone writes."""
+    weeks = [w for span in spans for w in span]
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+    years = {
+        y for span in spans for y in range(span[0].year, (span[-1] + timedelta(days=6)).year + 1)
+    }
+    load_holidays(conn, years)
+    query = _COUNTS_FEW_WEEKS_SET if len(weeks) <= FEW_WEEKS else _COUNTS_SET
+    counts = pd.read_sql_query(query, conn, params={"weeks": weeks})
+    if not counts.empty:
+        counts["week_start"] = pd.to_datetime(counts["week_start"]).dt.date
+    frames, week_rows = [], []
+    for span in spans:
+        mine = counts[counts["week_start"].isin(set(span))] if not counts.empty else counts
+        frame, rows = _range_rows(conn, span, mine.reset_index(drop=True), report)
+        frames.append(frame)
+        week_rows += rows
+    conn.execute(
+        sa.text("DELETE FROM grid.weekly WHERE week_start = ANY(:weeks)"), {"weeks": weeks}
+    )
+    conn.execute(sa.text("DELETE FROM grid.weeks WHERE week_start = ANY(:weeks)"), {"weeks": weeks})
+    frame = pd.concat(frames, ignore_index=True)
+    report.rows_written += copy_frame(conn, frame, "grid.weekly", list(frame.columns))
+    conn.execute(_INSERT_WEEKS, week_rows)
+    for i, span in enumerate(spans):
+        refresh_cell_areas(conn, span[0], span[-1], rebuild=False)
+        report.category_rows += refresh_category_counts(
+            conn, span[0], span[-1], MODELLED_INCIDENTS, sync=i == 0
+        )
+        staleweeks.clear(conn, span[0], span[-1])
+    report.cells_with_division = rebuild_cell_areas(conn)
 
 
 def aggregate_weeks(engine: Engine, start: date, end: date) -> AggregateReport:
@@ -417,6 +505,34 @@ def aggregate_weeks(engine: Engine, start: date, end: date) -> AggregateReport:
     with track_run(engine, "aggregate", {"start": weeks[0], "end": weeks[-1]}) as counts:
         with engine.begin() as conn:
             _aggregate(conn, weeks, report)
+        report.seconds = time.perf_counter() - began
+        counts.update(report.as_dict())
+    log.info("%s", report.format())
+    return report
+
+
+def aggregate_ranges(engine: Engine, ranges: list[tuple[date, date]]) -> AggregateReport:
+    """:func:`aggregate_weeks` for several week ranges in one transaction: every range's
+    rows replaced, or none; the cell divisions rebuilt once, after the last. A weekly
+    run's window and the old weeks its late reports touched, without recomputing the
+    weeks between them (nor rescoring their forecasts)."""
+    ranges = sorted((week_start(a), week_start(b)) for a, b in ranges)
+    for first, last in ranges:
+        check_range(first, last, "aggregate")
+    spans = [weeks_between(first, last) for first, last in ranges]
+    weeks = [w for span in spans for w in span]
+    if len(set(weeks)) != len(weeks):
+        raise ValueError(f"aggregation ranges overlap: {ranges}")
+    report = AggregateReport(weeks=sorted(weeks))
+    if not weeks:
+        return report
+    began = time.perf_counter()
+    with track_run(
+        engine, "aggregate", {"start": weeks[0], "end": weeks[-1], "ranges": len(ranges)}
+    ) as counts:
+        with engine.begin() as conn:
+            _aggregate_spans(conn, spans, report)
+        report.weeks_without_weather.sort()
         report.seconds = time.perf_counter() - began
         counts.update(report.as_dict())
     log.info("%s", report.format())

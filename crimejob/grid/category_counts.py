@@ -109,11 +109,13 @@ def sync_mapping(conn: Connection) -> int:
 
 
 def refresh_category_counts(
-    conn: Connection, first: date, last: date, incident_filter: str = "true"
+    conn: Connection, first: date, last: date, incident_filter: str = "true", sync: bool = True
 ) -> int:
-    """Recount the weeks ``first..last`` by category; returns the rows written."""
+    """Recount the weeks ``first..last`` by category; returns the rows written.
+    ``sync=False``: the mapping was synced earlier in the transaction."""
     params = {"first": first, "last": last}
-    sync_mapping(conn)
+    if sync:
+        sync_mapping(conn)
     conn.execute(
         sa.text("DELETE FROM grid.weekly_categories WHERE week_start BETWEEN :first AND :last"),
         params,

@@ -88,17 +88,26 @@ _REBUILD = sa.text(
 )
 
 
-def refresh_cell_areas(conn: Connection, first: date, last: date) -> int:
+def refresh_cell_areas(
+    conn: Connection, first: date, last: date, rebuild: bool = True
+) -> int | None:
     """Recount the areas of the weeks ``first..last`` and rebuild ``grid.cell_areas``.
 
     Runs inside the aggregation's transaction (and under its lock), so the mapping
     always matches the grid rows. Returns the number of cells with a division.
+    ``rebuild=False`` only recounts (an aggregation of several ranges rebuilds once,
+    :func:`rebuild_cell_areas`) and returns None.
     """
     params = {"first": first, "last": last}
     conn.execute(
         sa.text("DELETE FROM grid.weekly_areas WHERE week_start BETWEEN :first AND :last"), params
     )
     conn.execute(_RECOUNT, params)
+    return rebuild_cell_areas(conn) if rebuild else None
+
+
+def rebuild_cell_areas(conn: Connection) -> int:
+    """Rebuild ``grid.cell_areas`` from ``grid.weekly_areas``; returns the cells mapped."""
     conn.execute(sa.text("DELETE FROM grid.cell_areas"))
     return conn.execute(_REBUILD).rowcount
 

@@ -8,6 +8,7 @@ and the demo that exercise the database path without raw records.
 from __future__ import annotations
 
 import copy
+import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -72,11 +73,74 @@ _SERIES_QUERY = sa.text(
     SELECT week_start,
            CASE WHEN legacy_incidents + nibrs_incidents > 0
                 THEN nibrs_incidents::float8 / (legacy_incidents + nibrs_incidents)
-                WHEN series = 'nibrs' THEN 1.0 ELSE 0.0 END AS nibrs_share
+                WHEN series = 'nibrs' THEN 1.0 ELSE 0.0 END AS nibrs_share,
+           nibrs_incidents, from_records
     FROM grid.weeks
     WHERE week_start <= :through AND (CAST(:since AS date) IS NULL OR week_start >= :since)
     """
 )
+
+# The as-of counts the quick way: the incidents of the weeks that were first reported at
+# or after the cut-off (found through the index on reported_at, then looked up per
+# incident by the index on (series, incident_id), as crimejob.grid.aggregate does), to be
+# subtracted from the grid rows. A run's cut-off is two weeks before it, so these are
+# a couple of weeks of reports, where _AS_OF_COUNTS groups every record of the history.
+# Every record of such an incident is reported after the cut-off, the one that gives it
+# its week (the earliest) too, so records of later weeks need no look-up.
+_LATE_COUNTS = sa.text(
+    """
+    SELECT i.week_start, i.cell_id, count(*) FILTER (WHERE i.is_violent) AS violent_count,
+           count(*) AS incident_count, count(*) FILTER (WHERE i.series = 'nibrs') AS nibrs_count
+    FROM (SELECT DISTINCT series, incident_id FROM raw.crime_records
+          WHERE reported_at >= :reported_before AND week_start <= :through) AS t
+    CROSS JOIN LATERAL (
+        SELECT * FROM raw.incidents AS v
+        WHERE v.series = t.series AND v.incident_id = t.incident_id
+        OFFSET 0
+    ) AS i
+    WHERE i.reported_at >= :reported_before AND NOT i.is_police_initiated
+      AND i.week_start <= :through AND (CAST(:since AS date) IS NULL OR i.week_start >= :since)
+    GROUP BY i.week_start, i.cell_id
+    """
+)
+# Weeks of the range loaded since their last aggregation: their grid rows are not the
+# aggregation of the records (yet), so the subtraction would not be exact.
+_STALE_IN_RANGE = sa.text(
+    "SELECT count(*) FROM ops.stale_weeks "
+    "WHERE week_start <= :through AND (CAST(:since AS date) IS NULL OR week_start >= :since)"
+)
+
+
+def _read_grid(conn: Connection, params: dict) -> pd.DataFrame:
+    """The grid rows of ``_QUERY`` (hundreds of thousands for a two-year history) through
+    ``COPY ... TO STDOUT`` and pandas' C reader: the same values (floats read back exactly,
+    NULL as NaN) without a Python tuple per row."""
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        query = cursor.mogrify(
+            "SELECT week_start, cell_id, violent_count, incident_count, mean_temp_f, "
+            "total_rain_in, holiday FROM grid.weekly WHERE week_start <= %(through)s "
+            "AND (CAST(%(since)s AS date) IS NULL OR week_start >= %(since)s) "
+            "ORDER BY week_start, cell_id",
+            params,
+        ).decode()
+        buffer = io.BytesIO()
+        cursor.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER)", buffer)
+    finally:
+        cursor.close()
+    buffer.seek(0)
+    return pd.read_csv(
+        buffer,
+        dtype={
+            "week_start": str,
+            "cell_id": np.int64,
+            "violent_count": np.int64,
+            "incident_count": np.int64,
+            "mean_temp_f": np.float64,
+            "total_rain_in": np.float64,
+            "holiday": np.int64,
+        },
+    )
 
 
 def load_history(
@@ -84,6 +148,7 @@ def load_history(
     through: date,
     since: date | None = None,
     reported_before: datetime | None = None,
+    as_of_path: str = "auto",
 ) -> GridHistory:
     """Every aggregated week up to ``through`` (and from ``since``), as arrays.
 
@@ -91,22 +156,31 @@ def load_history(
     With ``reported_before``, counts (violent, all incidents, and the NIBRS
     share) include only incidents reported before that moment (LA local time),
     so a backfilled week sees the data that existed then, not late reports that
-    arrived afterwards.
+    arrived afterwards. Those counts are the grid rows less the incidents first
+    reported from ``reported_before`` on (``as_of_path`` ``"auto"``, when every week's
+    rows are the aggregation of the records: none stored from arrays or loaded since
+    its aggregation), else a grouping of every record of the weeks (``"full"``); the
+    two give the same counts (tests/test_gridstore.py).
     Weeks must be dense (4,500 rows each) and consecutive; a gap is an error
     rather than a silent shift of the time axis. Missing weather is carried
     forward from the cell's previous week.
     """
     params = {"through": through, "since": since}
+    late = None
     with connect(bind) as conn:
-        frame = pd.read_sql_query(_QUERY, conn, params=params)
+        frame = _read_grid(conn, params)
         series = pd.read_sql_query(_SERIES_QUERY, conn, params=params)
-        as_of = (
-            pd.read_sql_query(
-                _AS_OF_COUNTS, conn, params={**params, "reported_before": reported_before}
-            )
-            if reported_before is not None
-            else None
-        )
+        as_of = None
+        if reported_before is not None:
+            as_of_params = {**params, "reported_before": reported_before}
+            if as_of_path == "late" or (
+                as_of_path == "auto"
+                and bool(series["from_records"].all())
+                and not conn.execute(_STALE_IN_RANGE, params).scalar_one()
+            ):
+                late = pd.read_sql_query(_LATE_COUNTS, conn, params=as_of_params)
+            else:
+                as_of = pd.read_sql_query(_AS_OF_COUNTS, conn, params=as_of_params)
     if frame.empty:
         return GridHistory(
             np.array([], dtype="datetime64[D]"),
@@ -122,7 +196,37 @@ def load_history(
     t = len(unique_weeks)
     share = pd.Series(series["nibrs_share"].to_numpy(np.float64), index=series["week_start"])
     nibrs_share = share.reindex(pd.to_datetime(unique_weeks).date).fillna(0.0)
-    if as_of is None:
+    if late is not None:
+        # as of ``reported_before``: the grid rows (every incident aggregated) less the
+        # incidents first reported from then on; the same counts as the grouping below
+        dense = np.zeros((3, t, N_CELLS), np.int64)
+        dense[0] = frame["violent_count"].to_numpy(np.int64).reshape(t, N_CELLS)
+        dense[1] = frame["incident_count"].to_numpy(np.int64).reshape(t, N_CELLS)
+        nibrs_weeks = pd.Series(
+            series["nibrs_incidents"].to_numpy(np.int64), index=series["week_start"]
+        )
+        nibrs_total = nibrs_weeks.reindex(pd.to_datetime(unique_weeks).date).fillna(0)
+        week_index = np.searchsorted(
+            unique_weeks, pd.to_datetime(late["week_start"]).to_numpy().astype("datetime64[D]")
+        )
+        cells = late["cell_id"].to_numpy(np.int64)
+        keep = (cells >= 0) & (cells < N_CELLS)
+        for k, column in enumerate(("violent_count", "incident_count")):
+            np.subtract.at(
+                dense[k], (week_index[keep], cells[keep]), late[column].to_numpy(np.int64)[keep]
+            )
+        late_nibrs = np.zeros(t, np.int64)
+        np.add.at(late_nibrs, week_index[keep], late["nibrs_count"].to_numpy(np.int64)[keep])
+        crime = dense[0].astype(np.float32).reshape(t, N_ROWS, N_COLS)
+        incidents = dense[1].astype(np.float32).reshape(t, N_ROWS, N_COLS)
+        total = dense[1].sum(axis=1).astype(np.float64)
+        nibrs = (nibrs_total.to_numpy(np.int64) - late_nibrs).astype(np.float64)
+        nibrs_share = pd.Series(
+            np.divide(
+                nibrs, total, out=nibrs_share.to_numpy(np.float64, copy=True), where=total > 0
+            )
+        )
+    elif as_of is None:
         crime = frame["violent_count"].to_numpy(np.float32).reshape(t, N_ROWS, N_COLS)
         incidents = frame["incident_count"].to_numpy(np.float32).reshape(t, N_ROWS, N_COLS)
     else:
@@ -259,6 +363,7 @@ def store_history(engine: Engine, history: GridHistory) -> int:
             "violent_total": history.crime.reshape(t, -1).sum(axis=1).astype(np.int64),
             "legacy_incidents": incidents - nibrs,
             "nibrs_incidents": nibrs,
+            "from_records": False,  # not the aggregation of raw records (migration 270)
         }
     )
     week_list = [w.astype("datetime64[D]").item() for w in history.week_starts]

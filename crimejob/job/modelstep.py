@@ -23,7 +23,7 @@ def train_for_week(
 ) -> dict:
     from crimejob.grid.gridstore import history_for_run
     from crimejob.grid.lag import run_weeks
-    from crimejob.models.training import hyperparameter_overrides, train
+    from crimejob.models.training import SKIPPED, hyperparameter_overrides, train
 
     plan = run_weeks(week)
     history = history_for_run(engine, week)
@@ -37,7 +37,7 @@ def train_for_week(
         history=history,
     )
     return {
-        "skipped": bool(result.reused),
+        "skipped": bool(result.reused) or result.mode == SKIPPED,
         "model_name": result.model_name,
         "version": result.version,
         "promoted": bool(result.promoted),

@@ -14,12 +14,13 @@ from memory in one process, from ``ops.runs.counts`` in an Airflow task.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -100,6 +101,7 @@ class WeekRun:
     options: RunOptions = field(default_factory=RunOptions)
     results: dict[str, StepResult] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    card: bool = True  # False: the forecast leaves the model card (crimejob backfill's end)
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,7 @@ def _train(run: WeekRun) -> TrainResult:
 
 
 def _forecast(run: WeekRun) -> ForecastResult:
-    return steps.forecast(run.engine, run.week, run_id=run.run_id)
+    return steps.forecast(run.engine, run.week, run_id=run.run_id, card=run.card)
 
 
 # The weekly job. In a diagram (the DAG draws the same):
@@ -229,13 +231,17 @@ def run_week(
     mode: str = "auto",
     offline: bool = False,
     backfill: bool = False,
+    card: bool = True,
 ) -> RunResult:
     """Run every step for ``week`` in this process, holding the week's lock. ``offline``
     fetches nothing and uses the data already in the database (after a bulk CSV import,
-    for instance). A week that has not ended is refused before anything is written."""
+    for instance). A week that has not ended is refused before anything is written.
+    ``card=False`` leaves the model card to the caller (``crimejob backfill`` builds it
+    once, at its end)."""
     week = require_ended(week_start(week))
     options = RunOptions(allow_incomplete, mode, offline, backfill)
     run = WeekRun(engine, week, start_run(engine, "weekly", week, options.as_params()), options)
+    run.card = card
     with week_lock(engine, week), run_histories():
         for step in WEEKLY_STEPS:
             run_step(run, step)
@@ -269,6 +275,7 @@ class BackfillResult:
     ran: list[date] = field(default_factory=list)
     skipped: list[date] = field(default_factory=list)
     seconds: float = 0.0
+    cards: dict = field(default_factory=dict)
 
     def format(self) -> str:
         rate = len(self.ran) / (self.seconds / 60) if self.seconds and self.ran else 0.0
@@ -295,8 +302,18 @@ def backfill(
     the publication lag, ``crimejob.grid.lag``), so later reports never leak into
     earlier forecasts. Past weeks are complete by definition, so the completeness check
     only warns (:attr:`RunOptions.allows_incomplete`).
+
+    The network trains as the weekly job does (:func:`crimejob.models.training.train`: a
+    fine-tune a week, a retrain every ``RETRAIN_EVERY_WEEKS`` weeks, and no retrain
+    sooner after one the gate refused), so each week's rows are those the weekly runs
+    would have written. A model card describes the model and the database when it is
+    built, not a week: the production model's card is built once, at the end, if
+    production changed hands in the backfilled weeks or it has none
+    (:func:`crimejob.serving.cards.refresh_backfill_cards`).
     """
     from tqdm import tqdm
+
+    from crimejob.serving.cards import refresh_backfill_cards
 
     check_range(start, end, "backfill")
     require_ended(end)
@@ -310,8 +327,16 @@ def backfill(
         if week in done:
             result.skipped.append(week)
             continue
-        run_week(engine, week, mode=mode, offline=offline, backfill=True)
+        try:
+            run_week(engine, week, mode=mode, offline=offline, backfill=True, card=False)
+        except BaseException:
+            if result.ran:  # the weeks done keep their card; the failure is what to report
+                with contextlib.suppress(Exception):
+                    refresh_backfill_cards(engine, [w + timedelta(weeks=1) for w in result.ran])
+            raise
         result.ran.append(week)
     bar.close()
+    if result.ran:
+        result.cards = refresh_backfill_cards(engine, [w + timedelta(weeks=1) for w in result.ran])
     result.seconds = time.perf_counter() - started
     return result

@@ -80,8 +80,13 @@ def _write_json_atomic(path: Path, payload) -> None:
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as raw, gzip.open(raw, "wt", encoding="utf-8") as handle:
-            json.dump(payload, handle)
+        # one C-encoded string, fast compression: json.dump to a gzip stream encodes
+        # piece by piece in Python and compresses at level 9 (2 s of a backfill week)
+        with (
+            os.fdopen(fd, "wb") as raw,
+            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) as handle,
+        ):
+            handle.write(json.dumps(payload).encode("utf-8"))
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -89,8 +94,8 @@ def _write_json_atomic(path: Path, payload) -> None:
 
 
 def _read_json(path: str | Path):
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        return json.load(handle)
+    with gzip.open(path, "rb") as handle:
+        return json.loads(handle.read())
 
 
 # --- extract / load / aggregate -----------------------------------------------
@@ -154,7 +159,7 @@ def aggregate(engine: Engine, week: date, loaded: LoadResult) -> AggregateResult
     so the history stays consecutive.
     """
     from crimejob.grid import staleweeks
-    from crimejob.grid.aggregate import aggregate_weeks
+    from crimejob.grid.aggregate import aggregate_ranges
     from crimejob.grid.gridstore import aggregated_weeks
     from crimejob.grid.weeks import week_start
 
@@ -166,46 +171,40 @@ def aggregate(engine: Engine, week: date, loaded: LoadResult) -> AggregateResult
     older = sorted(
         w for w in touched | staleweeks.pending(engine) if w < window_start and w in have
     )
-    reports = [
-        aggregate_weeks(engine, first, last)
-        for first, last in aggregation_ranges(older, window_start, week, have)
-    ]
+    report = aggregate_ranges(engine, aggregation_ranges(older, window_start, week))
     return AggregateResult(
         first_week=window_start,
         last_week=week,
         older_weeks=older,
-        reports=[r.format() for r in reports],
+        reports=[report.format()],
     )
 
 
 def aggregation_ranges(
-    older: list[date], window_start: date, week: date, have: set[date]
+    older: list[date], window_start: date, week: date
 ) -> list[tuple[date, date]]:
-    """The week ranges to aggregate, as few as keep the history consecutive.
+    """The week ranges to aggregate: the window, and the runs of consecutive older weeks
+    that late reports touched (a run that reaches the window joins it). All of them are
+    aggregated in one transaction (:func:`crimejob.grid.aggregate.aggregate_ranges`).
 
-    Each aggregation pays a fixed cost (the whole-table groupings of the division
-    and category refreshes), and late reports touch old weeks here and there, so
-    one call per touched week made a backfill week slow. Touched weeks are joined
-    into one range across weeks that already have grid rows (recomputing those
-    gives the rows they have, from the same records), and into the window's range
-    when nothing but aggregated weeks lies between; a week without grid rows is
-    never created by the joining.
+    Only touched weeks are recomputed. Before, touched weeks were joined into one range
+    across the untouched weeks between them, which recomputed rows that could not have
+    changed and, since that moves their ``aggregated_at``, rescored every forecast of
+    those weeks: in a backfill, late reports reach back over the whole history, so each
+    week rewrote most of the grid and rescored every week it had forecast. The older
+    weeks all have grid rows (the caller's choice), so no week is created out of line.
     """
     step = timedelta(weeks=1)
     ranges: list[list[date]] = []
-    for w in sorted(older):
-        if ranges and all(
-            ranges[-1][1] + step * i in have for i in range(1, (w - ranges[-1][1]) // step)
-        ):
+    for w in sorted(set(older)):
+        if ranges and w == ranges[-1][1] + step:
             ranges[-1][1] = w
         else:
             ranges.append([w, w])
     window = [window_start, week]
-    if ranges and all(
-        ranges[-1][1] + step * i in have for i in range(1, (window_start - ranges[-1][1]) // step)
-    ):
-        window[0] = ranges.pop()[0]
-    return [tuple(window), *(tuple(r) for r in ranges)]
+    if ranges and ranges[-1][1] + step >= window_start:
+        window[0] = min(window_start, ranges.pop()[0])
+    return [tuple(window), *(tuple(r) for r in reversed(ranges))]
 
 
 # --- completeness ----------------------------------------------------------------
@@ -359,14 +358,20 @@ def train(engine: Engine, week: date, mode: str = "auto") -> TrainResult:
     return TrainResult.from_dict(train_for_week(engine, week, mode=mode))
 
 
-def forecast(engine: Engine, week: date, run_id: int | None = None) -> ForecastResult:
+def forecast(
+    engine: Engine, week: date, run_id: int | None = None, card: bool = True
+) -> ForecastResult:
     """Forecast next week (``week + 7 days``) for all cells with the production model and
     the baselines, from the newest complete week at the run's horizon. ``run_id`` (the
-    run in ``ops.runs``) is written into every forecast row."""
+    run in ``ops.runs``) is written into every forecast row. ``card=False`` (``crimejob
+    backfill``, which builds the card once at its end) leaves the model card alone."""
     from crimejob.serving.cards import refresh_production_card
     from crimejob.serving.forecast_store import forecast_next_week
 
     result = forecast_next_week(engine, week, run_id=run_id)
     # a new production model (a promotion) gets its model card, stored with the version
-    result.update(refresh_production_card(engine, date.fromisoformat(result["target_week"])))
+    if card:
+        result.update(refresh_production_card(engine, date.fromisoformat(result["target_week"])))
+    else:
+        result["card"] = "deferred to the end of the backfill"
     return ForecastResult.from_dict(result)

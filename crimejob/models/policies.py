@@ -11,12 +11,15 @@ asks a policy for the forecaster to predict with (``step``). Two policies:
   run would: the network (``CRIMEJOB_MODEL``) is retrained when it has no
   production version or every :data:`crimejob.models.training.RETRAIN_EVERY_WEEKS`
   weeks since its lineage's last retrain, else fine-tuned from its production
-  version; the gate (:func:`crimejob.models.training.judge`) promotes the candidate
-  or not; then the champion decision (:func:`crimejob.models.champion.decide`)
-  chooses production among every baseline and the network's production
-  version, with last week's champion as the incumbent. The week's forecast is
-  the champion's. Versions live in memory (nothing is written to the
-  registry), so it runs on any history.
+  version; a retrain is attempted at most every ``RETRAIN_EVERY_WEEKS``
+  weeks (after one the gate refused, a week fine-tunes production, or trains
+  nothing when there is none, as :func:`crimejob.models.training.train` does); the
+  gate (:func:`crimejob.models.training.judge`) promotes the candidate or not; then
+  the champion decision (:func:`crimejob.models.champion.decide`) chooses production
+  among every baseline and the network's production version, with last week's
+  champion as the incumbent. The week's forecast is the champion's. Versions
+  live in memory (nothing is written to the registry), so it runs on any
+  history.
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ class ProductionPolicy:
         self.production: Forecaster | None = None  # the network's production version
         self.trained_through: date | None = None
         self.last_retrain: date | None = None
+        self.last_attempt: date | None = None  # the newest retrain, promoted or not
         self.version = 0  # versions trained, as the registry would number them
         self.production_version: int | None = None
         self.incumbent: tuple[str, str] | None = None
@@ -138,6 +142,17 @@ class ProductionPolicy:
             or self.last_retrain is None
             or (week - self.last_retrain).days // 7 >= RETRAIN_EVERY_WEEKS
         )
+        if (
+            due
+            and self.last_attempt is not None
+            and ((week - self.last_attempt).days // 7 < RETRAIN_EVERY_WEEKS)
+        ):  # the last retrain was refused less than RETRAIN_EVERY_WEEKS weeks ago
+            if self.production is None:
+                return {
+                    "gate": f"not trained: the retrain for {self.last_attempt} did not pass "
+                    f"the gate; one is due every {RETRAIN_EVERY_WEEKS} weeks"
+                }
+            due = False
         try:
             if due:
                 candidate = get_forecaster(
@@ -154,6 +169,8 @@ class ProductionPolicy:
             return {"gate": f"not trained: {exc}"}
         if not report.train_targets:
             return {"gate": "not trained: no training window"}
+        if due:
+            self.last_attempt = week
         self.version += 1
         _, decision = judge(candidate, report, past, self.production, self.trained_through)
         if decision["promoted"]:

@@ -161,6 +161,23 @@ def find_version_for_week(
     return _from_row(row) if row else None
 
 
+def latest_retrain(
+    bind: Engine | Connection, model_name: str, design: str, through: date, since: date
+) -> ModelVersion | None:
+    """The newest retrained version of this design with ``data_through`` in
+    ``since..through``, promoted or not: the lineage's last attempt at a retrain."""
+    query = sa.text(
+        f"SELECT {_COLUMNS} FROM ml.model_versions WHERE model_name = :m AND mode = 'retrain' "
+        "AND design_hash = :d AND data_through BETWEEN :since AND :through "
+        "ORDER BY data_through DESC, version DESC LIMIT 1"
+    )
+    with connect(bind) as conn:
+        row = conn.execute(
+            query, {"m": model_name, "d": design, "since": since, "through": through}
+        ).first()
+    return _from_row(row) if row else None
+
+
 def load_forecaster(version: ModelVersion) -> Forecaster:
     """The forecaster of a registered version, weights loaded from its ``.keras`` file."""
     path = Path(version.artifact_path)
@@ -330,4 +347,3 @@ def _nan_to_none(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_nan_to_none(v) for v in value]
     return value
-

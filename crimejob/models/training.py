@@ -10,7 +10,15 @@
    artifact is gone, or :data:`RETRAIN_EVERY_WEEKS` (13, a quarter: often
    enough to follow drift and the seasons, rare enough that the weekly run
    stays a cheap fine-tune) have passed since the lineage's last retrain;
-   otherwise it fine-tunes.
+   otherwise it fine-tunes. A retrain is attempted at most every
+   :data:`RETRAIN_EVERY_WEEKS` weeks: while the lineage's last retrain, less
+   than that many weeks ago, did not pass the gate, a week with a production
+   version of the design fine-tunes it, and a week without one trains nothing
+   (mode ``skipped``; the champion is chosen among the contenders there are).
+   Before, such a lineage retrained from scratch every week until a candidate
+   passed: a network that never beats the baselines cost a full retrain per
+   week, live and in every backfilled week, for a candidate the gate refused
+   again.
 2. **Validation.** The candidate, the production version and every baseline
    forecast each validation week from the weeks before it, and are scored
    with :func:`crimejob.models.metrics.score_forecast`.
@@ -60,6 +68,7 @@ from crimejob.models.registry import (
     decisions,
     design_hash,
     find_version_for_week,
+    latest_retrain,
     load_forecaster,
     production_version,
     record_decision,
@@ -71,6 +80,7 @@ log = logging.getLogger(__name__)
 RETRAIN_EVERY_WEEKS = 13
 GATE_METRIC = "poisson_deviance"
 MODES = ("auto", "retrain", "finetune")
+SKIPPED = "skipped"  # the mode of a week that trains nothing (a refused retrain is recent)
 
 
 @dataclass
@@ -283,6 +293,42 @@ def _choose_mode(
     return "finetune", f"weekly fine-tune of production v{production.version}"
 
 
+def _after_refused_retrain(
+    engine: Engine,
+    name: str,
+    design: str,
+    week: date,
+    production: ModelVersion | None,
+    why: str,
+) -> tuple[str, str]:
+    """The mode when ``auto`` chose a retrain: a retrain is attempted at most every
+    :data:`RETRAIN_EVERY_WEEKS` weeks. After one the gate refused, less than that many
+    weeks ago, a lineage with a production version of this design fine-tunes it, and
+    one without trains nothing (``SKIPPED``) until the next retrain is due."""
+    from pathlib import Path
+
+    attempt = latest_retrain(
+        engine, name, design, week, week - timedelta(weeks=RETRAIN_EVERY_WEEKS - 1)
+    )
+    if attempt is None or attempt.promoted:
+        return "retrain", why
+    due = attempt.data_through + timedelta(weeks=RETRAIN_EVERY_WEEKS)
+    refused = (
+        f"{attempt.label}, retrained for {attempt.data_through}, did not pass the gate; the "
+        f"next retrain is due for {due} (every {RETRAIN_EVERY_WEEKS} weeks)"
+    )
+    usable = (
+        production is not None
+        and production.design_hash == design
+        and Path(production.artifact_path).is_file()
+    )
+    if not usable:
+        return SKIPPED, f"not trained: {why}, and {refused}"
+    if attempt.data_through <= production.last_retrain_week:
+        return "retrain", why
+    return "finetune", f"weekly fine-tune of production v{production.version} ({refused})"
+
+
 def _score_weeks(
     forecaster: Forecaster, history: GridHistory, weeks: list[date]
 ) -> list[dict[str, float]]:
@@ -365,6 +411,10 @@ def train(
             f"after {week}: training for an earlier week would start from the future"
         )
     chosen, why = _choose_mode(mode, production, design, week)
+    if chosen == "retrain" and mode == "auto":
+        chosen, why = _after_refused_retrain(engine, name, design, week, production, why)
+        if chosen == SKIPPED:
+            return TrainResult(name, week, SKIPPED, why, seconds=time.perf_counter() - started)
 
     if chosen == "retrain":
         report = candidate.fit(history)

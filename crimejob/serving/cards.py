@@ -483,6 +483,43 @@ _PRODUCTION_OF = sa.text(
 )
 
 
+def refresh_backfill_cards(engine: Engine, target_weeks: list[date]) -> dict[str, Any]:
+    """The card a backfill deferred (its runs pass ``card=False``): that of the model
+    production for the newest of ``target_weeks``, built once at the end when production
+    changed hands in those weeks or the model has no card, as the weekly runs would have
+    left it, only built from the database as it is now (which is what a card describes).
+    Before, a backfill rebuilt a card, with a 26-week feedback simulation of every
+    baseline, each time production changed hands; the card of a model production only
+    in the middle of a backfill is built when it is production again (or by
+    ``crimejob card --store``)."""
+    weeks = sorted(target_weeks)
+    if not weeks:
+        return {"card": "no week"}
+    with engine.connect() as conn:
+        productions = [conn.execute(_PRODUCTION_OF, {"w": w}).first() for w in weeks]
+        before = conn.execute(_PRODUCTION_OF, {"w": weeks[0] - timedelta(weeks=1)}).first()
+    now = productions[-1]
+    if now is None:
+        return {"card": "no production forecast"}
+    changed = any(
+        p is not None and (b is None or tuple(b) != tuple(p))
+        for b, p in zip([before, *productions[:-1]], productions, strict=True)
+    )
+    if changed:
+        return _store_production_card(engine, now)
+    return refresh_production_card(engine, weeks[-1])
+
+
+def _store_production_card(engine: Engine, now) -> dict[str, Any]:
+    try:
+        path = store_card(engine, build_card(engine, now.model_name, now.model_version))
+    except Exception as exc:  # noqa: BLE001 - the forecast is published; the card can wait
+        log.exception("model card of %s %s could not be built", now.model_name, now.model_version)
+        return {"card": f"failed: {exc}"}
+    log.info("production is %s %s: model card stored at %s", *now, path)
+    return {"card": str(path)}
+
+
 def refresh_production_card(engine: Engine, target_week: date) -> dict[str, Any]:
     """After the forecast of ``target_week`` is written: regenerate and store the card of
     its production model when production changed since the week before (a promotion) or
@@ -500,10 +537,4 @@ def refresh_production_card(engine: Engine, target_week: date) -> dict[str, Any]
     changed = before is None or tuple(before) != tuple(now)
     if stored is not None and not changed:
         return {"card": "unchanged"}
-    try:
-        path = store_card(engine, build_card(engine, now.model_name, now.model_version))
-    except Exception as exc:  # noqa: BLE001 - the forecast is published; the card can wait
-        log.exception("model card of %s %s could not be built", now.model_name, now.model_version)
-        return {"card": f"failed: {exc}"}
-    log.info("production is %s %s: model card stored at %s", *now, path)
-    return {"card": str(path)}
+    return _store_production_card(engine, now)

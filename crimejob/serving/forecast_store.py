@@ -84,6 +84,32 @@ def cell_columns(predicted: np.ndarray, dispersion: float) -> dict[str, np.ndarr
     return columns
 
 
+class _SamePast:
+    """A forecaster whose forecasts from a past it has forecast from are remembered.
+
+    Within one forecast step every past is ``history.through(week)`` of the same
+    history, and the champion window's weeks (8) are among the dispersion's (13):
+    each contender forecast them twice from the same weeks. Forecasts read nothing but
+    the past (:meth:`Forecaster.predict`) and are deterministic, so the second is the
+    first; each caller gets its own copy. Everything else is the forecaster's.
+    """
+
+    def __init__(self, forecaster) -> None:
+        self._forecaster = forecaster
+        self._forecasts: dict[tuple, np.ndarray] = {}
+
+    def __getattr__(self, name: str):
+        return getattr(self._forecaster, name)
+
+    def predict(self, past: GridHistory) -> np.ndarray:
+        key = (len(past), past.week_starts[0].item(), past.last_week) if len(past) else None
+        if key is None:
+            return self._forecaster.predict(past)
+        if key not in self._forecasts:
+            self._forecasts[key] = self._forecaster.predict(past)
+        return self._forecasts[key].copy()
+
+
 def forecast_contenders(
     engine: Engine, history: GridHistory, horizon: int = 1, target_week: date | None = None
 ) -> tuple[list[ModelForecast], ChampionDecision]:
@@ -103,6 +129,8 @@ def forecast_contenders(
 
     networks, excluded = network_contenders(engine, horizon, history.last_week)
     contenders = networks + baseline_contenders(history, horizon)
+    for contender in contenders:
+        contender.forecaster = _SamePast(contender.forecaster)
     incumbent = previous_production(engine, target_week) if target_week else None
     decision = decide(history, horizon, contenders, incumbent, target_week, excluded=excluded)
     results = []

@@ -91,10 +91,13 @@ def score_target_week(engine: Engine, week: date) -> dict:
         actual = actual_rows["violent_count"].to_numpy()
         areas = load_areas(conn)
         errors, scores, area_frames = [], [], []
+        masks: dict[date, np.ndarray] = {}  # models forecast from the same history_through
         for model_name, rows in forecasts.groupby("model_name", sort=True):
             predicted = rows["predicted"].to_numpy()
             through = rows["history_through"].iloc[0]
-            active = active_cells(conn, through)
+            if through not in masks:
+                masks[through] = active_cells(conn, through)
+            active = masks[through].copy()
             metrics = score_forecast(predicted, actual, active)
             first = rows.iloc[0]
             has_interval = rows["predicted_low"].notna().all() and pd.notna(first.dispersion)
