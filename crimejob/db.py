@@ -29,6 +29,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random
 
 from crimejob.config import PROJECT_ROOT, get_settings
 from crimejob.errors import ConfigError, CrimejobError
@@ -232,13 +233,37 @@ def _run_script(conn: Connection, path: Path) -> None:
     conn.exec_driver_sql(path.read_text().replace("%", "%%"))
 
 
+def _cluster_role_race(exc: BaseException) -> bool:
+    """Did this upgrade collide with another database's on the server-wide BI role?
+
+    Roles belong to the whole PostgreSQL server, not to one database, and the
+    advisory lock only serialises upgrades of one database: two databases on one
+    server upgraded at once (test workers, a staging and a production database)
+    can both create or alter ``crimejob_bi`` and one of them then fails with
+    "tuple concurrently updated" or a duplicate role name. The transaction rolls
+    back whole, so running it again is safe.
+    """
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    text = str(exc.orig)
+    return "tuple concurrently updated" in text or "pg_authid_rolname_index" in text
+
+
+@retry(
+    retry=retry_if_exception(_cluster_role_race),
+    stop=stop_after_attempt(8),
+    wait=wait_random(0.05, 0.5),
+    reraise=True,
+)
 def upgrade(engine: Engine | None = None, sql_dir: Path = SQL_DIR) -> list[str]:
     """Apply every migration not yet recorded, then re-create every view, in one transaction.
 
     Safe to run twice and from two processes at once (an advisory lock
-    serialises them). Views are dropped first, so a migration may change a
-    table a view reads. Returns the names of the migrations applied now.
-    Raises :class:`MigrationChangedError` if an applied migration was edited.
+    serialises them), also on two databases of one server at once (a collision
+    on the server-wide BI role is retried). Views are dropped first, so a
+    migration may change a table a view reads. Returns the names of the
+    migrations applied now. Raises :class:`MigrationChangedError` if an applied
+    migration was edited.
     """
     engine = engine or get_engine()
     applied_now: list[str] = []

@@ -66,6 +66,37 @@ def test_an_edited_view_file_reaches_an_existing_database_on_upgrade(
         scratch.dispose()
 
 
+def test_two_databases_of_one_server_upgrade_at_the_same_time(database_url, scratch_database_url):
+    """Roles are server-wide: upgrades of two databases at once both re-apply the BI role's
+    settings, and neither may fail for it (test workers, staging beside production)."""
+    import threading
+
+    engines = [sa.create_engine(database_url), sa.create_engine(scratch_database_url)]
+    upgrade(engines[1])
+    rounds = 12
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def upgrade_repeatedly(engine: sa.Engine) -> None:
+        for _ in range(rounds):
+            barrier.wait(timeout=60)
+            try:
+                upgrade(engine)
+            except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=upgrade_repeatedly, args=(e,)) for e in engines]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=600)
+    finally:
+        for engine in engines:
+            engine.dispose()
+    assert errors == []
+
+
 def test_an_edited_applied_migration_is_an_error_not_a_warning(scratch_database_url, tmp_path):
     sql_dir = _copy_sql(tmp_path)
     scratch = sa.create_engine(scratch_database_url)
