@@ -56,7 +56,8 @@ def _scalar(engine, sql: str, **params):
 def _snapshot(engine) -> list:
     return _rows(
         engine,
-        "SELECT source, record_id, raw.crime_payload(payload, csv_layout, csv_fields)::text, "
+        "SELECT source, record_id, "
+        "raw.crime_payload(payload, csv_layout, csv_fields, csv_line)::text, "
         "week_start, cell_id, updated_at FROM raw.crime_records ORDER BY 1, 2",
     )
 
@@ -392,24 +393,28 @@ def test_csv_payloads_match_the_api_so_the_same_record_reads_unchanged(clean_db,
 
 
 def test_a_csv_record_keeps_its_row_as_text_and_reads_as_the_api_payload(clean_db, tmp_path):
-    """Migration 240: the export's row is stored as text (csv_fields, named by its layout),
-    no jsonb is built on import, and the payload read back is the API's record."""
+    """Migration 280: the export's line is stored as written (csv_line, named by its
+    layout), no jsonb is built on import, and the payload read back is the API's record."""
     frame = legacy_frame(300, *WEEK, seed=15)
-    ingest_crime_csv(clean_db, write_portal_csv(frame, tmp_path / "export.csv"))
+    path = write_portal_csv(frame, tmp_path / "export.csv")
+    ingest_crime_csv(clean_db, path)
     stored = _rows(
         clean_db,
-        "SELECT count(*) FILTER (WHERE payload IS NULL), count(csv_fields), "
+        "SELECT count(*) FILTER (WHERE payload IS NULL), count(csv_line), "
         "count(DISTINCT csv_layout) FROM raw.crime_records",
     )
     assert stored == [(300, 300, 1)]
+    lines = set(path.read_text().splitlines()[1:])
+    assert set(r for (r,) in _rows(clean_db, "SELECT csv_line FROM raw.crime_records")) == lines
     by_key = {r["dr_no"]: r for r in make_legacy_records(300, *WEEK, seed=15)}
     read = dict(_rows(clean_db, "SELECT record_id, payload FROM raw.crime_record_payloads"))
     assert read == by_key
     # the function gives the same payload, and a field reads without building it
     (same,) = _rows(
         clean_db,
-        "SELECT bool_and(raw.crime_payload(r.payload, r.csv_layout, r.csv_fields) = p.payload "
-        "AND r.csv_fields[array_position(l.keys, 'area')] IS NOT DISTINCT FROM "
+        "SELECT bool_and(raw.crime_payload(r.payload, r.csv_layout, r.csv_fields, r.csv_line) "
+        "= p.payload AND raw.crime_csv_field(r.csv_line, array_position(l.keys, 'area')) "
+        "IS NOT DISTINCT FROM "
         "p.payload ->> 'area') "
         "FROM raw.crime_records AS r JOIN raw.crime_csv_layouts AS l ON l.layout_id = r.csv_layout "
         "JOIN raw.crime_record_payloads AS p USING (source, record_id)",
@@ -436,7 +441,7 @@ def test_a_csv_into_an_empty_table_keeps_its_indexes_and_constraints(clean_db, t
     assert _table_definition(clean_db) == before
     steps = _scalar(clean_db, "SELECT step_seconds FROM ops.runs")
     assert set(steps) == {
-        "copy_raw", "read_map_beside_copy", "read_map_stage", "merge", "build_indexes",
+        "find_records", "map_and_copy", "map_beside_copy", "duplicates", "build_indexes",
         "rejects", "total",
     }  # fmt: skip
     with pytest.raises(sa.exc.IntegrityError, match="crime_records_pkey"):
@@ -547,7 +552,7 @@ def test_an_empty_window_loads_nothing_and_succeeds(clean_db):
 
 
 def test_divisions_read_the_same_from_a_csv_row_as_from_an_api_payload(clean_db, tmp_path):
-    """cell_areas reads area and area_name from csv_fields without building the payload."""
+    """cell_areas reads area and area_name from csv_line without building the payload."""
     from crimejob.grid.cell_areas import refresh_cell_areas
 
     def areas() -> list:
