@@ -7,10 +7,11 @@ changed, so a rerun over the same records changes nothing and counts them as
 unchanged. Records that cannot be used go to ``ops.rejects``
 with their reason in the same transaction.
 
-The CSV path is built for the million-row backfill: PostgreSQL parses the file
-itself while pandas, in a thread beside it, reads only the fields the mapping
-needs; the record keeps the export's row as text (no jsonb is built per row);
-and a load into an empty table builds its indexes after the rows are in.
+The CSV path is built for the million-row backfill: every stored row is written
+once, by one binary COPY the client builds (the mapped columns and the export's
+line as written), pandas mapping the next chunk while PostgreSQL stores the last;
+into an empty table the rows go straight into ``raw.crime_records`` and its
+indexes are built after. No jsonb is built per row.
 
 Decisions worth knowing:
 
@@ -29,18 +30,24 @@ Decisions worth knowing:
   its loaded row and gains a reject, so both are visible.
 - Rejects are keyed by dataset id whichever path read them (the CSV file name
   and line are in ``detail``), so an API run can resolve a CSV reject.
-- How a record keeps its source form (migration 240): an API record its jsonb
-  ``payload``; a CSV record the export's row as text, ``csv_fields`` (one value
-  per column, in the API's form: empty fields NULL, dates as floating
-  timestamps, ``time_occ`` as four digits), named by ``csv_layout``
-  (``raw.crime_csv_layouts``, the header's SODA field names, kept as data).
+- How a record keeps its source form (migrations 240, 280): an API record its
+  jsonb ``payload``; a CSV record the export's line exactly as written,
+  ``csv_line``, its columns named by ``csv_layout`` (``raw.crime_csv_layouts``,
+  the header's SODA field names, kept as data); records imported between the
+  two migrations keep ``csv_fields`` (the row as a text[] in the API's form).
   ``raw.crime_payload()`` and the view ``raw.crime_record_payloads`` build the
-  payload on read: SODA field names, empty fields left out. The same record
-  therefore reads the same whether the API or the export loaded it, and a
-  record is unchanged when that payload is (two rows of the same layout compare
-  their fields). Rejected CSV rows keep the row exactly as it was in the file.
+  payload on read: the line split as PostgreSQL's COPY reads CSV, in the API's
+  form (empty fields left out, dates as floating timestamps, ``time_occ`` as
+  four digits), under SODA field names. The same record therefore reads the
+  same whether the API or the export loaded it, and a record is unchanged when
+  that payload is (the same line of the same layout is, without building it).
+  Rejected CSV rows keep the row exactly as it was in the file.
 - A natural key that appears twice in one batch (API window or CSV file) keeps
-  its last record; the earlier copy is rejected as ``duplicate_key``.
+  its last record; the earlier copy is rejected as ``duplicate_key``. (The CSV
+  path copies every line and deletes the earlier copies after, by content.)
+- A CSV file is refused whole, in one line, when it is not CSV as PostgreSQL's
+  COPY reads it: a quote left open, a record whose number of fields is not the
+  header's, a NUL byte, text that is not UTF-8.
 """
 
 from __future__ import annotations
@@ -54,7 +61,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -343,12 +350,6 @@ def ingest_crime_api(
 # jsonb is built: the payload is derived from the line when it is read (migration 280).
 
 
-def _column(position: int) -> str:
-    """A staging column named by position, so no text from the file's header ever becomes
-    part of a statement."""
-    return f"c{int(position)}"
-
-
 def _literal(text: str) -> str:
     """A SQL string literal of a constant of this module (never of file text) for
     statements run with exec_driver_sql (which passes them through the driver's
@@ -381,13 +382,6 @@ class CsvLayout:
         known = {f: i for i, f in enumerate(fields) if f in vocabulary and _IDENTIFIER.match(f)}
         extra = tuple(i for i, f in enumerate(fields) if f not in known)
         return cls(tuple(header), fields, known, extra)
-
-    @property
-    def columns(self) -> list[str]:
-        return [_column(i) for i in range(len(self.header))]
-
-    def column(self, field: str) -> str:
-        return _column(self.known[field])
 
 
 def _csv_layout_id(conn: Connection, layout: CsvLayout) -> int:
@@ -484,7 +478,7 @@ class CsvRecords:
         if len(wrong):
             bad = int(wrong[0])
             raise SourceError(
-                f"{path.name} is not a readable CSV file: record {bad + 1} (from line "
+                f"{path.name} is not a readable CSV file: record {bad} (from line "
                 f"{self.line_number(bad)}) has {per_record[bad] + 1} fields, the header "
                 f"{per_record[0] + 1}"
             )
@@ -679,13 +673,14 @@ class _CopyStream:
 def _produce(
     path: Path,
     adapter: lapd.DatasetAdapter,
-    records: CsvRecords,
+    found: Future[CsvRecords],
     encoder: _RowEncoder,
     out: queue.Queue,
     stop: threading.Event,
 ) -> float:
     """Read, map and encode the export chunk by chunk into ``out`` (then None, or the
-    exception that stopped it); returns the seconds it took. Stops once ``stop`` is set."""
+    exception that stopped it); returns the seconds it took. Stops once ``stop`` is set.
+    The first chunk is read and mapped while the caller finds the records (``found``)."""
     started = time.perf_counter()
 
     def put(item) -> None:
@@ -703,9 +698,10 @@ def _produce(
                 break
             chunk.index = pd.RangeIndex(first_line, first_line + len(chunk))
             first_line += len(chunk)
-            if first_line - 2 > len(records):
-                break  # counted below
             mapped = _map_chunk(chunk, adapter, path.name)
+            records = found.result()
+            if first_line - 2 > len(records):
+                break  # the caller compares the counts
             put((mapped, encoder.encode(mapped.good, records)))
         put(None)
     except BaseException as exc:  # handed to the COPY, which fails with it
@@ -725,6 +721,14 @@ def _copy_rows(conn: Connection, table: str, stream: _CopyStream, path: Path) ->
         cursor.close()
 
 
+@contextmanager
+def _set_on_exit(event: threading.Event) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        event.set()
+
+
 def ingest_crime_csv(engine: Engine, path: Path, source: str | None = None) -> IngestReport:
     """Bulk-import a portal CSV export of the legacy dataset (both date formats).
 
@@ -740,15 +744,25 @@ def ingest_crime_csv(engine: Engine, path: Path, source: str | None = None) -> I
     with (
         _run(engine, params, report) as steps,
         ThreadPoolExecutor(1, thread_name_prefix="csv-map") as pool,
+        _set_on_exit(stop),  # before the pool waits for its thread, whatever happened
         engine.begin() as conn,
     ):
         layout = CsvLayout.of(lapd.portal_header(path), adapter)
-        with _timed(steps, "find_records"):
-            records = CsvRecords.read(path)
         # Memory for the index builds and the merge's joins, this transaction only.
         conn.exec_driver_sql(f"SET LOCAL work_mem = '{CSV_WORK_MEM}'")
         conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{CSV_WORK_MEM}'")
         encoder = _RowEncoder(engine, dataset_id, adapter.series, _csv_layout_id(conn, layout))
+        chunks: queue.Queue = queue.Queue(maxsize=2)
+        stream = _CopyStream(chunks)
+        found: Future[CsvRecords] = Future()
+        mapping = pool.submit(_produce, path, adapter, found, encoder, chunks, stop)
+        try:
+            with _timed(steps, "find_records"):
+                records = CsvRecords.read(path)
+        except BaseException as exc:
+            found.set_exception(exc)
+            raise
+        found.set_result(records)
         with _deferred_indexes(conn, steps) as deferred:
             table = "raw.crime_records" if deferred else "_csv_in"
             if not deferred:
@@ -756,9 +770,6 @@ def ingest_crime_csv(engine: Engine, path: Path, source: str | None = None) -> I
                     "CREATE TEMP TABLE _csv_in (LIKE raw.crime_records INCLUDING DEFAULTS) "
                     "ON COMMIT DROP"
                 )
-            chunks: queue.Queue = queue.Queue(maxsize=2)
-            stream = _CopyStream(chunks)
-            mapping = pool.submit(_produce, path, adapter, records, encoder, chunks, stop)
             try:
                 with _timed(steps, "map_and_copy"):
                     _copy_rows(conn, table, stream, path)
@@ -839,7 +850,8 @@ def _drop_duplicates(
             USING unnest(CAST(:keys AS text[]), CAST(:lines AS text[])) AS k (record_id, line)
             WHERE t.record_id = k.record_id
               AND (t.csv_line <> k.line OR t.ctid <> (
-                  SELECT min(d.ctid) FROM {table} AS d WHERE d.record_id = k.record_id))
+                  SELECT min(d.ctid) FROM {table} AS d
+                  WHERE d.record_id = k.record_id AND d.csv_line = k.line))
             """
         ),
         {
