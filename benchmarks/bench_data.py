@@ -105,7 +105,7 @@ def import_steps(engine: sa.Engine) -> dict[str, float]:
             sa.text("SELECT step_seconds FROM ops.runs ORDER BY run_id DESC LIMIT 1")
         ).scalar_one()
     order = [
-        "copy_raw", "read_map_beside_copy", "read_map_stage", "merge", "build_indexes",
+        "find_records", "map_and_copy", "map_beside_copy", "duplicates", "merge", "build_indexes",
         "rejects",
     ]  # fmt: skip
     return {k: steps[k] for k in order if k in steps}
@@ -194,8 +194,8 @@ def measure(url: sa.URL, args: argparse.Namespace, csv_path: Path, results: list
             )  # fmt: skip
         for step, seconds in import_steps(engine).items():
             detail = "from ops.runs.step_seconds"
-            if step == "read_map_beside_copy":
-                detail += " (pandas, in a thread beside copy_raw: not in the sum)"
+            if step == "map_beside_copy":
+                detail += " (pandas mapping and encoding, beside the COPY: not in the sum)"
             results.append((f"  step {step}", f"{seconds:.1f} s", detail))
         payload_s = payload_alone(engine)
         results.append(

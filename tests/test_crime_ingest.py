@@ -56,7 +56,8 @@ def _scalar(engine, sql: str, **params):
 def _snapshot(engine) -> list:
     return _rows(
         engine,
-        "SELECT source, record_id, raw.crime_payload(payload, csv_layout, csv_fields)::text, "
+        "SELECT source, record_id, "
+        "raw.crime_payload(payload, csv_layout, csv_fields, csv_line)::text, "
         "week_start, cell_id, updated_at FROM raw.crime_records ORDER BY 1, 2",
     )
 
@@ -392,24 +393,28 @@ def test_csv_payloads_match_the_api_so_the_same_record_reads_unchanged(clean_db,
 
 
 def test_a_csv_record_keeps_its_row_as_text_and_reads_as_the_api_payload(clean_db, tmp_path):
-    """Migration 240: the export's row is stored as text (csv_fields, named by its layout),
-    no jsonb is built on import, and the payload read back is the API's record."""
+    """Migration 280: the export's line is stored as written (csv_line, named by its
+    layout), no jsonb is built on import, and the payload read back is the API's record."""
     frame = legacy_frame(300, *WEEK, seed=15)
-    ingest_crime_csv(clean_db, write_portal_csv(frame, tmp_path / "export.csv"))
+    path = write_portal_csv(frame, tmp_path / "export.csv")
+    ingest_crime_csv(clean_db, path)
     stored = _rows(
         clean_db,
-        "SELECT count(*) FILTER (WHERE payload IS NULL), count(csv_fields), "
+        "SELECT count(*) FILTER (WHERE payload IS NULL), count(csv_line), "
         "count(DISTINCT csv_layout) FROM raw.crime_records",
     )
     assert stored == [(300, 300, 1)]
+    lines = set(path.read_text().splitlines()[1:])
+    assert set(r for (r,) in _rows(clean_db, "SELECT csv_line FROM raw.crime_records")) == lines
     by_key = {r["dr_no"]: r for r in make_legacy_records(300, *WEEK, seed=15)}
     read = dict(_rows(clean_db, "SELECT record_id, payload FROM raw.crime_record_payloads"))
     assert read == by_key
     # the function gives the same payload, and a field reads without building it
     (same,) = _rows(
         clean_db,
-        "SELECT bool_and(raw.crime_payload(r.payload, r.csv_layout, r.csv_fields) = p.payload "
-        "AND r.csv_fields[array_position(l.keys, 'area')] IS NOT DISTINCT FROM "
+        "SELECT bool_and(raw.crime_payload(r.payload, r.csv_layout, r.csv_fields, r.csv_line) "
+        "= p.payload AND raw.crime_csv_field(r.csv_line, array_position(l.keys, 'area')) "
+        "IS NOT DISTINCT FROM "
         "p.payload ->> 'area') "
         "FROM raw.crime_records AS r JOIN raw.crime_csv_layouts AS l ON l.layout_id = r.csv_layout "
         "JOIN raw.crime_record_payloads AS p USING (source, record_id)",
@@ -436,7 +441,7 @@ def test_a_csv_into_an_empty_table_keeps_its_indexes_and_constraints(clean_db, t
     assert _table_definition(clean_db) == before
     steps = _scalar(clean_db, "SELECT step_seconds FROM ops.runs")
     assert set(steps) == {
-        "copy_raw", "read_map_beside_copy", "read_map_stage", "merge", "build_indexes",
+        "find_records", "map_and_copy", "map_beside_copy", "duplicates", "build_indexes",
         "rejects", "total",
     }  # fmt: skip
     with pytest.raises(sa.exc.IntegrityError, match="crime_records_pkey"):
@@ -547,7 +552,7 @@ def test_an_empty_window_loads_nothing_and_succeeds(clean_db):
 
 
 def test_divisions_read_the_same_from_a_csv_row_as_from_an_api_payload(clean_db, tmp_path):
-    """cell_areas reads area and area_name from csv_fields without building the payload."""
+    """cell_areas reads area and area_name from csv_line without building the payload."""
     from crimejob.grid.cell_areas import refresh_cell_areas
 
     def areas() -> list:
@@ -605,3 +610,119 @@ def test_two_imports_of_one_file_into_an_empty_table_at_once_converge(clean_db, 
     assert all(isinstance(o, type(outcomes[0])) for o in outcomes), outcomes
     assert sorted((o.loaded, o.unchanged) for o in outcomes) == [(0, 200), (200, 0)]
     assert _scalar(clean_db, "SELECT count(*) FROM raw.crime_records") == 200
+
+
+# --- migration 280: the export's line kept as written ---------------------------------
+
+
+def _csv_text(frame, tmp_path) -> list[str]:
+    return write_portal_csv(frame, tmp_path / "base.csv").read_text().splitlines()
+
+
+@pytest.mark.parametrize("target", ["empty", "filled"])
+def test_a_key_on_several_csv_lines_keeps_the_last_line(clean_db, tmp_path, target):
+    """Into an empty table (rows copied straight in, earlier copies deleted after) and
+    into a filled one (merged): the last line of a key wins, earlier ones are rejected,
+    identical repeats included."""
+    lines = _csv_text(legacy_frame(20, *WEEK, seed=31), tmp_path)
+    if target == "filled":
+        first = tmp_path / "first.csv"
+        first.write_text("\n".join([lines[0], *lines[15:]]) + "\n")
+        assert ingest_crime_csv(clean_db, first).loaded == 6
+    changed = lines[3].replace(",IC,Invest Cont,", ",AA,Adult Arrest,")
+    assert changed != lines[3]
+    body = [lines[3], lines[5], *lines[1:], changed]  # line 3 twice then changed; 5 twice
+    path = tmp_path / "dups.csv"
+    path.write_text("\n".join([lines[0], *body]) + "\n")
+    report = ingest_crime_csv(clean_db, path)
+    assert report.rejected == {"duplicate_key": 3}
+    before = 6 if target == "filled" else 0
+    assert (report.loaded, report.unchanged) == (20 - before, before)
+    key = lines[3].split(",")[0]
+    stored = _rows(clean_db, "SELECT csv_line FROM raw.crime_records WHERE record_id = :k", k=key)
+    assert stored == [(changed,)]
+    assert _scalar(clean_db, "SELECT count(*) FROM raw.crime_records") == 20
+    (status,) = _rows(
+        clean_db,
+        "SELECT payload ->> 'status' FROM raw.crime_record_payloads WHERE record_id = :k",
+        k=key,
+    )
+    assert status == ("AA",)
+    with pytest.raises(sa.exc.IntegrityError, match="crime_records_pkey"):
+        with clean_db.begin() as conn:
+            conn.execute(
+                sa.text("INSERT INTO raw.crime_records SELECT * FROM raw.crime_records LIMIT 1")
+            )
+
+
+def test_a_revised_csv_line_updates_its_record_and_an_identical_one_does_not(
+    clean_db, tmp_path
+):
+    lines = _csv_text(legacy_frame(10, *WEEK, seed=33), tmp_path)
+    path = tmp_path / "export.csv"
+    path.write_text("\n".join(lines) + "\n")
+    ingest_crime_csv(clean_db, path)
+    revised = lines[4].replace(",IC,Invest Cont,", ",AA,Adult Arrest,")
+    assert revised != lines[4]
+    # a CRLF copy of the same file with one line revised
+    path.write_bytes(("\r\n".join([*lines[:4], revised, *lines[5:]]) + "\r\n").encode())
+    again = ingest_crime_csv(clean_db, path)
+    assert (again.loaded, again.updated, again.unchanged) == (0, 1, 9)
+    crs = _scalar(clean_db, "SELECT count(*) FROM raw.crime_records WHERE csv_line LIKE '%\r'")
+    assert crs == 0
+
+
+def test_a_quoted_field_may_hold_commas_quotes_and_line_ends(clean_db, tmp_path):
+    """Records are found the way PostgreSQL's COPY reads CSV (a quoted line end does not
+    end the record) and the payload splits the stored line the same way."""
+    frame = legacy_frame(6, *WEEK, seed=34)
+    frame.loc[1, "location"] = 'a "quoted", multi-line\nplace'
+    frame.loc[2, "cross_street"] = ""
+    frame.loc[3, "premis_desc"] = '"starts with a quote'
+    path = write_portal_csv(frame, tmp_path / "export.csv")
+    report = ingest_crime_csv(clean_db, path)
+    assert report.loaded == 6 and report.rejected_total == 0
+    read = dict(_rows(clean_db, "SELECT record_id, payload FROM raw.crime_record_payloads"))
+    assert read[frame.loc[1, "dr_no"]]["location"] == 'a "quoted", multi-line\nplace'
+    assert "cross_street" not in read[frame.loc[2, "dr_no"]]
+    assert read[frame.loc[3, "dr_no"]]["premis_desc"] == '"starts with a quote'
+    for record_id, payload in read.items():
+        row = frame.loc[frame["dr_no"] == record_id].iloc[0]
+        assert payload["area_name"] == row["area_name"]
+
+
+def test_csv_split_and_timestamps_read_lines_as_the_import_does(clean_db):
+    import csv
+
+    from crimejob.ingest.sources.lapd import parse_timestamps
+
+    lines = [
+        "a,b,,d",
+        'a,"b,c",d',
+        '"",x,"y ""z"" w",',
+        '"a\nb",c',
+        " a , b ",
+    ]
+    for line in lines:
+        split = _scalar(clean_db, "SELECT raw.crime_csv_split(:l)", l=line)
+        assert split == next(csv.reader([line], strict=False)), line
+    # a quote inside an unquoted field opens a quoted part, as in PostgreSQL's COPY
+    assert _scalar(clean_db, "SELECT raw.crime_csv_split(:l)", l='a""b,c') == ["ab", "c"]
+    dates = [
+        "03/01/2020 12:00:00 AM", "03/01/2020 12:30:05 PM", "3/1/2020 01:02:03 PM",
+        "11/6/2022 0:00", "11/6/2022 13:45", "11/6/2022 13:45:10", "11/6/2022",
+        " 12/31/2021 11:59:59 PM ", "2020-01-31T00:00:00.000", "2020-01-31", "yesterday",
+    ]  # fmt: skip
+    expected = parse_timestamps(pd.Series(dates)).dt.strftime("%Y-%m-%dT%H:%M:%S.%f").str[:-3]
+    for text, want in zip(dates, expected, strict=True):
+        got = _scalar(clean_db, "SELECT raw.crime_csv_timestamp(:t)", t=text)
+        assert got == (None if pd.isna(want) else want), text
+
+
+def test_a_record_with_the_wrong_number_of_fields_fails_the_file(clean_db, tmp_path):
+    lines = _csv_text(legacy_frame(5, *WEEK, seed=35), tmp_path)
+    path = tmp_path / "export.csv"
+    path.write_text("\n".join([*lines[:3], lines[3] + ",extra", *lines[4:]]) + "\n")
+    with pytest.raises(SourceError, match=r"record 3 \(from line 4\) has 29 fields, the header 28"):
+        ingest_crime_csv(clean_db, path)
+    assert _scalar(clean_db, "SELECT count(*) FROM raw.crime_records") == 0

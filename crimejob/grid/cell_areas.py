@@ -29,11 +29,13 @@ from crimejob.db import connect
 
 
 # A field of the record as the source published it, as text: from the API's payload, or
-# from a CSV-imported record's row (``csv_fields``, named by its layout; migration 240),
+# from a CSV-imported record's line (``csv_line``, migration 280; ``csv_fields`` of older
+# imports, migration 240; both named by its layout),
 # without building the payload. A code that is not a small positive integer is ignored.
 def _source_field(name: str) -> str:
     return (
-        f"coalesce(r.payload ->> '{name}', r.csv_fields[array_position(l.keys, '{name}')])"
+        f"coalesce(r.payload ->> '{name}', r.csv_fields[array_position(l.keys, '{name}')], "
+        f"raw.crime_csv_field(r.csv_line, array_position(l.keys, '{name}')))"
     )
 
 

@@ -7,10 +7,11 @@ changed, so a rerun over the same records changes nothing and counts them as
 unchanged. Records that cannot be used go to ``ops.rejects``
 with their reason in the same transaction.
 
-The CSV path is built for the million-row backfill: PostgreSQL parses the file
-itself while pandas, in a thread beside it, reads only the fields the mapping
-needs; the record keeps the export's row as text (no jsonb is built per row);
-and a load into an empty table builds its indexes after the rows are in.
+The CSV path is built for the million-row backfill: every stored row is written
+once, by one binary COPY the client builds (the mapped columns and the export's
+line as written), pandas mapping the next chunk while PostgreSQL stores the last;
+into an empty table the rows go straight into ``raw.crime_records`` and its
+indexes are built after. No jsonb is built per row.
 
 Decisions worth knowing:
 
@@ -29,31 +30,38 @@ Decisions worth knowing:
   its loaded row and gains a reject, so both are visible.
 - Rejects are keyed by dataset id whichever path read them (the CSV file name
   and line are in ``detail``), so an API run can resolve a CSV reject.
-- How a record keeps its source form (migration 240): an API record its jsonb
-  ``payload``; a CSV record the export's row as text, ``csv_fields`` (one value
-  per column, in the API's form: empty fields NULL, dates as floating
-  timestamps, ``time_occ`` as four digits), named by ``csv_layout``
-  (``raw.crime_csv_layouts``, the header's SODA field names, kept as data).
+- How a record keeps its source form (migrations 240, 280): an API record its
+  jsonb ``payload``; a CSV record the export's line exactly as written,
+  ``csv_line``, its columns named by ``csv_layout`` (``raw.crime_csv_layouts``,
+  the header's SODA field names, kept as data); records imported between the
+  two migrations keep ``csv_fields`` (the row as a text[] in the API's form).
   ``raw.crime_payload()`` and the view ``raw.crime_record_payloads`` build the
-  payload on read: SODA field names, empty fields left out. The same record
-  therefore reads the same whether the API or the export loaded it, and a
-  record is unchanged when that payload is (two rows of the same layout compare
-  their fields). Rejected CSV rows keep the row exactly as it was in the file.
+  payload on read: the line split as PostgreSQL's COPY reads CSV, in the API's
+  form (empty fields left out, dates as floating timestamps, ``time_occ`` as
+  four digits), under SODA field names. The same record therefore reads the
+  same whether the API or the export loaded it, and a record is unchanged when
+  that payload is (the same line of the same layout is, without building it).
+  Rejected CSV rows keep the row exactly as it was in the file.
 - A natural key that appears twice in one batch (API window or CSV file) keeps
-  its last record; the earlier copy is rejected as ``duplicate_key``.
+  its last record; the earlier copy is rejected as ``duplicate_key``. (The CSV
+  path copies every line and deletes the earlier copies after, by content.)
+- A CSV file is refused whole, in one line, when it is not CSV as PostgreSQL's
+  COPY reads it: a quote left open, a record whose number of fields is not the
+  header's, a NUL byte, text that is not UTF-8.
 """
 
 from __future__ import annotations
 
-import io
+import gzip
 import logging
+import queue
 import re
 import struct
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -84,7 +92,7 @@ from crimejob.runs import finish_run, start_run
 
 log = logging.getLogger(__name__)
 
-CSV_CHUNK_ROWS = 250_000
+CSV_CHUNK_ROWS = 50_000  # small enough that the COPY of one overlaps the mapping of the next
 CSV_WORK_MEM = "256MB"
 _TS_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.MS'  # a SODA floating timestamp
 
@@ -176,15 +184,17 @@ def fetch_crime_api(
 # --- load -----------------------------------------------------------------------
 
 
-# How a record keeps its source form: the API's jsonb payload, or a CSV export's row
-# (csv_layout, csv_fields; migration 240). A stored record is unchanged when its payload
-# is: two rows of the same CSV layout compare their fields, anything else the payloads.
-_API_FORM = "s.payload, NULL::integer, NULL::text[]"
+# How a record keeps its source form: the API's jsonb payload, or a CSV export's line as
+# written (csv_layout, csv_line; migration 280; csv_fields from migration 240 on older
+# rows). A stored record is unchanged when its payload is: the same line of the same
+# layout is, anything else compares the payloads built on read.
+_API_FORM = "s.payload, NULL::integer, NULL::text[], NULL::text"
 _CHANGED = """
-    CASE WHEN r.csv_layout = EXCLUDED.csv_layout
-         THEN r.csv_fields IS DISTINCT FROM EXCLUDED.csv_fields
-         ELSE raw.crime_payload(r.payload, r.csv_layout, r.csv_fields) IS DISTINCT FROM
-              raw.crime_payload(EXCLUDED.payload, EXCLUDED.csv_layout, EXCLUDED.csv_fields)
+    CASE WHEN r.csv_layout = EXCLUDED.csv_layout AND r.csv_line = EXCLUDED.csv_line
+         THEN false
+         ELSE raw.crime_payload(r.payload, r.csv_layout, r.csv_fields, r.csv_line)
+              IS DISTINCT FROM raw.crime_payload(EXCLUDED.payload, EXCLUDED.csv_layout,
+                                                 EXCLUDED.csv_fields, EXCLUDED.csv_line)
     END"""
 
 
@@ -194,7 +204,7 @@ def _merge(
     """Upsert ``staging`` into raw.crime_records; returns (loaded, updated, weeks touched).
 
     ``form_sql`` selects the record's source form from ``staging AS s``: its
-    payload, csv_layout and csv_fields. Weeks touched are the weeks of every inserted
+    payload, csv_layout, csv_fields and csv_line. Weeks touched are the weeks of every inserted
     or changed record, and the old week of a changed record that moved weeks.
     """
     moved_from = conn.exec_driver_sql(
@@ -207,7 +217,8 @@ def _merge(
         WITH merged AS (
             INSERT INTO raw.crime_records AS r
                 (source, record_id, incident_id, series, occurred_at, reported_at, week_start,
-                 lat, lon, cell_id, offense_codes, is_violent, payload, csv_layout, csv_fields)
+                 lat, lon, cell_id, offense_codes, is_violent, payload, csv_layout, csv_fields,
+                 csv_line)
             SELECT {_SELECTED}, {form_sql}
             FROM {staging} AS s
             ON CONFLICT (source, record_id) DO UPDATE SET
@@ -217,7 +228,7 @@ def _merge(
                 cell_id = EXCLUDED.cell_id, offense_codes = EXCLUDED.offense_codes,
                 is_violent = EXCLUDED.is_violent, payload = EXCLUDED.payload,
                 csv_layout = EXCLUDED.csv_layout, csv_fields = EXCLUDED.csv_fields,
-                updated_at = now()
+                csv_line = EXCLUDED.csv_line, updated_at = now()
             WHERE {_CHANGED}
             RETURNING (xmax = 0) AS inserted, week_start
         )
@@ -330,17 +341,13 @@ def ingest_crime_api(
 
 # --- the portal CSV export --------------------------------------------------------
 #
-# PostgreSQL parses the file itself into _csv_raw (every column as text, numbered by
-# line), pandas reads only the fields the mapping needs and COPYs the mapped columns
-# into _csv_mapped, and one INSERT joins the two, building each payload in SQL. The
-# raw columns never pass through Python, which is what keeps the import near the
-# speed of a bare COPY.
-
-
-def _column(position: int) -> str:
-    """The staging column of the file's ``position``-th column: named by position, so no
-    text from the file's header ever becomes part of a statement."""
-    return f"c{int(position)}"
+# Each stored row is sent whole, once: numpy finds the file's records (byte ranges),
+# pandas reads and maps only the fields the mapping needs, chunk by chunk in a thread,
+# and each mapped chunk goes out as COPY's binary format (the mapped columns and the
+# record's line as written) while the next is mapped. Into an empty table the rows go
+# straight into raw.crime_records (indexes built after); otherwise into a staging table
+# merged with one INSERT ... ON CONFLICT. Nothing of the file is parsed twice and no
+# jsonb is built: the payload is derived from the line when it is read (migration 280).
 
 
 def _literal(text: str) -> str:
@@ -376,38 +383,6 @@ class CsvLayout:
         extra = tuple(i for i, f in enumerate(fields) if f not in known)
         return cls(tuple(header), fields, known, extra)
 
-    @property
-    def columns(self) -> list[str]:
-        return [_column(i) for i in range(len(self.header))]
-
-    def column(self, field: str) -> str:
-        return _column(self.known[field])
-
-
-def _csv_fields_sql(layout: CsvLayout) -> str:
-    """The stored row (``csv_fields``): one value per column of the file, in its order, in
-    the dataset's API form (empty fields NULL, floating timestamps, four-digit time_occ),
-    built from the staged row ``s``. With the layout's keys it is the payload
-    (``raw.crime_payload``); no header text is part of the statement."""
-    values = []
-    for position, field in enumerate(layout.fields):
-        column = f"s.{_column(position)}"
-        if layout.known.get(field) != position:
-            value = f"nullif({column}, '')"
-        elif field == "date_rptd":
-            value = f"to_char(s.reported_at, '{_TS_FORMAT}')"
-        elif field == "date_occ":
-            value = f"to_char(s.date_occ_ts, '{_TS_FORMAT}')"
-        elif field == "time_occ":
-            value = (
-                f"CASE WHEN length({column}) BETWEEN 1 AND 3 THEN lpad({column}, 4, '0') "
-                f"ELSE nullif({column}, '') END"
-            )
-        else:
-            value = f"nullif({column}, '')"
-        values.append(value)
-    return f"ARRAY[{', '.join(values)}]::text[]"
-
 
 def _csv_layout_id(conn: Connection, layout: CsvLayout) -> int:
     """The id of the export's header in raw.crime_csv_layouts (the field names are bound
@@ -426,28 +401,332 @@ def _csv_layout_id(conn: Connection, layout: CsvLayout) -> int:
     ).scalar_one()
 
 
-def _stage_raw(conn: Connection, path: Path, layout: CsvLayout) -> int:
-    """COPY the export as it is into _csv_raw; ``line`` is the row's line in the file."""
-    columns = layout.columns
-    conn.exec_driver_sql(
-        "CREATE TEMP TABLE _csv_raw (line bigint GENERATED ALWAYS AS IDENTITY (START WITH 2), "
-        + ", ".join(f"{c} text" for c in columns)
-        + ") ON COMMIT DROP"
+@dataclass
+class CsvRecords:
+    """The records of an export as byte ranges of its text (the header is record 0).
+
+    Found with numpy over the whole file at once: a record ends at a line end outside
+    double quotes (RFC 4180: a quoted field may hold line ends), a CR before it is
+    dropped. Every record must have the header's number of fields (commas outside
+    quotes), as PostgreSQL's COPY required when it parsed the file.
+    """
+
+    data: bytes
+    starts: np.ndarray
+    ends: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1  # without the header
+
+    @classmethod
+    def read(cls, path: Path) -> CsvRecords:
+        opener = gzip.open if str(path).endswith(".gz") else open
+        try:
+            with opener(path, "rb") as handle:
+                data = handle.read()
+        except (EOFError, OSError) as exc:
+            raise lapd.unreadable(path, exc) from exc
+        if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark
+            data = data[3:]
+        nul = data.find(b"\x00")
+        if nul >= 0:  # PostgreSQL text cannot hold one
+            line = data.count(b"\n", 0, nul) + 1
+            raise SourceError(
+                f"{path.name} is not a readable CSV file: a NUL byte (0x00) on line {line}"
+            )
+        return cls.split(data, path)
+
+    @classmethod
+    def split(cls, data: bytes, path: Path) -> CsvRecords:
+        buf = np.frombuffer(data, dtype=np.uint8)
+        newlines = np.flatnonzero(buf == 10)
+        quotes = np.flatnonzero(buf == 34)
+        if len(quotes) % 2:
+            opened = int(quotes[-1])
+            raise SourceError(
+                f"{path.name} is not a readable CSV file: unterminated CSV quoted field (the "
+                f"quote opened on line {int(np.searchsorted(newlines, opened)) + 1} is still "
+                f"open at the end of the file, line {len(newlines) + 1})"
+            )
+        if len(quotes):  # a line end inside quotes is part of its field
+            newlines = newlines[np.searchsorted(quotes, newlines) % 2 == 0]
+        ends = newlines
+        if len(data) and (not len(ends) or ends[-1] != len(data) - 1):
+            ends = np.append(ends, len(data))  # a last line without a line end
+        starts = np.concatenate(([0], ends[:-1] + 1)).astype(np.int64)
+        ends = ends.astype(np.int64)
+        has_cr = (ends > starts) & (buf[np.maximum(ends - 1, 0)] == 13)
+        ends = ends - has_cr
+        records = cls(data, starts, ends)
+        records._check_fields(buf, quotes, path)
+        return records
+
+    def _check_fields(self, buf: np.ndarray, quotes: np.ndarray, path: Path) -> None:
+        """Every record has the header's number of fields (commas outside quotes + 1)."""
+        if not len(self.starts):
+            return
+        commas = np.flatnonzero(buf == 44)
+        per_record = np.searchsorted(commas, self.ends) - np.searchsorted(commas, self.starts)
+        if len(quotes):  # commas inside a quoted span (between quote 2k and 2k+1) do not count
+            opened, closed = quotes[0::2], quotes[1::2]
+            inside = np.searchsorted(commas, closed) - np.searchsorted(commas, opened)
+            record = np.searchsorted(self.starts, opened, side="right") - 1
+            per_record = per_record - np.bincount(
+                record, weights=inside, minlength=len(self.starts)
+            ).astype(np.int64)
+        wrong = np.flatnonzero(per_record != per_record[0])
+        if len(wrong):
+            bad = int(wrong[0])
+            raise SourceError(
+                f"{path.name} is not a readable CSV file: record {bad} (from line "
+                f"{self.line_number(bad)}) has {per_record[bad] + 1} fields, the header "
+                f"{per_record[0] + 1}"
+            )
+
+    def line_number(self, record: int) -> int:
+        """The file line a record starts on (1 = the header)."""
+        return (
+            int(np.count_nonzero(np.frombuffer(self.data, np.uint8, self.starts[record]) == 10)) + 1
+        )
+
+    def lines(self, records: np.ndarray) -> list[bytes]:
+        """The given records' text as written."""
+        data = self.data
+        return [
+            data[s:e]
+            for s, e in zip(self.starts[records].tolist(), self.ends[records].tolist(), strict=True)
+        ]
+
+
+@dataclass
+class _MappedChunk:
+    """One chunk of the export mapped by pandas: its rejects (line, record_key, reason,
+    detail) and its usable rows (indexed by line, the columns the binary COPY sends)."""
+
+    rows: int
+    rejects: pd.DataFrame
+    good: pd.DataFrame
+
+
+_GOOD_COLUMNS = [
+    "record_id", "incident_id", "occurred_at", "reported_at", "week_start", "lat", "lon",
+    "cell_id", "offense_codes", "is_violent",
+]  # fmt: skip
+
+
+def _map_chunk(chunk: pd.DataFrame, adapter: lapd.DatasetAdapter, file_name: str) -> _MappedChunk:
+    """Map one chunk (pandas only, no database)."""
+    mapped, reason = lapd.map_frame(chunk, adapter)
+    bad = (reason != "").to_numpy()
+    rejects = pd.DataFrame(
+        {
+            "line": chunk.index[bad],
+            "record_key": mapped.loc[bad, "record_id"],
+            "reason": reason[bad],
+            "detail": mapped.loc[bad, "detail"].fillna("")
+            + f" (csv:{file_name} line "
+            + pd.Series(chunk.index[bad].astype(str), index=chunk.index[bad])
+            + ")",
+        }
     )
+    return _MappedChunk(len(chunk), rejects, mapped.loc[~bad, _GOOD_COLUMNS])
+
+
+# The columns of raw.crime_records the binary COPY sends, in its order: fixed-width ones
+# first (one numpy record per row), then the variable-length ones.
+_COPY_COLUMNS = (
+    "source, series, csv_layout, occurred_at, reported_at, week_start, lat, lon, cell_id, "
+    "is_violent, record_id, incident_id, offense_codes, csv_line"
+)
+_PG_EPOCH = np.datetime64("2000-01-01T00:00:00", "us")
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+COPY_TRAILER = struct.pack(">h", -1)
+
+
+def _length_pieces(lengths: np.ndarray) -> list[bytes]:
+    """Each row's big-endian int32 length, one bytes each."""
+    packed = lengths.astype(">i4").tobytes()
+    return [packed[i : i + 4] for i in range(0, 4 * len(lengths), 4)]
+
+
+class _RowEncoder:
+    """Mapped rows to COPY's binary format (the stored row, whole).
+
+    Offense code lists become text[] in PostgreSQL's own binary form (array_send of
+    the literal the mapping wrote, asked once per distinct list on a side connection,
+    so they parse exactly as a cast of the literal would).
+    """
+
+    def __init__(self, engine: Engine, source: str, series: str, layout_id: int) -> None:
+        self.engine = engine
+        self.offenses: dict[str, bytes] = {}
+        src, ser = source.encode(), series.encode()
+        self.fixed = np.dtype(
+            [("fields", ">i2"),
+             ("source_len", ">i4"), ("source", f"S{len(src)}"),
+             ("series_len", ">i4"), ("series", f"S{len(ser)}"),
+             ("layout_len", ">i4"), ("layout", ">i4"),
+             ("occurred_len", ">i4"), ("occurred", ">i8"),
+             ("reported_len", ">i4"), ("reported", ">i8"),
+             ("week_len", ">i4"), ("week", ">i4"),
+             ("lat_len", ">i4"), ("lat", ">f8"),
+             ("lon_len", ">i4"), ("lon", ">f8"),
+             ("cell_len", ">i4"), ("cell", ">i4"),
+             ("violent_len", ">i4"), ("violent", "u1"),
+             ("record_id_len", ">i4")]
+        )  # fmt: skip
+        self.constants = {
+            "fields": 14, "source_len": len(src), "source": src, "series_len": len(ser),
+            "series": ser, "layout_len": 4, "layout": layout_id, "occurred_len": 8,
+            "reported_len": 8, "week_len": 4, "lat_len": 8, "lon_len": 8, "cell_len": 4,
+            "violent_len": 1,
+        }  # fmt: skip
+
+    def _offense_pieces(self, literals: pd.Series) -> list[bytes]:
+        new = [lit for lit in literals.unique() if lit not in self.offenses]
+        if new:
+            with self.engine.connect() as side:
+                sent = side.execute(
+                    sa.text(
+                        "SELECT array_send(CAST(l AS text[])) FROM unnest(CAST(:l AS text[])) "
+                        "WITH ORDINALITY AS u (l, n) ORDER BY n"
+                    ),
+                    {"l": new},
+                ).scalars()
+                for literal, value in zip(new, sent, strict=True):
+                    value = bytes(value)
+                    self.offenses[literal] = struct.pack(">i", len(value)) + value
+        table = self.offenses
+        return [table[lit] for lit in literals.tolist()]
+
+    def encode(self, good: pd.DataFrame, records: CsvRecords) -> bytes:
+        n = len(good)
+        if not n:
+            return b""
+        rows = np.zeros(n, dtype=self.fixed)
+        for name, value in self.constants.items():
+            rows[name] = value
+        rows["occurred"] = (good["occurred_at"].to_numpy("datetime64[us]") - _PG_EPOCH).astype(
+            np.int64
+        )
+        rows["reported"] = (good["reported_at"].to_numpy("datetime64[us]") - _PG_EPOCH).astype(
+            np.int64
+        )
+        rows["week"] = (
+            good["week_start"].to_numpy("datetime64[D]") - _PG_EPOCH.astype("datetime64[D]")
+        ).astype(np.int64)
+        rows["lat"] = good["lat"].to_numpy(np.float64)
+        rows["lon"] = good["lon"].to_numpy(np.float64)
+        rows["cell"] = good["cell_id"].to_numpy(np.int64)
+        rows["violent"] = good["is_violent"].to_numpy(bool)
+        record_ids = [key.encode() for key in good["record_id"].tolist()]
+        rows["record_id_len"] = [len(key) for key in record_ids]
+        if good["incident_id"].equals(good["record_id"]):
+            incident_ids = record_ids
+        else:
+            incident_ids = [key.encode() for key in good["incident_id"].tolist()]
+        line_ids = good.index.to_numpy() - 1  # line 2 is record 1 (the header is 0)
+        lines = records.lines(line_ids)
+        fixed = rows.tobytes()
+        size = self.fixed.itemsize
+        columns = [
+            [fixed[i : i + size] for i in range(0, n * size, size)],
+            record_ids,
+            _length_pieces(np.fromiter(map(len, incident_ids), np.int64, n)),
+            incident_ids,
+            self._offense_pieces(good["offense_codes"]),
+            _length_pieces(records.ends[line_ids] - records.starts[line_ids]),
+            lines,
+        ]
+        pieces: list = [None] * (n * len(columns))
+        for k, column in enumerate(columns):
+            pieces[k :: len(columns)] = column
+        return b"".join(pieces)
+
+
+class _CopyStream:
+    """A file-like object COPY reads: the binary header, each chunk as the mapping
+    thread encodes it, the trailer. The chunks' rejects and keys are kept for after."""
+
+    def __init__(self, chunks: queue.Queue) -> None:
+        self.chunks = chunks
+        self.pending = [COPY_HEADER]
+        self.done = False
+        self.mapped: list[_MappedChunk] = []
+
+    def read(self, size: int = -1) -> bytes:
+        while not self.pending and not self.done:
+            item = self.chunks.get()
+            if item is None:
+                self.done = True
+                self.pending.append(COPY_TRAILER)
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                mapped, body = item
+                self.mapped.append(mapped)
+                if body:
+                    self.pending.append(body)
+        return self.pending.pop(0) if self.pending else b""
+
+
+def _produce(
+    path: Path,
+    adapter: lapd.DatasetAdapter,
+    found: Future[CsvRecords],
+    encoder: _RowEncoder,
+    out: queue.Queue,
+    stop: threading.Event,
+) -> float:
+    """Read, map and encode the export chunk by chunk into ``out`` (then None, or the
+    exception that stopped it); returns the seconds it took. Stops once ``stop`` is set.
+    The first chunk is read and mapped while the caller finds the records (``found``)."""
+    started = time.perf_counter()
+
+    def put(item) -> None:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    try:
+        first_line = 2  # line 1 is the header
+        for chunk in lapd.read_portal_csv(path, CSV_CHUNK_ROWS, lapd.mapped_fields(adapter)):
+            if stop.is_set():
+                break
+            chunk.index = pd.RangeIndex(first_line, first_line + len(chunk))
+            first_line += len(chunk)
+            mapped = _map_chunk(chunk, adapter, path.name)
+            records = found.result()
+            if first_line - 2 > len(records):
+                break  # the caller compares the counts
+            put((mapped, encoder.encode(mapped.good, records)))
+        put(None)
+    except BaseException as exc:  # handed to the COPY, which fails with it
+        put(exc)
+    return time.perf_counter() - started
+
+
+def _copy_rows(conn: Connection, table: str, stream: _CopyStream, path: Path) -> None:
     cursor = conn.connection.driver_connection.cursor()
     try:
-        with lapd.open_text(path) as handle:
-            cursor.copy_expert(
-                f"COPY _csv_raw ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, HEADER true, "
-                f"FORCE_NOT_NULL ({', '.join(columns)}))",
-                handle,
-                size=1 << 20,  # 1 MB reads: fewer round trips through Python
-            )
-        return cursor.rowcount
-    except (psycopg2.DataError, UnicodeDecodeError, EOFError, OSError) as exc:
+        cursor.copy_expert(
+            f"COPY {table} ({_COPY_COLUMNS}) FROM STDIN WITH (FORMAT binary)", stream
+        )
+    except (psycopg2.DataError, UnicodeDecodeError) as exc:
         raise lapd.unreadable(path, exc) from exc
     finally:
         cursor.close()
+
+
+@contextmanager
+def _set_on_exit(event: threading.Event) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        event.set()
 
 
 def ingest_crime_csv(engine: Engine, path: Path, source: str | None = None) -> IngestReport:
@@ -465,65 +744,126 @@ def ingest_crime_csv(engine: Engine, path: Path, source: str | None = None) -> I
     with (
         _run(engine, params, report) as steps,
         ThreadPoolExecutor(1, thread_name_prefix="csv-map") as pool,
+        _set_on_exit(stop),  # before the pool waits for its thread, whatever happened
         engine.begin() as conn,
     ):
         layout = CsvLayout.of(lapd.portal_header(path), adapter)
-        # pandas reads and maps the fields the mapping needs on one core while PostgreSQL
-        # parses the whole file on another.
-        mapping = pool.submit(_read_and_map, path, adapter, stop)
+        # Memory for the index builds and the merge's joins, this transaction only.
+        conn.exec_driver_sql(f"SET LOCAL work_mem = '{CSV_WORK_MEM}'")
+        conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{CSV_WORK_MEM}'")
+        encoder = _RowEncoder(engine, dataset_id, adapter.series, _csv_layout_id(conn, layout))
+        chunks: queue.Queue = queue.Queue(maxsize=2)
+        stream = _CopyStream(chunks)
+        found: Future[CsvRecords] = Future()
+        mapping = pool.submit(_produce, path, adapter, found, encoder, chunks, stop)
         try:
-            # Memory for the joins of the staged tables and the index builds, this
-            # transaction only: the defaults (4 MB, 64 MB) spill to disk.
-            conn.exec_driver_sql(f"SET LOCAL work_mem = '{CSV_WORK_MEM}'")
-            conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{CSV_WORK_MEM}'")
-            with _timed(steps, "copy_raw"):
-                copied = _stage_raw(conn, path, layout)
-            conn.exec_driver_sql(
-                "CREATE TEMP TABLE _csv_mapped (line bigint, occurred_at timestamp, "
-                "reported_at timestamp, date_occ_ts timestamp, week_start date, "
-                "lat double precision, lon double precision, cell_id integer, "
-                "offense_id integer) ON COMMIT DROP"
-            )
-            conn.exec_driver_sql(
-                "CREATE TEMP TABLE _csv_rejects (line bigint, record_key text, reason text, "
-                "detail text) ON COMMIT DROP"
-            )
-            keys: list[pd.Series] = []
-            offenses: dict[str, tuple[int, bool]] = {}
-            with _timed(steps, "read_map_stage"):
-                chunks, steps["read_map_beside_copy"] = mapping.result()
-                for mapped in chunks:
-                    keys.append(_stage_mapped(conn, mapped, report, offenses))
-        except BaseException:
-            stop.set()
+            with _timed(steps, "find_records"):
+                records = CsvRecords.read(path)
+        except BaseException as exc:
+            found.set_exception(exc)
             raise
-        del chunks
-        with _timed(steps, "read_map_stage"):
-            if report.fetched != copied:
+        found.set_result(records)
+        with _deferred_indexes(conn, steps) as deferred:
+            table = "raw.crime_records" if deferred else "_csv_in"
+            if not deferred:
+                conn.exec_driver_sql(
+                    "CREATE TEMP TABLE _csv_in (LIKE raw.crime_records INCLUDING DEFAULTS) "
+                    "ON COMMIT DROP"
+                )
+            try:
+                with _timed(steps, "map_and_copy"):
+                    _copy_rows(conn, table, stream, path)
+            finally:
+                stop.set()
+                steps["map_beside_copy"] = mapping.result()
+            report.fetched = sum(m.rows for m in stream.mapped)
+            if report.fetched != len(records):
                 raise SourceError(
-                    f"{path.name}: PostgreSQL read {copied} rows but pandas read "
+                    f"{path.name}: the file has {len(records)} records but pandas read "
                     f"{report.fetched}; the file is not a consistent CSV"
                 )
-            _stage_offenses(conn, offenses)
-            _reject_duplicates(conn, pd.concat(keys) if keys else pd.Series(dtype=object), report)
-            _create_staging_view(conn, adapter, layout)
-            # Temporary tables have no statistics until analysed: without them the planner
-            # takes the narrow _csv_mapped for a million rows and sorts both sides of its
-            # join with _csv_raw on disk. Analysed, it hashes _csv_mapped (the wide
-            # _csv_raw needs none: its size estimate from its pages is enough).
-            conn.exec_driver_sql("ANALYZE _csv_mapped, _csv_offenses")
-            valid = conn.exec_driver_sql("SELECT count(*) FROM _csv_mapped").scalar_one()
-        form = f"NULL::jsonb, {int(_csv_layout_id(conn, layout))}, {_csv_fields_sql(layout)}"
-        with _deferred_indexes(conn, steps) as deferred, _timed(steps, "merge"):
-            load = _insert_into_empty if deferred else _merge
-            loaded, updated, weeks = load(conn, "_csv_in", form)
+            with _timed(steps, "duplicates"):
+                conn.exec_driver_sql(
+                    "CREATE TEMP TABLE _csv_rejects (line bigint, record_key text, reason text, "
+                    "detail text, csv_line text) ON COMMIT DROP"
+                )
+                for mapped in stream.mapped:
+                    report.rejected.update(mapped.rejects["reason"].tolist())
+                    _stage_rejects(conn, mapped.rejects, records)
+                good = pd.concat([m.good[["record_id", "week_start"]] for m in stream.mapped])
+                good = _drop_duplicates(conn, table, good, records, report)
+                valid = len(good)
+            if deferred:
+                loaded, updated = valid, 0
+                weeks = {d.date() for d in pd.to_datetime(good["week_start"].unique())}
+                staleweeks.mark(conn, weeks)
+                conn.exec_driver_sql(
+                    "DELETE FROM ops.rejects AS j USING raw.crime_records AS s "
+                    "WHERE j.source = s.source AND j.record_key = s.record_id"
+                )
+            else:
+                with _timed(steps, "merge"):
+                    conn.exec_driver_sql("ANALYZE _csv_in")
+                    loaded, updated, weeks = _merge(conn, "_csv_in", _CSV_FORM)
         with _timed(steps, "rejects"):
             _store_csv_rejects(conn, dataset_id, layout)
-        conn.exec_driver_sql("DROP VIEW _csv_in")
         report.loaded, report.updated = loaded, updated
         report.unchanged = valid - loaded - updated
         report.weeks_touched = weeks
     return report
+
+
+def _stage_rejects(conn: Connection, rejects: pd.DataFrame, records: CsvRecords) -> None:
+    """Rejected lines (with their text) into _csv_rejects."""
+    if rejects.empty:
+        return
+    frame = rejects.assign(
+        csv_line=[bytes(b).decode() for b in records.lines(rejects["line"].to_numpy() - 1)]
+    )
+    copy_frame(conn, frame, "_csv_rejects", list(frame.columns))
+
+
+def _drop_duplicates(
+    conn: Connection, table: str, good: pd.DataFrame, records: CsvRecords, report: IngestReport
+) -> pd.DataFrame:
+    """A key on several lines keeps its last line; the earlier ones become rejects and
+    their rows (already copied) are deleted: every row of the key whose line differs from
+    the last one's, then all but one of identical ones. Returns the kept rows."""
+    earlier = good[good["record_id"].duplicated(keep="last")]
+    if earlier.empty:
+        return good
+    rejects = pd.DataFrame(
+        {
+            "line": earlier.index,
+            "record_key": earlier["record_id"].to_numpy(),
+            "reason": lapd.DUPLICATE_KEY,
+            "detail": "a later line has the same key (line " + earlier.index.astype(str) + ")",
+        }
+    )
+    _stage_rejects(conn, rejects, records)
+    kept = good.drop_duplicates("record_id", keep="last")
+    last = kept[kept["record_id"].isin(earlier["record_id"])]
+    conn.execute(
+        sa.text(
+            f"""
+            DELETE FROM {table} AS t
+            USING unnest(CAST(:keys AS text[]), CAST(:lines AS text[])) AS k (record_id, line)
+            WHERE t.record_id = k.record_id
+              AND (t.csv_line <> k.line OR t.ctid <> (
+                  SELECT min(d.ctid) FROM {table} AS d
+                  WHERE d.record_id = k.record_id AND d.csv_line = k.line))
+            """
+        ),
+        {
+            "keys": last["record_id"].tolist(),
+            "lines": [bytes(b).decode() for b in records.lines(last.index.to_numpy() - 1)],
+        },
+    )
+    report.rejected.update(rejects["reason"].tolist())
+    return kept
+
+
+_CSV_FORM = "s.payload, s.csv_layout, s.csv_fields, s.csv_line"
 
 
 @contextmanager
@@ -580,227 +920,11 @@ def _deferred_indexes(conn: Connection, steps: dict[str, float]) -> Iterator[boo
             conn.exec_driver_sql(definition)
 
 
-def _insert_into_empty(
-    conn: Connection, staging: str, form_sql: str, params: dict | None = None
-) -> tuple[int, int, set[date]]:
-    """The merge for an empty table with its keys deduplicated: every row is new."""
-    rows = conn.exec_driver_sql(
-        f"""
-        WITH inserted AS (
-            INSERT INTO raw.crime_records
-                (source, record_id, incident_id, series, occurred_at, reported_at, week_start,
-                 lat, lon, cell_id, offense_codes, is_violent, payload, csv_layout, csv_fields)
-            SELECT {_SELECTED}, {form_sql}
-            FROM {staging} AS s
-            RETURNING week_start
-        )
-        SELECT week_start, count(*) FROM inserted GROUP BY week_start
-        """,
-        params or {},
-    ).all()
-    conn.exec_driver_sql(
-        f"DELETE FROM ops.rejects AS j USING {staging} AS s "
-        "WHERE j.source = s.source AND j.record_key = s.record_id"
-    )
-    weeks = {week for week, _ in rows}
-    staleweeks.mark(conn, weeks)
-    return sum(n for _, n in rows), 0, weeks
-
-
-@dataclass
-class _MappedChunk:
-    """One chunk of the export mapped by pandas: its rejects (line, record_key, reason,
-    detail) and its usable rows (indexed by line, the columns _stage_mapped sends)."""
-
-    rows: int
-    rejects: pd.DataFrame
-    good: pd.DataFrame
-
-
-_GOOD_COLUMNS = [
-    "record_id", "occurred_at", "reported_at", "date_occ_ts", "week_start", "lat", "lon",
-    "cell_id", "offense_codes", "is_violent",
-]  # fmt: skip
-
-
-def _map_chunk(chunk: pd.DataFrame, adapter: lapd.DatasetAdapter, file_name: str) -> _MappedChunk:
-    """Map one chunk (pandas only, no database: it runs beside the COPY of the file)."""
-    mapped, reason = lapd.map_frame(chunk, adapter)
-    bad = (reason != "").to_numpy()
-    rejects = pd.DataFrame(
-        {
-            "line": chunk.index[bad],
-            "record_key": mapped.loc[bad, "record_id"],
-            "reason": reason[bad],
-            "detail": mapped.loc[bad, "detail"].fillna("")
-            + f" (csv:{file_name} line "
-            + pd.Series(chunk.index[bad].astype(str), index=chunk.index[bad])
-            + ")",
-        }
-    )
-    return _MappedChunk(len(chunk), rejects, mapped.loc[~bad, _GOOD_COLUMNS])
-
-
-def _read_and_map(
-    path: Path, adapter: lapd.DatasetAdapter, stop: threading.Event
-) -> tuple[list[_MappedChunk], float]:
-    """Read the fields the mapping needs and map them, chunk by chunk; returns the chunks
-    and the seconds it took. Stops early once ``stop`` is set (the import failed)."""
-    started = time.perf_counter()
-    chunks = []
-    first_line = 2  # line 1 is the header
-    for chunk in lapd.read_portal_csv(path, CSV_CHUNK_ROWS, lapd.mapped_fields(adapter)):
-        if stop.is_set():
-            break
-        chunk.index = pd.RangeIndex(first_line, first_line + len(chunk))
-        first_line += len(chunk)
-        chunks.append(_map_chunk(chunk, adapter, path.name))
-    return chunks, time.perf_counter() - started
-
-
-def _stage_mapped(
-    conn: Connection,
-    mapped: _MappedChunk,
-    report: IngestReport,
-    offenses: dict[str, tuple[int, bool]],
-) -> pd.Series:
-    """COPY a mapped chunk's usable rows to _csv_mapped and its rejects to _csv_rejects.
-
-    Offense code lists become small integer ids (``offenses`` collects them across
-    chunks), so every mapped column is fixed-width and goes in COPY's binary format.
-    Returns the usable rows' keys, indexed by line (duplicates are settled at the end).
-    """
-    report.fetched += mapped.rows
-    if not mapped.rejects.empty:
-        copy_frame(conn, mapped.rejects, "_csv_rejects", list(mapped.rejects.columns))
-        report.rejected.update(mapped.rejects["reason"].tolist())
-    good = mapped.good
-    for literal, violent in good.drop_duplicates("offense_codes")[
-        ["offense_codes", "is_violent"]
-    ].itertuples(index=False):
-        offenses.setdefault(literal, (len(offenses), bool(violent)))
-    offense_id = good["offense_codes"].map({k: v[0] for k, v in offenses.items()})
-    _copy_fixed_width(
-        conn,
-        "_csv_mapped",
-        [
-            ("line", "int8", good.index.to_numpy()),
-            ("occurred_at", "timestamp", good["occurred_at"].to_numpy()),
-            ("reported_at", "timestamp", good["reported_at"].to_numpy()),
-            ("date_occ_ts", "timestamp", good["date_occ_ts"].to_numpy()),
-            ("week_start", "date", good["week_start"].to_numpy()),
-            ("lat", "float8", good["lat"].to_numpy()),
-            ("lon", "float8", good["lon"].to_numpy()),
-            ("cell_id", "int4", good["cell_id"].to_numpy()),
-            ("offense_id", "int4", offense_id.to_numpy()),
-        ],
-    )
-    return good["record_id"]
-
-
-_BINARY_TYPES = {"int8": ">i8", "int4": ">i4", "float8": ">f8", "timestamp": ">i8", "date": ">i4"}
-_PG_EPOCH = np.datetime64("2000-01-01T00:00:00", "us")
-
-
-def _copy_fixed_width(
-    conn: Connection, table: str, columns: list[tuple[str, str, np.ndarray]]
-) -> None:
-    """COPY non-null fixed-width columns in PostgreSQL's binary format, built by numpy.
-
-    Each row is an int16 field count, then per field an int32 length and the
-    big-endian value; timestamps are microseconds and dates days since 2000-01-01.
-    A million rows take milliseconds, where text formatting takes seconds.
-    """
-    layout = [("fields", ">i2")]
-    for name, kind, _ in columns:
-        layout += [(f"{name}__len", ">i4"), (name, _BINARY_TYPES[kind])]
-    rows = np.empty(len(columns[0][2]), dtype=np.dtype(layout))
-    rows["fields"] = len(columns)
-    for name, kind, values in columns:
-        rows[f"{name}__len"] = np.dtype(_BINARY_TYPES[kind]).itemsize
-        if kind == "timestamp":
-            values = (values.astype("datetime64[us]") - _PG_EPOCH).astype(np.int64)
-        elif kind == "date":
-            values = (values.astype("datetime64[D]") - _PG_EPOCH.astype("datetime64[D]")).astype(
-                np.int64
-            )
-        rows[name] = values
-    body = io.BytesIO(
-        b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0) + rows.tobytes()
-        + struct.pack(">h", -1)
-    )  # fmt: skip
-    cursor = conn.connection.driver_connection.cursor()
-    try:
-        names = ", ".join(name for name, _, _ in columns)
-        cursor.copy_expert(f"COPY {table} ({names}) FROM STDIN WITH (FORMAT binary)", body)
-    finally:
-        cursor.close()
-
-
-def _stage_offenses(conn: Connection, offenses: dict[str, tuple[int, bool]]) -> None:
-    frame = pd.DataFrame(
-        [(i, literal, violent) for literal, (i, violent) in offenses.items()],
-        columns=["offense_id", "offense_codes", "is_violent"],
-    )
-    conn.exec_driver_sql(
-        "CREATE TEMP TABLE _csv_offenses (offense_id integer, offense_codes text[], "
-        "is_violent boolean) ON COMMIT DROP"
-    )
-    copy_frame(conn, frame, "_csv_offenses", list(frame.columns))
-
-
-def _create_staging_view(conn: Connection, adapter: lapd.DatasetAdapter, layout: CsvLayout) -> None:
-    """_csv_in: the mapped columns, the keys as written (trimmed the way the mapping
-    trims them) and every raw field, one row per usable line."""
-    blank = _literal(lapd.WHITESPACE)
-    conn.exec_driver_sql(
-        f"""
-        CREATE TEMP VIEW _csv_in AS
-        SELECT m.line, {_literal(adapter.dataset_id)}::text AS source,
-               btrim(r.{layout.column(adapter.key_field)}, {blank}) AS record_id,
-               btrim(r.{layout.column(adapter.incident_field)}, {blank}) AS incident_id,
-               {_literal(adapter.series)}::text AS series,
-               m.occurred_at, m.reported_at, m.date_occ_ts, m.week_start, m.lat, m.lon,
-               m.cell_id, o.offense_codes, o.is_violent,
-               {", ".join(f"r.{c}" for c in layout.columns)}
-        FROM _csv_mapped AS m
-        JOIN _csv_raw AS r USING (line)
-        JOIN _csv_offenses AS o USING (offense_id)
-        """
-    )
-
-
-def _reject_duplicates(conn: Connection, keys: pd.Series, report: IngestReport) -> None:
-    """A key on several lines keeps its last line; the earlier ones become rejects."""
-    earlier = keys[keys.duplicated(keep="last")]
-    if earlier.empty:
-        return
-    rejects = pd.DataFrame(
-        {
-            "line": earlier.index,
-            "record_key": earlier.to_numpy(),
-            "reason": lapd.DUPLICATE_KEY,
-            "detail": "a later line has the same key (line " + earlier.index.astype(str) + ")",
-        }
-    )
-    copy_frame(conn, rejects, "_csv_rejects", list(rejects.columns))
-    conn.exec_driver_sql(
-        "DELETE FROM _csv_mapped AS m USING _csv_rejects AS j "
-        f"WHERE m.line = j.line AND j.reason = '{lapd.DUPLICATE_KEY}'"
-    )
-    report.rejected.update(rejects["reason"].tolist())
-
-
 def _store_csv_rejects(conn: Connection, dataset_id: str, layout: CsvLayout) -> None:
     """Rejected lines into ops.rejects with the row exactly as written (display-name keys,
     passed as a parameter; empty fields as ""); a line without a key is keyed by the md5
     of that row."""
-    raw = (
-        f"jsonb_object(%(display_names)s::text[], "
-        f"ARRAY[{', '.join(f'r.{c}' for c in layout.columns)}]::text[])"
-    )
-    # Statistics tell the planner the rejects are few: hash them, scan the raw lines once.
-    conn.exec_driver_sql("ANALYZE _csv_rejects")
+    raw = "jsonb_object(%(display_names)s::text[], raw.crime_csv_split(j.csv_line))"
     conn.exec_driver_sql(
         f"""
         INSERT INTO ops.rejects (source, record_key, reason, detail, payload)
@@ -809,7 +933,7 @@ def _store_csv_rejects(conn: Connection, dataset_id: str, layout: CsvLayout) -> 
         FROM (
             SELECT coalesce(j.record_key, md5(({raw})::text)) AS record_key,
                    j.reason, j.detail, ({raw}) AS payload, j.line
-            FROM _csv_rejects AS j JOIN _csv_raw AS r USING (line)
+            FROM _csv_rejects AS j
         ) AS rows
         ORDER BY record_key, reason, line DESC
         ON CONFLICT (source, record_key, reason) DO UPDATE
