@@ -611,7 +611,25 @@ def test_ranges_aggregated_in_one_transaction_write_what_each_range_alone_writes
 
     records = make_legacy_records(900, date(2023, 1, 2), date(2023, 3, 26), seed=44)
     nibrs = make_nibrs_records(500, date(2023, 1, 2), date(2023, 3, 26), seed=45)
+    # incidents with offense records in two ranges (the divisions count one per range)
+    later = list(
+        {r["caseno"]: r for r in nibrs if "2023-02-13" <= r["date_occ"] < "2023-03-13"}.values()
+    )[:5]
+    nibrs += [
+        {**r, "uniquenibrno": r["caseno"] + "_13A_9", "nibr_code": "13A", "area": "07",
+         "area_name": "Wilshire", "date_occ": "2023-01-04T00:00:00.000"}
+        for r in later
+    ]  # fmt: skip
     load_crime_records(clean_db, [(LEGACY_ID, records), (NIBRS_2026_ID, nibrs)])
+    with clean_db.connect() as conn:
+        straddling = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM (SELECT incident_id FROM raw.crime_records "
+                "WHERE series = 'nibrs' GROUP BY incident_id "
+                "HAVING min(week_start) < '2023-01-16' AND max(week_start) > '2023-02-05') AS t"
+            )
+        ).scalar_one()
+    assert straddling == 5
     ranges = [
         (date(2023, 1, 2), date(2023, 1, 9)),
         (date(2023, 1, 23), date(2023, 1, 23)),

@@ -52,8 +52,8 @@ from crimejob.errors import check_range
 from crimejob.grid import cells as grid
 from crimejob.grid import staleweeks
 from crimejob.grid.calendar import load_holidays
-from crimejob.grid.category_counts import refresh_category_counts
-from crimejob.grid.cell_areas import rebuild_cell_areas, refresh_cell_areas
+from crimejob.grid.category_counts import refresh_category_count_weeks, refresh_category_counts
+from crimejob.grid.cell_areas import rebuild_cell_areas, recount_spans, refresh_cell_areas
 from crimejob.grid.weeks import week_start, weeks_between
 from crimejob.runs import track_run
 
@@ -456,9 +456,10 @@ def _aggregate_spans(conn: Connection, spans: list[list[date]], report: Aggregat
     """Aggregate several ranges of consecutive weeks inside the caller's transaction, with
     what does not depend on the range done once: the lock, the holidays, the counts (one
     query over the set of weeks), the deletes, one COPY of every range's rows, the
-    category mapping and the rebuild of the cell divisions. What each range reads for its
-    own weeks (weather, holiday names, divisions, categories) is read per range, as
-    :func:`_aggregate` does, so the rows are those each range alone writes."""
+    category mapping, the recounts of divisions and categories (one statement each, per
+    range inside it) and the rebuild of the cell divisions. What each range reads for its
+    own weeks (weather, holiday names) is read per range, as :func:`_aggregate` does, so
+    the rows are those each range alone writes."""
     weeks = [w for span in spans for w in span]
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
     years = {
@@ -482,12 +483,11 @@ def _aggregate_spans(conn: Connection, spans: list[list[date]], report: Aggregat
     frame = pd.concat(frames, ignore_index=True)
     report.rows_written += copy_frame(conn, frame, "grid.weekly", list(frame.columns))
     conn.execute(_INSERT_WEEKS, week_rows)
-    for i, span in enumerate(spans):
-        refresh_cell_areas(conn, span[0], span[-1], rebuild=False)
-        report.category_rows += refresh_category_counts(
-            conn, span[0], span[-1], MODELLED_INCIDENTS, sync=i == 0
-        )
-        staleweeks.clear(conn, span[0], span[-1])
+    # the divisions and categories of every range in one statement each (what each range
+    # alone recounts: tests/test_hardening.py)
+    recount_spans(conn, spans)
+    report.category_rows += refresh_category_count_weeks(conn, weeks, MODELLED_INCIDENTS)
+    staleweeks.clear_weeks(conn, weeks)
     report.cells_with_division = rebuild_cell_areas(conn)
 
 
