@@ -230,7 +230,14 @@ def _published_fits(engine: Engine) -> contextlib.AbstractContextManager[None]:
     week a late report revises a fitted week."""
     from crimejob.models.forecasters.gbm import fit_histories
 
-    return fit_histories(lambda through: published_history(engine, through))
+    read: dict[date, Any] = {}  # each anchor's weeks read once a run (lgbm only reads them)
+
+    def source(through: date):
+        if through not in read:
+            read[through] = published_history(engine, through)
+        return read[through]
+
+    return fit_histories(source)
 
 
 def run_week(
