@@ -148,3 +148,44 @@ def test_on_the_la_world_the_long_run_baselines_beat_a_4_week_mean(world):
     means = result.means()
     for name in ("mean_all", "incident_share", "lgbm"):
         assert means[name]["poisson_deviance"] < means["mean_4w"]["poisson_deviance"]
+
+
+def test_lgbm_in_a_run_fits_on_its_anchor_as_published_and_refits_only_at_the_next():
+    """The weekly job's fits (gbm.fit_histories): the anchor's weeks as the run for the
+    anchor saw them, so late reports that revise them later refit nothing; a source
+    without those very weeks leaves the caller's own."""
+    from crimejob.models.forecasters import gbm
+
+    rng = np.random.default_rng(5)
+    incidents = rng.poisson(0.6, (40, 6, 8)).astype(np.float32)
+    crime = np.minimum(incidents, rng.poisson(0.3, (40, 6, 8))).astype(np.float32)
+    published = grid_history(crime, incidents)  # what each anchor's run saw
+    revised = replace(published, crime=published.crime.copy())  # late reports since
+    revised.crime[:30] += (rng.random((30, 6, 8)) < 0.05).astype(np.float32)
+    hp = {"refit_every": 4, "num_boost_round": 20, "min_data_in_leaf": 5, "seed": 3}
+    asked = []
+
+    def source(through):
+        asked.append(through)
+        return published.through(through)
+
+    model = get_forecaster("lgbm", **hp)
+    histories = [revised.select(slice(0, n)) for n in range(30, 34)]
+    anchors = {model.anchor(h) for h in histories}
+    fits = gbm.CACHE_STATS["fits"]
+    with gbm.fit_histories(source):
+        in_run = [model.predict(h) for h in histories]
+    assert gbm.CACHE_STATS["fits"] == fits + len(anchors) and set(asked) == anchors
+    # the same forecasts as fitting on the published weeks, with the revised features
+    for history, forecast in zip(histories, in_run, strict=True):
+        anchor = model.anchor(history)
+        fitted = get_forecaster("lgbm", **hp)
+        fitted.fit(published.through(anchor))
+        x = gbm.features(history, np.array([len(history) - 1]), 1)[0]
+        active = history.incidents.sum(axis=0) > 0
+        assert np.allclose(forecast[active], fitted.booster.predict(x[active]))
+    # outside a run (or with other weeks from the source) the caller's own weeks are fitted
+    own = model.predict(histories[0])
+    with gbm.fit_histories(lambda through: published.through(through).select(slice(1, None))):
+        assert np.array_equal(model.predict(histories[0]), own)
+    assert not np.array_equal(own, in_run[0])

@@ -9,7 +9,13 @@ import pytest
 import sqlalchemy as sa
 
 from crimejob.devworld import la_world
-from crimejob.grid.gridstore import contiguous_since, history_for_run, load_history, store_history
+from crimejob.grid.gridstore import (
+    contiguous_since,
+    history_for_run,
+    load_history,
+    published_history,
+    store_history,
+)
 
 FIRST = date(2023, 1, 2)
 
@@ -115,6 +121,15 @@ def test_with_a_publication_lag_a_run_sees_what_the_portal_had_published(clean_d
     # the same run with a 7-day lag reaches a week further and sees the Monday report too
     run_7 = history_for_run(clean_db, weeks[3], lag_days=7)
     assert run_7.last_week == weeks[2] and run_7.crime[1].ravel()[7] == 3
+    # a later run sees the Monday report in `week`; what lgbm fits on in any run (gbm's
+    # fit_histories) is `week` as the run for it saw it
+    later = history_for_run(clean_db, weeks[3] + timedelta(weeks=1))
+    assert later.last_week == weeks[2] and later.crime[1].ravel()[7] == 3
+    published = published_history(clean_db, week)
+    assert published.last_week == week and published.crime[-1].ravel()[7] == 2
+    assert np.array_equal(published.crime, run.crime)
+    assert np.array_equal(published.nibrs_share, run.nibrs_share)
+    assert published_history(clean_db, weeks[0]).crime[-1].ravel()[7] == 0
 
 
 def test_history_carries_all_incidents_and_the_nibrs_share_of_each_week(clean_db):

@@ -611,7 +611,25 @@ def test_ranges_aggregated_in_one_transaction_write_what_each_range_alone_writes
 
     records = make_legacy_records(900, date(2023, 1, 2), date(2023, 3, 26), seed=44)
     nibrs = make_nibrs_records(500, date(2023, 1, 2), date(2023, 3, 26), seed=45)
+    # incidents with offense records in two ranges (the divisions count one per range)
+    later = list(
+        {r["caseno"]: r for r in nibrs if "2023-02-13" <= r["date_occ"] < "2023-03-13"}.values()
+    )[:5]
+    nibrs += [
+        {**r, "uniquenibrno": r["caseno"] + "_13A_9", "nibr_code": "13A", "area": "07",
+         "area_name": "Wilshire", "date_occ": "2023-01-04T00:00:00.000"}
+        for r in later
+    ]  # fmt: skip
     load_crime_records(clean_db, [(LEGACY_ID, records), (NIBRS_2026_ID, nibrs)])
+    with clean_db.connect() as conn:
+        straddling = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM (SELECT incident_id FROM raw.crime_records "
+                "WHERE series = 'nibrs' GROUP BY incident_id "
+                "HAVING min(week_start) < '2023-01-16' AND max(week_start) > '2023-02-05') AS t"
+            )
+        ).scalar_one()
+    assert straddling == 5
     ranges = [
         (date(2023, 1, 2), date(2023, 1, 9)),
         (date(2023, 1, 23), date(2023, 1, 23)),
@@ -637,3 +655,37 @@ def test_ranges_aggregated_in_one_transaction_write_what_each_range_alone_writes
     assert len(report.weeks) == 10 and report.rows_written == 10 * 4500
     for table in tables:
         assert together[table] and together[table] == alone[table], table
+    # again: only the rows that differ are rewritten (none; then the cells a late report
+    # and a changed weather day touch), and the rows are what each range alone writes
+    again = aggregate_ranges(clean_db, ranges)
+    assert again.rows_written == 0 and again.rows_kept == 10 * 4500
+    assert {t: _rows(clean_db, q) for t, q in tables.items()} == alone
+    late = make_legacy_records(3, date(2023, 1, 23), date(2023, 1, 29), seed=46)
+    for i, record in enumerate(late):
+        record["dr_no"] = f"99{i:07d}"
+    load_crime_records(clean_db, [(LEGACY_ID, late)])
+    with clean_db.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO raw.weather_stations (station_id, name, lat, lon) "
+                "VALUES ('TEST0001', 'test', 34.05, -118.25)"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO raw.weather_daily (station_id, day, tmax_f, tmin_f, prcp_in, "
+                "source, payload) SELECT 'TEST0001', d, 70, 50, 0, 'ncei-csv', '{}' "
+                "FROM generate_series("
+                "'2023-02-06'::date, '2023-02-12'::date, '1 day') AS d"
+            )
+        )
+    revised = aggregate_ranges(clean_db, ranges)
+    assert 4500 < revised.rows_written <= 4500 + 3 and revised.rows_kept > 8 * 4500
+    changed = {t: _rows(clean_db, q) for t, q in tables.items()}
+    assert changed["grid.weekly"] != alone["grid.weekly"]
+    with clean_db.begin() as conn:
+        for table in tables:
+            conn.execute(sa.text(f"DELETE FROM {table}"))
+    for first, last in ranges:
+        aggregate_weeks(clean_db, first, last)
+    assert {t: _rows(clean_db, q) for t, q in tables.items()} == changed

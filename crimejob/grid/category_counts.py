@@ -45,13 +45,18 @@ _CATEGORY = f"""
          THEN k.first_rank ELSE k.best_rank END"""
 
 
-def recount_sql(incident_filter: str, few_weeks: bool = False) -> sa.TextClause:
+def recount_sql(
+    incident_filter: str, few_weeks: bool = False, week_set: bool = False
+) -> sa.TextClause:
     """The recount for weeks :first..:last, over incidents of ``raw.incidents`` that pass
     ``incident_filter`` (a SQL condition on its columns, the one the grid counts use).
 
     Per incident: the best rank of any of its codes and the rank of its first code
     (a legacy record's Crm Cd). ``few_weeks``: only incidents with a record in the weeks
     are ranked and looked up, as the grid counts do for a weekly run's window.
+    ``week_set``: the weeks ``:weeks`` (an array; ``:first`` its oldest) instead of the
+    range: an incident is counted in its one week, so the set counts what its ranges
+    each count.
     """
     if few_weeks:
         ranked = f"""
@@ -90,6 +95,8 @@ def recount_sql(incident_filter: str, few_weeks: bool = False) -> sa.TextClause:
             JOIN ranked AS k USING (series, incident_id)
             WHERE i.week_start BETWEEN :first AND :last AND ({incident_filter})
         )"""
+    if week_set:
+        ranked = ranked.replace("BETWEEN :first AND :last", "= ANY(:weeks)")
     return sa.text(
         f"""
         WITH {ranked}
@@ -122,6 +129,21 @@ def refresh_category_counts(
     )
     few = (last - first).days // 7 + 1 <= FEW_WEEKS
     return conn.execute(recount_sql(incident_filter, few), params).rowcount
+
+
+def refresh_category_count_weeks(
+    conn: Connection, weeks: list[date], incident_filter: str = "true", sync: bool = True
+) -> int:
+    """:func:`refresh_category_counts` for a set of weeks (several ranges) in one recount;
+    returns the rows written."""
+    if sync:
+        sync_mapping(conn)
+    params = {"weeks": list(weeks), "first": min(weeks)}
+    conn.execute(
+        sa.text("DELETE FROM grid.weekly_categories WHERE week_start = ANY(:weeks)"), params
+    )
+    few = len(weeks) <= FEW_WEEKS
+    return conn.execute(recount_sql(incident_filter, few, week_set=True), params).rowcount
 
 
 def load_category_counts(

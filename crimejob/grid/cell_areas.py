@@ -63,6 +63,28 @@ _RECOUNT = sa.text(
     """
 )
 
+# The same recount for several ranges of weeks in one statement: each record joined to its
+# week's range (``span``), incidents grouped per range, so each range counts what
+# _RECOUNT counts for it alone (an incident with records in two ranges is one in each).
+_RECOUNT_SPANS = sa.text(
+    f"""
+    INSERT INTO grid.weekly_areas (week_start, cell_id, area_code, area_name, incidents)
+    SELECT week_start, cell_id, area_code, coalesce(min(area_name), 'Area ' || area_code),
+           count(*)
+    FROM (
+        SELECT min(r.week_start) AS week_start, min(r.cell_id) AS cell_id,
+               min({_AREA_CODE_SQL}) AS area_code, min({_AREA_NAME_SQL}) AS area_name
+        FROM raw.crime_records AS r
+        JOIN unnest(CAST(:weeks AS date[]), CAST(:spans AS integer[])) AS s(week_start, span)
+          ON s.week_start = r.week_start
+        LEFT JOIN raw.crime_csv_layouts AS l ON l.layout_id = r.csv_layout
+        GROUP BY s.span, r.source, r.incident_id
+    ) AS incident
+    WHERE area_code IS NOT NULL
+    GROUP BY week_start, cell_id, area_code
+    """
+)
+
 _REBUILD = sa.text(
     """
     WITH per_area AS (
@@ -106,6 +128,17 @@ def refresh_cell_areas(
     )
     conn.execute(_RECOUNT, params)
     return rebuild_cell_areas(conn) if rebuild else None
+
+
+def recount_spans(conn: Connection, spans: list[list[date]]) -> None:
+    """:func:`refresh_cell_areas` without the rebuild for several ranges of consecutive
+    weeks, in two statements instead of two a range (the caller rebuilds once)."""
+    weeks = [w for span in spans for w in span]
+    labels = [i for i, span in enumerate(spans) for _ in span]
+    conn.execute(
+        sa.text("DELETE FROM grid.weekly_areas WHERE week_start = ANY(:weeks)"), {"weeks": weeks}
+    )
+    conn.execute(_RECOUNT_SPANS, {"weeks": weeks, "spans": labels})
 
 
 def rebuild_cell_areas(conn: Connection) -> int:

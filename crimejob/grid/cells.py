@@ -7,6 +7,7 @@ All arithmetic is float64 and vectorised, so a million points map in one call.
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -81,6 +82,16 @@ def cells_frame() -> pd.DataFrame:
 
 
 def centers() -> tuple[np.ndarray, np.ndarray]:
-    """Cell-centre latitudes and longitudes, indexed by cell_id."""
+    """Cell-centre latitudes and longitudes, indexed by cell_id (copies: the caller may
+    write to them)."""
+    lat, lon = _centers()
+    return lat.copy(), lon.copy()
+
+
+@functools.cache
+def _centers() -> tuple[np.ndarray, np.ndarray]:
+    """:func:`centers`, computed once: every aggregated range interpolates the weather
+    to them, and :func:`cells_frame` formats 4,500 GeoJSON polygons on the way (0.1 s a
+    range, a dozen ranges a backfill week)."""
     frame = cells_frame()
     return frame["lat_center"].to_numpy(), frame["lon_center"].to_numpy()

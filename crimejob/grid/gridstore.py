@@ -317,6 +317,26 @@ def history_for_run(
     return copy.deepcopy(cache[key])
 
 
+def published_history(bind: Engine | Connection, through: date) -> GridHistory | None:
+    """The history through ``through`` as the run whose newest complete week it is saw
+    it (:func:`history_for_run` of that run, cut at ``through``); None if no run has
+    ``through`` as its newest complete week (a publication lag that skips it).
+
+    What the weekly job fits ``lgbm`` on (:func:`crimejob.models.forecasters.gbm.
+    fit_histories`): the same counts every later run reads for those weeks, so one fit
+    serves until the next anchor.
+    """
+    from crimejob.grid.lag import run_weeks
+
+    week = through
+    while (plan := run_weeks(week)).history_through < through:
+        week += timedelta(weeks=1)
+    if plan.history_through != through:
+        return None
+    history = history_for_run(bind, week)
+    return history.through(through) if len(history) else None
+
+
 def _history_for_run(
     bind: Engine | Connection, week: date, lag_days: int | None = None
 ) -> GridHistory:

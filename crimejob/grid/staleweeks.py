@@ -35,6 +35,14 @@ def clear(conn: Connection, first: date, last: date) -> None:
     )
 
 
+def clear_weeks(conn: Connection, weeks: Iterable[date]) -> None:
+    """The ``weeks`` were aggregated (inside the aggregating transaction)."""
+    conn.execute(
+        sa.text("DELETE FROM ops.stale_weeks WHERE week_start = ANY(:weeks)"),
+        {"weeks": sorted(set(weeks))},
+    )
+
+
 def pending(engine: Engine) -> set[date]:
     """Weeks marked stale and not aggregated since."""
     with engine.connect() as conn:

@@ -19,7 +19,10 @@ asks a policy for the forecaster to predict with (``step``). Two policies:
   among every baseline and the network's production version, with last week's
   champion as the incumbent. The week's forecast is the champion's. Versions
   live in memory (nothing is written to the registry), so it runs on any
-  history.
+  history. ``lgbm`` refits at its calendar anchors (every 13 weeks) as in the weekly
+  job, where its fitted weeks are those the anchor's run saw
+  (:mod:`crimejob.models.forecasters.gbm`): the backtest replays one history without
+  publication dates, so its weeks through an anchor are the same at every week.
 """
 
 from __future__ import annotations

@@ -27,6 +27,18 @@ champion decision, the weekly forecast and its dispersion) shares one fit: a
 process-wide cache keyed by the hyperparameters, the anchor and a digest of
 the fitted weeks' grids holds the boosters (:data:`CACHE_SIZE` of them). A
 late report that changes a fitted week changes the digest, and so refits.
+
+In the weekly job the fitted weeks are what the run for the anchor saw: the history
+through the anchor as published then (:func:`fit_histories`, set by
+:mod:`crimejob.job.pipeline` for every run and backfilled week). So the booster of an
+anchor is refitted on the 13-week calendar, not every week that late reports revise
+one of its fitted weeks (which, with reports trickling in for months, was every week:
+two fits of a backfill week's 12 s). It reads nothing a run could not have read: the
+anchor's run was before this one. Forecasts still take their features from the
+caller's history, late reports included. Where no source is set (the backtest, the
+research tools, tests) the fitted weeks are the caller's history through the anchor,
+as before; the backtest replays one history without publication dates, so for it the
+two are the same weeks.
 """
 
 from __future__ import annotations
@@ -35,6 +47,9 @@ import hashlib
 import json
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import date, timedelta
 from typing import Any
 
@@ -54,6 +69,25 @@ MIN_FIT_ORIGINS = 8
 _CACHE: OrderedDict[tuple, Any] = OrderedDict()
 #: How many fits the cache saved and how many it ran (benchmarks and tests read it).
 CACHE_STATS = {"hits": 0, "fits": 0}
+
+#: Where the fitted weeks come from: the history through an anchor as the run for that
+#: anchor saw it, or None (then the caller's own history through the anchor).
+_FIT_HISTORIES: ContextVar[Callable[[date], GridHistory | None] | None] = ContextVar(
+    "lgbm_fit_histories", default=None
+)
+
+
+@contextmanager
+def fit_histories(source: Callable[[date], GridHistory | None]) -> Iterator[None]:
+    """Fit on ``source(anchor)`` (the history through ``anchor`` as the run for it saw
+    it) while inside, where it has the same weeks as the caller's history through the
+    anchor; the weekly job's runs (see the module docstring)."""
+    token = _FIT_HISTORIES.set(source)
+    try:
+        yield
+    finally:
+        _FIT_HISTORIES.reset(token)
+
 
 FEATURES = (
     "lag1", "lag2", "lag3", "mean4", "mean13", "mean52", "mean_all", "weeks_since",
@@ -178,9 +212,20 @@ class LightGBMForecaster(Forecaster):
         hp = json.dumps(self.hp, sort_keys=True, default=str)
         return (hp, fitted.crime.shape, fitted.last_week, digest.hexdigest())
 
+    def fitted_history(self, history: GridHistory) -> GridHistory:
+        """The weeks the booster for ``history`` is fitted on: through its anchor, as the
+        run for the anchor saw them when :func:`fit_histories` gives them."""
+        anchor = self.anchor(history)
+        fitted = history.through(anchor)
+        source = _FIT_HISTORIES.get()
+        published = source(anchor) if source is not None else None
+        if published is not None and np.array_equal(published.week_starts, fitted.week_starts):
+            return published
+        return fitted
+
     def fit(self, history: GridHistory) -> FitReport:
         """Fit (or take from the cache) the booster for ``history``'s anchor."""
-        fitted = history.through(self.anchor(history))
+        fitted = self.fitted_history(history)
         key = self._key(fitted)
         if key in _CACHE:
             _CACHE.move_to_end(key)

@@ -135,22 +135,25 @@ class IncidentShare(Forecaster):
         }
 
     @staticmethod
-    def _estimate(
-        crime: np.ndarray, incidents: np.ndarray, window: int, rate_bw: float, share_bw: float
-    ) -> np.ndarray:
+    def _rate(incidents: np.ndarray, window: int, rate_bw: float) -> np.ndarray:
         recent_incidents = incidents[-window:] if window else incidents
-        rate = smooth(recent_incidents.mean(axis=0), rate_bw)
+        return smooth(recent_incidents.mean(axis=0), rate_bw)
+
+    @staticmethod
+    def _share(crime: np.ndarray, incidents: np.ndarray, share_bw: float) -> np.ndarray | float:
         violent_sum, incident_sum = crime.sum(axis=0), incidents.sum(axis=0)
         if share_bw <= 0:
-            share = violent_sum.sum() / max(incident_sum.sum(), 1.0)
-        else:
-            near_violent = gaussian_filter(
-                violent_sum.astype(np.float64), share_bw, mode="constant"
-            )
-            near_all = gaussian_filter(incident_sum.astype(np.float64), share_bw, mode="constant")
-            overall = violent_sum.sum() / max(incident_sum.sum(), 1.0)
-            share = np.where(near_all > 1e-9, near_violent / np.maximum(near_all, 1e-9), overall)
-        return share * rate
+            return violent_sum.sum() / max(incident_sum.sum(), 1.0)
+        near_violent = gaussian_filter(violent_sum.astype(np.float64), share_bw, mode="constant")
+        near_all = gaussian_filter(incident_sum.astype(np.float64), share_bw, mode="constant")
+        overall = violent_sum.sum() / max(incident_sum.sum(), 1.0)
+        return np.where(near_all > 1e-9, near_violent / np.maximum(near_all, 1e-9), overall)
+
+    @classmethod
+    def _estimate(
+        cls, crime: np.ndarray, incidents: np.ndarray, window: int, rate_bw: float, share_bw: float
+    ) -> np.ndarray:
+        return cls._share(crime, incidents, share_bw) * cls._rate(incidents, window, rate_bw)
 
     def choose(self, history: GridHistory) -> dict[str, Any]:
         hp = self.hp
@@ -158,11 +161,18 @@ class IncidentShare(Forecaster):
         if v == 0:
             return {"window": 0, "rate_bandwidth": 0.0, "share_bandwidth": 0.0}
         crime, incidents, held = history.crime[:-v], history.incidents[:-v], history.crime[-v:]
+        # each rate and each share once (not once per option: 48 options, 12 rates, 4
+        # shares); the estimates are the products _estimate forms
+        rates = {
+            (int(w), float(b)): self._rate(incidents, int(w), b)
+            for w, b in itertools.product(hp["windows"], hp["rate_bandwidths"])
+        }
+        shares = {float(b): self._share(crime, incidents, b) for b in hp["share_bandwidths"]}
         scores = {}
         for window, rate_bw, share_bw in itertools.product(
             hp["windows"], hp["rate_bandwidths"], hp["share_bandwidths"]
         ):
-            estimate = self._estimate(crime, incidents, int(window), rate_bw, share_bw)
+            estimate = shares[float(share_bw)] * rates[(int(window), float(rate_bw))]
             scores[(int(window), float(rate_bw), float(share_bw))] = _score(estimate, held)
         window, rate_bw, share_bw = min(scores, key=scores.get)
         return {"window": window, "rate_bandwidth": rate_bw, "share_bandwidth": share_bw}
