@@ -10,7 +10,8 @@ in CRIMEJOB_DATABASE_URL):
 
 1. a bare ``COPY`` of the file into an unindexed table of text columns;
 2. ``ingest_crime_csv`` of the same file (the target: at most 3x the bare COPY), and
-   reading every imported record's payload back (built on read since migration 240);
+   reading every imported record's payload back (built on read from the stored line
+   since migration 280);
 3. the same import again (every record unchanged);
 4. ``aggregate_weeks`` over every week the records fall in (target: under 60 s);
 5. ``ingest_crime_api`` of one week served by the fake SODA server over HTTP.
@@ -56,7 +57,9 @@ def bare_copy(engine: sa.Engine, path: Path) -> int:
 class CpuClock:
     """CPU seconds (user + system) spent since the last lap by this process (the client)
     and by the server processes connected to the database, read from /proc: the server
-    part is 0 when the server is not on this machine."""
+    part is 0 when the server is not on this machine. Parallel workers a statement starts
+    and ends between two laps (an index build's) are not counted: they are gone before
+    the lap looks."""
 
     @dataclass
     class Lap:
