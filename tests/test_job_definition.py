@@ -102,6 +102,37 @@ def test_the_train_step_reads_the_train_functions_dict():
     assert (result.headline, result.skipped, result.summary()) == ("retrained", True, "retrained")
 
 
+def test_lgbm_fits_on_published_weeks_in_the_train_and_forecast_steps_only(monkeypatch):
+    """The weekly job's lgbm policy (gbm.fit_histories) covers the steps that forecast from
+    the run's history, not the model card, whose feedback simulation has its own counts."""
+    from crimejob.job import modelstep, steps
+    from crimejob.models.forecasters import gbm
+    from crimejob.serving import cards, forecast_store
+
+    seen = {}
+
+    def forecast_next_week(engine, week, run_id=None):
+        seen["forecast"] = gbm._FIT_HISTORIES.get()
+        return {"target_week": "2024-01-08", "history_through": "2023-12-18",
+                "horizon_weeks": 3, "rows": 1, "production_model": "mean_all"}  # fmt: skip
+
+    def card(engine, target_week):
+        seen["card"] = gbm._FIT_HISTORIES.get()
+        return {"card": "unchanged"}
+
+    def train_for_week(engine, week, mode="auto"):
+        seen["train"] = gbm._FIT_HISTORIES.get()
+        return {"model_name": "rate_cnn", "summary": "skipped", "skipped": True}
+
+    monkeypatch.setattr(forecast_store, "forecast_next_week", forecast_next_week)
+    monkeypatch.setattr(cards, "refresh_production_card", card)
+    monkeypatch.setattr(modelstep, "train_for_week", train_for_week)
+    steps.forecast(None, date(2024, 1, 1))
+    steps.train(None, date(2024, 1, 1))
+    assert callable(seen["forecast"]) and callable(seen["train"])
+    assert seen["card"] is None and gbm._FIT_HISTORIES.get() is None
+
+
 # --- configuration in one place ------------------------------------------------------
 
 

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from crimejob.errors import check_range
-from crimejob.grid.gridstore import published_history, run_histories
+from crimejob.grid.gridstore import run_histories
 from crimejob.grid.weeks import require_ended, week_start, weeks_between
 from crimejob.job import steps
 from crimejob.job.results import (
@@ -224,22 +224,6 @@ class RunResult:
         return "\n".join(lines)
 
 
-def _published_fits(engine: Engine) -> contextlib.AbstractContextManager[None]:
-    """Within a run, ``lgbm`` fits on its anchor's weeks as the run for the anchor saw
-    them (:mod:`crimejob.models.forecasters.gbm`): refitted every 13 weeks, not every
-    week a late report revises a fitted week."""
-    from crimejob.models.forecasters.gbm import fit_histories
-
-    read: dict[date, Any] = {}  # each anchor's weeks read once a run (lgbm only reads them)
-
-    def source(through: date):
-        if through not in read:
-            read[through] = published_history(engine, through)
-        return read[through]
-
-    return fit_histories(source)
-
-
 def run_week(
     engine: Engine,
     week: date,
@@ -258,7 +242,7 @@ def run_week(
     options = RunOptions(allow_incomplete, mode, offline, backfill)
     run = WeekRun(engine, week, start_run(engine, "weekly", week, options.as_params()), options)
     run.card = card
-    with week_lock(engine, week), run_histories(), _published_fits(engine):
+    with week_lock(engine, week), run_histories():
         for step in WEEKLY_STEPS:
             run_step(run, step)
     return RunResult(week, run.run_id, "succeeded", run.results, run.seconds)
@@ -283,7 +267,6 @@ def run_airflow_step(
         if step.writes_database:
             stack.enter_context(week_lock(engine, week))
         stack.enter_context(run_histories())
-        stack.enter_context(_published_fits(engine))
         return run_step(run, step)
 
 

@@ -18,6 +18,7 @@ written; the previous forecast stays as it was.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import logging
@@ -26,6 +27,7 @@ import statistics
 import tempfile
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -340,6 +342,25 @@ def check_completeness(
 # --- score / train / forecast ---------------------------------------------------
 
 
+def published_fits(engine: Engine) -> contextlib.AbstractContextManager[None]:
+    """While the train and forecast steps forecast from the run's history, ``lgbm`` fits
+    on its anchor's weeks as the run for the anchor saw them
+    (:mod:`crimejob.models.forecasters.gbm`): refitted every 13 weeks, not every week a
+    late report revises a fitted week. Not around the model card, whose feedback-loop
+    simulation forecasts from simulated counts."""
+    from crimejob.grid.gridstore import published_history
+    from crimejob.models.forecasters.gbm import fit_histories
+
+    read: dict[date, Any] = {}  # each anchor's weeks read once a step (lgbm only reads them)
+
+    def source(through: date) -> Any:
+        if through not in read:
+            read[through] = published_history(engine, through)
+        return read[through]
+
+    return fit_histories(source)
+
+
 def score(engine: Engine, week: date) -> ScoreResult:
     """Score the forecasts of every target week that is complete as of the run for
     ``week`` (up to its ``history_through``) and was not scored since its counts or its
@@ -355,7 +376,8 @@ def train(engine: Engine, week: date, mode: str = "auto") -> TrainResult:
     ``week`` may see, at the run's horizon."""
     from crimejob.job.modelstep import train_for_week
 
-    return TrainResult.from_dict(train_for_week(engine, week, mode=mode))
+    with published_fits(engine):
+        return TrainResult.from_dict(train_for_week(engine, week, mode=mode))
 
 
 def forecast(
@@ -368,7 +390,8 @@ def forecast(
     from crimejob.serving.cards import refresh_production_card
     from crimejob.serving.forecast_store import forecast_next_week
 
-    result = forecast_next_week(engine, week, run_id=run_id)
+    with published_fits(engine):
+        result = forecast_next_week(engine, week, run_id=run_id)
     # a new production model (a promotion) gets its model card, stored with the version
     if card:
         result.update(refresh_production_card(engine, date.fromisoformat(result["target_week"])))

@@ -29,8 +29,10 @@ the fitted weeks' grids holds the boosters (:data:`CACHE_SIZE` of them). A
 late report that changes a fitted week changes the digest, and so refits.
 
 In the weekly job the fitted weeks are what the run for the anchor saw: the history
-through the anchor as published then (:func:`fit_histories`, set by
-:mod:`crimejob.job.pipeline` for every run and backfilled week). So the booster of an
+through the anchor as published then (:func:`fit_histories`, set around the train and
+forecast steps by :mod:`crimejob.job.steps`, in every run and backfilled week alike;
+not around the model card's feedback simulation, which forecasts from simulated
+counts). So the booster of an
 anchor is refitted on the 13-week calendar, not every week that late reports revise
 one of its fitted weeks (which, with reports trickling in for months, was every week:
 two fits of a backfill week's 12 s). It reads nothing a run could not have read: the
