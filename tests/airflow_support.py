@@ -373,6 +373,9 @@ def service_settings(
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        # The DAG file does not change during a test (start_core_services reserializes it
+        # first): parse it at start, not again every 30 s while the runs go.
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
         "AIRFLOW__CORE__PARALLELISM": "4",
     }
     if broker_url:

@@ -45,6 +45,9 @@ def test_backfill_create_runs_two_weeks_in_order(tmp_path, clean_db, database_ur
             metadata_url,
             **service_settings("LocalExecutor", api_port),
             **job_settings(tmp_path, soda, ncei, database_url),
+            # a cheap model: the backfill's order is under test here; the Celery test
+            # trains the real network through Airflow, test_dag's runs use this one too
+            CRIMEJOB_MODEL="mean_13w",
         )
         stack = AirflowStack(tmp_path, env)
         try:

@@ -142,8 +142,10 @@ def test_every_new_baseline_runs_on_another_grid_at_horizon_3():
 
 @pytest.mark.slow
 def test_on_the_la_world_the_long_run_baselines_beat_a_4_week_mean(world):
+    # Ten weeks: the 4-week mean's deviance is nearly twice the others' (0.41 against
+    # 0.22-0.23), so twenty weeks (lgbm's and incident_share's fits: 65 s) told no more.
     result = run_backtest(
-        world, world.week(120), world.week(139), ["mean_4w", "mean_all", "incident_share", "lgbm"]
+        world, world.week(130), world.week(139), ["mean_4w", "mean_all", "incident_share", "lgbm"]
     )
     means = result.means()
     for name in ("mean_all", "incident_share", "lgbm"):

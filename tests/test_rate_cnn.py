@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import date, timedelta
 
 import numpy as np
@@ -106,26 +103,3 @@ def test_trained_on_the_la_world_it_beats_mean_4w():
     assert ours["pai_5pct"] > mean_4w["pai_5pct"]
     # Training moved it away from the long-run rate it starts from, without harm.
     assert ours["poisson_deviance"] < rate_only["poisson_deviance"] * 1.02
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_the_same_code_runs_under_another_keras_backend(backend, tmp_path):
-    pytest.importorskip(backend)
-    code = (
-        "import numpy as np\n"
-        "from crimejob.models.forecasters import get_forecaster\n"
-        "from crimejob.devworld import la_world\n"
-        "h = la_world(seed=1, weeks=20).history()\n"
-        "f = get_forecaster('rate_cnn', epochs=1, max_train_windows=2)\n"
-        "f.fit(h)\n"
-        "p = f.predict(h)\n"
-        "assert p.shape == (60, 75) and np.all(p >= 0)\n"
-        "print('ok')\n"
-    )
-    env = {**os.environ, "KERAS_BACKEND": backend}
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().endswith("ok")

@@ -73,7 +73,11 @@ class FakeServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.requests: list[tuple[str, dict, dict]] = []
         self.faults: dict[str, deque[Fault]] = defaultdict(deque)
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        # serve_forever checks for shutdown() every poll_interval (0.5 s by default): each
+        # test's server took up to half a second to stop
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     @property
     def url(self) -> str:

@@ -24,6 +24,7 @@ Reuse::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
@@ -500,6 +501,16 @@ def portal_datasets(
     return {LEGACY_ID: legacy, NIBRS_2026_ID: nibrs}
 
 
+@functools.lru_cache(maxsize=4)
+def _portal_datasets_once(
+    first_report: date, last_report: date, per_week: int, seed: int
+) -> dict[str, list[dict]]:
+    """:func:`portal_datasets`, made once per process for the same arguments: the live-portal
+    and Airflow tests each start the same portal several times. The server copies the lists
+    and never changes a record, so the records can be shared."""
+    return portal_datasets(first_report, last_report, per_week, seed)
+
+
 @contextmanager
 def portal_server(
     first_report: date,
@@ -514,7 +525,7 @@ def portal_server(
     :func:`portal_datasets`, each record published 13 days after its report date (move
     ``server.app.now`` to advance the clock), and ``y8y3-fqfu`` closed with HTTP 403."""
     with soda_server(
-        portal_datasets(first_report, last_report, per_week, seed), set_env=set_env
+        _portal_datasets_once(first_report, last_report, per_week, seed), set_env=set_env
     ) as server:
         server.app.now = now
         server.app.closed[NIBRS_2024_ID] = 403
