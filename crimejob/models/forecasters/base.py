@@ -26,6 +26,7 @@ class FitReport:
     epochs_run: int = 0
     best_val_loss: float | None = None
     seconds: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)  # model-specific decisions (JSON)
 
     @property
     def trained_through(self) -> date | None:
@@ -42,6 +43,7 @@ class FitReport:
             "epochs_run": self.epochs_run,
             "best_val_loss": self.best_val_loss,
             "seconds": round(self.seconds, 3),
+            **({"details": self.details} if self.details else {}),
         }
 
 

@@ -25,12 +25,20 @@ strongest forecasts are long-run spatial rates. The network therefore starts
   cells that never had an incident get. The history is first brought to the
   newest series' recording level (``rescale_series``: the 2024 NIBRS switch is
   a change of recording, not of crime).
-- **The blend** (``offset="blend"``, an option): the mean of the recent rate
+- **The blend** (``offset="blend"``, the default): the mean of the recent rate
   and the ``lgbm`` baseline's forecast from the same weeks
   (:func:`booster_rates`), a residual on top of the strongest baseline.
-  Untrained it beats ``lgbm`` on the LA world; the learned correction on top of
-  it did not pay for itself in the test's world, so it is not the default
-  (``benchmarks/README.md``).
+  Untrained it beats ``lgbm`` on the LA world and Philadelphia
+  (``benchmarks/README.md``); ``offset="recent"`` is the shrunk rate alone.
+- **The gate on the correction.** On top of a strong offset a learned
+  correction does not always pay for itself, so it is kept only as far as it
+  does on weeks nothing was fitted to: ``mu = offset * exp(a * delta)``, with
+  ``a`` in :data:`CORRECTION_SCALES` (0 = the offset alone) chosen on the
+  newest ``gate_memory`` target weeks of evidence: at a retrain the newest
+  ``gate_weeks`` validation windows (held out of early stopping too), then at
+  each fine-tune the newest target week, scored with the weights from before
+  it. The choice and its evidence are saved with the model and reported in
+  the fit report's ``details`` (the registry's ``fit``).
 - **The first design's offset** (``offset="longrun"``, kept for the ablation
   and as the input map ``log_longrun``): an empirical-Bayes rate over all
   history, ``(y + a) / (T + a / m)`` with ``m`` the mean of a smoothed violent
@@ -69,7 +77,14 @@ from scipy.ndimage import gaussian_filter
 from crimejob.grid.cells import N_COLS, N_ROWS
 from crimejob.grid.history import WEATHER_FEATURES, GridHistory
 from crimejob.grid.series_break import rescale_to_current_series
-from crimejob.models.forecasters.keras_common import KerasForecaster, stack_windows
+from crimejob.models.forecasters.base import FitReport
+from crimejob.models.forecasters.keras_common import (
+    KerasForecaster,
+    _week_dates,
+    seed_everything,
+    stack_windows,
+    window_ends,
+)
 from crimejob.models.forecasters.rate_cnn import Log1p, weather_statistics
 from crimejob.models.metrics import poisson_deviance_per_cell
 
@@ -147,6 +162,8 @@ OFFSET_KINDS = (
     "longrun",
 )  # the neighbourhood of a cell's violent share, in cells
 OFFSET_HOLDOUT_WEEKS = 26
+#: The shrinkage of the learned correction the gate chooses among (0 = the offset alone).
+CORRECTION_SCALES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def _decayed_sums(grids: np.ndarray, half_life: float) -> tuple[np.ndarray, np.ndarray]:
@@ -394,19 +411,37 @@ def rate_inputs(
 
 @keras.saving.register_keras_serializable(package="crimejob")
 class CorrectedRate(layers.Layer):
-    """mu = offset * exp(clip(delta)): the learned multiplicative correction of the offset."""
+    """mu = offset * exp(scale * clip(delta)): the learned multiplicative correction of
+    the offset, shrunk by ``scale`` (a non-trainable weight: 1 while training, the
+    held-out gate's choice when forecasting; 0 = the offset alone).
 
-    def __init__(self, max_delta: float = 4.0, **kwargs: Any) -> None:
+    ``evidence`` (saved in the layer's config, so a reloaded version keeps it) holds the
+    gate's out-of-sample record: per target week, the mean Poisson deviance of the
+    correction at each of :data:`CORRECTION_SCALES`.
+    """
+
+    def __init__(
+        self,
+        max_delta: float = 4.0,
+        evidence: dict[str, list[float]] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.max_delta = float(max_delta)
+        self.evidence = {str(k): [float(x) for x in v] for k, v in (evidence or {}).items()}
+
+    def build(self, input_shape: Any) -> None:
+        self.scale = self.add_weight(
+            shape=(), initializer="ones", trainable=False, name="scale", dtype="float32"
+        )
 
     def call(self, inputs):
         offset, delta = inputs
         delta = ops.clip(ops.cast(delta, "float32"), -self.max_delta, self.max_delta)
-        return ops.cast(offset, "float32") * ops.exp(delta)
+        return ops.cast(offset, "float32") * ops.exp(ops.cast(self.scale, "float32") * delta)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "max_delta": self.max_delta}
+        return {**super().get_config(), "max_delta": self.max_delta, "evidence": self.evidence}
 
 
 def build_sparse_cnn(
@@ -486,7 +521,7 @@ class SparseCNN(KerasForecaster):
             "head_filters": 8,
             "bandwidth": 1.5,
             "prior_strength": 2.0,
-            "offset": "recent",  # "blend" (with the lgbm forecast) or "longrun" (the first design)
+            "offset": "blend",  # "recent" (the shrunk rate alone) or "longrun" (the first design)
             "incident_channel": True,  # all-incident counts as an input channel
             "l2": 1e-4,
             "dropout": 0.1,
@@ -502,7 +537,133 @@ class SparseCNN(KerasForecaster):
             "finetune_windows": 12,
             "finetune_validation_weeks": 4,
             "finetune_learning_rate": 5e-4,
+            "gate_weeks": 13,  # newest validation windows held out of early stopping
+            "gate_memory": 26,  # newest target weeks of gate evidence the scale is chosen on
         }
+
+    # --- the gate: keep the learned correction only where it pays on unseen weeks ---
+
+    def _rate_layer(self) -> CorrectedRate:
+        return self.model.get_layer("rate")
+
+    def gate_rows(self, history: GridHistory, ends: np.ndarray) -> dict[str, list[float]]:
+        """Per window ending at each index in ``ends``: its target week and the mean
+        Poisson deviance (all cells, as scored) of ``offset * exp(a * delta)`` for each
+        ``a`` in :data:`CORRECTION_SCALES`, with the current weights."""
+        ends = np.asarray(ends, np.int64)
+        inputs = self.model_inputs(history, ends)
+        layer = self._rate_layer()
+        chosen = float(ops.convert_to_numpy(layer.scale))
+        layer.scale.assign(1.0)
+        try:
+            mu = np.asarray(self.model.predict_on_batch(inputs), np.float64)[..., 0]
+        finally:
+            layer.scale.assign(chosen)
+        offset = np.asarray(inputs["offset"], np.float64)[..., 0]
+        positive = (offset > 0) & (mu > 0)
+        delta = np.where(
+            positive, np.log(np.where(positive, mu, 1.0) / np.where(positive, offset, 1.0)), 0.0
+        )
+        actual = history.crime[ends + self.horizon]
+        rows = {}
+        for n, t in enumerate(ends):
+            week = history.week(int(t) + self.horizon).isoformat()
+            rows[week] = [
+                float(poisson_deviance_per_cell(offset[n] * np.exp(a * delta[n]), actual[n]).mean())
+                for a in CORRECTION_SCALES
+            ]
+        return rows
+
+    def _decide(self, report: FitReport) -> float:
+        """Set the correction's scale to the one with the lowest deviance over the newest
+        ``gate_memory`` weeks of evidence (ties and no evidence: the offset alone) and
+        record the decision in ``report.details``."""
+        layer = self._rate_layer()
+        weeks = sorted(layer.evidence)[-int(self.hp["gate_memory"]) :]
+        layer.evidence = {w: layer.evidence[w] for w in weeks}
+        scale, means = 0.0, {}
+        if weeks:
+            table = np.array([layer.evidence[w] for w in weeks], np.float64)
+            totals = table.mean(axis=0)
+            scale = float(CORRECTION_SCALES[int(np.argmin(totals))])
+            means = {
+                f"{a:g}": round(float(m), 6) for a, m in zip(CORRECTION_SCALES, totals, strict=True)
+            }
+        layer.scale.assign(scale)
+        report.details = {
+            "correction_scale": scale,
+            "gate_weeks": len(weeks),
+            "gate_first_target": weeks[0] if weeks else None,
+            "gate_last_target": weeks[-1] if weeks else None,
+            "gate_deviance_by_scale": means,
+        }
+        return scale
+
+    @property
+    def correction_scale(self) -> float:
+        """The shrinkage the gate chose (0: the forecast is the offset alone)."""
+        return float(ops.convert_to_numpy(self._rate_layer().scale))
+
+    def fit(self, history: GridHistory) -> FitReport:
+        """Retrain; the newest ``gate_weeks`` validation windows (at most half of them)
+        are kept out of early stopping and choose the correction's scale.
+
+        Why: trained on top of a strong offset (the blend) the correction did not
+        always pay for itself; early stopping's windows would flatter it (the best
+        epoch is chosen on them), so the gate uses windows nothing was fitted to. The
+        weights stay those fitted before the gate (no refit on every window): the
+        scale is validated for exactly these weights, and the validation weeks are
+        what the weekly gate in :mod:`crimejob.models.training` relies on being unseen.
+        """
+        history = self.prepared(history)
+        n_windows = len(window_ends(len(history), int(self.hp["window"]), self.horizon))
+        n_val = max(
+            int(self.hp["min_validation_weeks"]),
+            int(round(float(self.hp["validation_fraction"]) * n_windows)),
+        )
+        train, val = self._split(history, n_val, self.hp["max_train_windows"])
+        n_gate = min(int(self.hp["gate_weeks"]), len(val) // 2)
+        stop_on, gate = val[: len(val) - n_gate], val[len(val) - n_gate :]
+        seed_everything(int(self.hp["seed"]))
+        self.model = self.build_model(history, train)
+        self._compiled = False
+        report = self._train(
+            history, train, stop_on, int(self.hp["epochs"]), float(self.hp["learning_rate"]),
+            "retrain",
+        )  # fmt: skip
+        report.validation_targets = _week_dates(history, val + self.horizon)
+        self._rate_layer().evidence = self.gate_rows(history, gate) if len(gate) else {}
+        self._decide(report)
+        return report
+
+    def update(self, history: GridHistory) -> FitReport:
+        """Fine-tune, after scoring the current weights on the newest target week (one
+        no fit or fine-tune has seen, not even for early stopping) as new gate
+        evidence; then re-choose the scale on the newest ``gate_memory`` weeks."""
+        if self.model is None:
+            return self.fit(history)
+        prepared = self.prepared(history)
+        ends = window_ends(len(prepared), int(self.hp["window"]), self.horizon)
+        layer = self._rate_layer()
+        in_force, newest = self.correction_scale, {}
+        if len(ends):
+            rows = self.gate_rows(prepared, ends[-1:])
+            layer.evidence.update(rows)
+            ((week, row),) = rows.items()
+            # The forecast these weights made for the newest week, against the offset
+            # alone: a prequential record of what the gate's choice bought.
+            newest = {
+                "newest_target": week,
+                "newest_deviance_offset": row[0],
+                "newest_deviance_forecast": row[CORRECTION_SCALES.index(in_force)]
+                if in_force in CORRECTION_SCALES
+                else None,
+            }
+        layer.scale.assign(1.0)  # the correction is trained as itself
+        report = super().update(history)
+        self._decide(report)
+        report.details.update(newest)
+        return report
 
     def loss(self):
         return keras.losses.Poisson()
