@@ -128,6 +128,35 @@ def test_grid_cells_table_matches_the_python_grid(engine):
     assert (cell == db_cells["cell_id"].to_numpy()).all()
 
 
+@pytest.mark.parametrize(
+    ("table", "row"),
+    [
+        (
+            "ml.forecasts",
+            "(target_week, model_name, cell_id, model_version, predicted, rank, is_production,"
+            " history_through, horizon_weeks)"
+            " VALUES ('2024-01-08', 'm', :cell, 'v', 0, 1, false, '2024-01-01', 1)",
+        ),
+        (
+            "ml.forecast_errors",
+            "(target_week, model_name, cell_id, model_version, is_production, predicted, actual,"
+            " error) VALUES ('2024-01-08', 'm', :cell, 'v', false, 0, 0, 0)",
+        ),
+        ("grid.weekly", "(week_start, cell_id) VALUES ('2024-01-08', :cell)"),
+    ],
+)
+def test_rows_of_the_weekly_tables_name_a_cell_of_the_grid(engine, table, row):
+    """A range check, not a foreign key (migration 283): the grid is fixed, and a key
+    lookup per row more than doubled the COPY of a week's 40,500 forecast rows."""
+    for cell in (-1, 4500):
+        with pytest.raises(sa.exc.IntegrityError, match="cell_id_in_grid"):
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"INSERT INTO {table} {row}"), {"cell": cell})
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"INSERT INTO {table} {row}"), {"cell": 4499})
+        conn.execute(sa.text(f"DELETE FROM {table} WHERE cell_id = 4499"))
+
+
 def test_corners_and_boundaries_follow_the_design_formula():
     cell, reason = grid.cell_of(
         [34.3373, 33.7037, 33.7037, 34.3373, 34.0, 34.0],
