@@ -16,6 +16,7 @@ import csv
 import io
 from collections.abc import Sequence
 from datetime import date
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -57,6 +58,20 @@ def copy_frame(conn: Connection, frame: pd.DataFrame, table: str, columns: Seque
         cursor.close()
     return len(frame)
 
+
+def read_query(conn: Connection, query: str, params: dict, **read_csv: Any) -> pd.DataFrame:
+    """The rows of ``query`` (psycopg2 ``%(name)s`` parameters, bound by the driver)
+    through ``COPY ... TO STDOUT`` and pandas' C reader: the same values (floats read back
+    exactly, NULL as NaN) without a Python tuple per row, for reads of many thousands."""
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        bound = cursor.mogrify(query, params).decode()
+        buffer = io.BytesIO()
+        cursor.copy_expert(f"COPY ({bound}) TO STDOUT WITH (FORMAT csv, HEADER)", buffer)
+    finally:
+        cursor.close()
+    buffer.seek(0)
+    return pd.read_csv(buffer, **read_csv)
 
 def _csv(frame: pd.DataFrame, columns: Sequence[str]) -> io.StringIO:
     buffer = io.StringIO()

@@ -36,7 +36,6 @@ Weather rules (the prototype's three features):
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 from dataclasses import dataclass, field
@@ -48,7 +47,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from crimejob.config import SERIES_BREAK
-from crimejob.dbcopy import copy_frame
+from crimejob.dbcopy import copy_frame, read_query
 from crimejob.errors import check_range
 from crimejob.grid import cells as grid
 from crimejob.grid import staleweeks
@@ -503,21 +502,14 @@ _DELETE_CELLS = sa.text(
 
 
 def _stored_rows(conn: Connection, weeks: list[date]) -> pd.DataFrame:
-    """The grid.weekly rows of ``weeks`` as stored, through ``COPY ... TO STDOUT`` (NULL as
-    NaN; a float read back an ulp off would only rewrite its row with the same value)."""
-    cursor = conn.connection.driver_connection.cursor()
-    try:
-        query = cursor.mogrify(
-            "SELECT week_start, cell_id, " + ", ".join(_GRID_VALUES) + " FROM grid.weekly "
-            "WHERE week_start = ANY(%(weeks)s::date[])",
-            {"weeks": list(weeks)},
-        ).decode()
-        buffer = io.BytesIO()
-        cursor.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER)", buffer)
-    finally:
-        cursor.close()
-    buffer.seek(0)
-    stored = pd.read_csv(buffer)
+    """The grid.weekly rows of ``weeks`` as stored, read through COPY (NULL as NaN; a
+    float read back an ulp off would only rewrite its row with the same value)."""
+    stored = read_query(
+        conn,
+        "SELECT week_start, cell_id, " + ", ".join(_GRID_VALUES) + " FROM grid.weekly "
+        "WHERE week_start = ANY(%(weeks)s::date[])",
+        {"weeks": list(weeks)},
+    )
     stored["week_start"] = pd.to_datetime(stored["week_start"]).to_numpy().astype("datetime64[D]")
     return stored
 

@@ -19,7 +19,7 @@ mapping does not depend on how the ingest maps records.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import pandas as pd
 import sqlalchemy as sa
@@ -45,27 +45,10 @@ _AREA_CODE_SQL = (
 )
 _AREA_NAME_SQL = f"nullif(trim({_source_field('area_name')}), '')"
 
-_RECOUNT = sa.text(
-    f"""
-    INSERT INTO grid.weekly_areas (week_start, cell_id, area_code, area_name, incidents)
-    SELECT week_start, cell_id, area_code, coalesce(min(area_name), 'Area ' || area_code),
-           count(*)
-    FROM (
-        SELECT min(week_start) AS week_start, min(cell_id) AS cell_id,
-               min({_AREA_CODE_SQL}) AS area_code, min({_AREA_NAME_SQL}) AS area_name
-        FROM raw.crime_records AS r
-        LEFT JOIN raw.crime_csv_layouts AS l ON l.layout_id = r.csv_layout
-        WHERE week_start BETWEEN :first AND :last
-        GROUP BY source, incident_id
-    ) AS incident
-    WHERE area_code IS NOT NULL AND week_start BETWEEN :first AND :last
-    GROUP BY week_start, cell_id, area_code
-    """
-)
-
-# The same recount for several ranges of weeks in one statement: each record joined to its
-# week's range (``span``), incidents grouped per range, so each range counts what
-# _RECOUNT counts for it alone (an incident with records in two ranges is one in each).
+# The incidents of each division per cell and week, recounted for one or more ranges of
+# weeks in one statement: each record joined to its week's range (``span``), incidents
+# grouped per range, so each range counts what it would alone (an incident with records
+# in two ranges is one in each).
 _RECOUNT_SPANS = sa.text(
     f"""
     INSERT INTO grid.weekly_areas (week_start, cell_id, area_code, area_name, incidents)
@@ -122,17 +105,15 @@ def refresh_cell_areas(
     ``rebuild=False`` only recounts (an aggregation of several ranges rebuilds once,
     :func:`rebuild_cell_areas`) and returns None.
     """
-    params = {"first": first, "last": last}
-    conn.execute(
-        sa.text("DELETE FROM grid.weekly_areas WHERE week_start BETWEEN :first AND :last"), params
-    )
-    conn.execute(_RECOUNT, params)
+    monday = first + timedelta(days=-first.weekday() % 7)  # weeks start on Mondays
+    weeks = [monday + timedelta(weeks=k) for k in range((last - monday).days // 7 + 1)]
+    recount_spans(conn, [weeks])
     return rebuild_cell_areas(conn) if rebuild else None
 
 
 def recount_spans(conn: Connection, spans: list[list[date]]) -> None:
-    """:func:`refresh_cell_areas` without the rebuild for several ranges of consecutive
-    weeks, in two statements instead of two a range (the caller rebuilds once)."""
+    """Recount the divisions of several ranges of consecutive weeks, in two statements
+    instead of two a range (the caller rebuilds ``grid.cell_areas`` once)."""
     weeks = [w for span in spans for w in span]
     labels = [i for i, span in enumerate(spans) for _ in span]
     conn.execute(

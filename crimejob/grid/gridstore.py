@@ -8,7 +8,6 @@ and the demo that exercise the database path without raw records.
 from __future__ import annotations
 
 import copy
-import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -20,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from crimejob.db import connect
-from crimejob.dbcopy import copy_frame
+from crimejob.dbcopy import copy_frame, read_query
 from crimejob.grid.cells import N_CELLS, N_COLS, N_ROWS
 from crimejob.grid.history import WEATHER_FEATURES, GridHistory
 
@@ -112,25 +111,14 @@ _STALE_IN_RANGE = sa.text(
 
 
 def _read_grid(conn: Connection, params: dict) -> pd.DataFrame:
-    """The grid rows of ``_QUERY`` (hundreds of thousands for a two-year history) through
-    ``COPY ... TO STDOUT`` and pandas' C reader: the same values (floats read back exactly,
-    NULL as NaN) without a Python tuple per row."""
-    cursor = conn.connection.driver_connection.cursor()
-    try:
-        query = cursor.mogrify(
-            "SELECT week_start, cell_id, violent_count, incident_count, mean_temp_f, "
-            "total_rain_in, holiday FROM grid.weekly WHERE week_start <= %(through)s "
-            "AND (CAST(%(since)s AS date) IS NULL OR week_start >= %(since)s) "
-            "ORDER BY week_start, cell_id",
-            params,
-        ).decode()
-        buffer = io.BytesIO()
-        cursor.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER)", buffer)
-    finally:
-        cursor.close()
-    buffer.seek(0)
-    return pd.read_csv(
-        buffer,
+    """The grid rows (hundreds of thousands for a two-year history), read through COPY."""
+    return read_query(
+        conn,
+        "SELECT week_start, cell_id, violent_count, incident_count, mean_temp_f, "
+        "total_rain_in, holiday FROM grid.weekly WHERE week_start <= %(through)s "
+        "AND (CAST(%(since)s AS date) IS NULL OR week_start >= %(since)s) "
+        "ORDER BY week_start, cell_id",
+        params,
         dtype={
             "week_start": str,
             "cell_id": np.int64,

@@ -166,6 +166,16 @@ class KerasForecaster(Forecaster):
     def batch_size(self) -> int:
         return int(self.hp["gpu_batch_size"] if on_gpu() else self.hp["batch_size"])
 
+    def _retrain_split(self, history: GridHistory) -> tuple[np.ndarray, np.ndarray]:
+        """A retrain's training and validation windows: the newest ``validation_fraction``
+        of the targets (at least ``min_validation_weeks``) validate."""
+        n_windows = len(window_ends(len(history), int(self.hp["window"]), self.horizon))
+        n_val = max(
+            int(self.hp["min_validation_weeks"]),
+            int(round(float(self.hp["validation_fraction"]) * n_windows)),
+        )
+        return self._split(history, n_val, self.hp["max_train_windows"])
+
     def _split(
         self, history: GridHistory, n_val: int, max_train: int | None
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -184,12 +194,7 @@ class KerasForecaster(Forecaster):
     def fit(self, history: GridHistory) -> FitReport:
         """Full retrain from fresh weights; validation = the newest 20% of targets."""
         history = self.prepared(history)
-        n_windows = len(window_ends(len(history), int(self.hp["window"]), self.horizon))
-        n_val = max(
-            int(self.hp["min_validation_weeks"]),
-            int(round(float(self.hp["validation_fraction"]) * n_windows)),
-        )
-        train, val = self._split(history, n_val, self.hp["max_train_windows"])
+        train, val = self._retrain_split(history)
         seed_everything(int(self.hp["seed"]))
         self.model = self.build_model(history, train)
         self._compiled = False

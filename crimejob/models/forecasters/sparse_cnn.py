@@ -616,12 +616,7 @@ class SparseCNN(KerasForecaster):
         what the weekly gate in :mod:`crimejob.models.training` relies on being unseen.
         """
         history = self.prepared(history)
-        n_windows = len(window_ends(len(history), int(self.hp["window"]), self.horizon))
-        n_val = max(
-            int(self.hp["min_validation_weeks"]),
-            int(round(float(self.hp["validation_fraction"]) * n_windows)),
-        )
-        train, val = self._split(history, n_val, self.hp["max_train_windows"])
+        train, val = self._retrain_split(history)
         n_gate = min(int(self.hp["gate_weeks"]), len(val) // 2)
         stop_on, gate = val[: len(val) - n_gate], val[len(val) - n_gate :]
         seed_everything(int(self.hp["seed"]))
