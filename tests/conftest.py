@@ -34,7 +34,9 @@ def _server_url() -> str:
         return url.replace("postgresql://", "postgresql+psycopg2://", 1)
     import pgserver
 
-    TEST_ROOT.mkdir(parents=True, exist_ok=True)
+    # pgserver checks for pgdata and then creates it with exist_ok=False: two workers
+    # starting on a fresh machine race there. Its own start-up holds an inter-process lock.
+    (TEST_ROOT / "pgdata").mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(str(TEST_ROOT / "pgdata"), cleanup_mode=None)
     return (
         sa.engine.make_url(server.get_uri())
