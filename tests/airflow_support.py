@@ -83,6 +83,26 @@ def free_port() -> int:
 # --- Redis ---------------------------------------------------------------------
 
 
+def _redis_address() -> tuple[str, int]:
+    host, _, port = os.environ.get("CRIMEJOB_TEST_REDIS", f"{REDIS_HOST}:{REDIS_PORT}").partition(
+        ":"
+    )
+    return host, int(port or REDIS_PORT)
+
+
+def redis_unreachable() -> str | None:
+    """Why Redis cannot be a broker here, or None when it can."""
+    import redis
+
+    host, port = _redis_address()
+    try:
+        with redis.Redis(host=host, port=port, socket_timeout=2) as client:
+            client.ping()
+    except redis.RedisError as exc:
+        return f"Redis is not reachable at {host}:{port} ({exc})"
+    return None
+
+
 @contextlib.contextmanager
 def redis_broker() -> Iterator[str]:
     """A Redis database (1..15) claimed for this test, as a Celery broker URL.
@@ -94,10 +114,8 @@ def redis_broker() -> Iterator[str]:
     """
     import redis
 
-    host, _, port = os.environ.get("CRIMEJOB_TEST_REDIS", f"{REDIS_HOST}:{REDIS_PORT}").partition(
-        ":"
-    )
-    client = redis.Redis(host=host, port=int(port or REDIS_PORT), socket_timeout=2)
+    host, port = _redis_address()
+    client = redis.Redis(host=host, port=port, socket_timeout=2)
     try:
         client.ping()
     except redis.RedisError as exc:
@@ -109,10 +127,10 @@ def redis_broker() -> Iterator[str]:
             break
     else:
         pytest.skip("all Redis databases 1..15 are claimed by other test runs")
-    broker = redis.Redis(host=host, port=int(port or REDIS_PORT), db=number)
+    broker = redis.Redis(host=host, port=port, db=number)
     broker.flushdb()
     try:
-        yield f"redis://{host}:{port or REDIS_PORT}/{number}"
+        yield f"redis://{host}:{port}/{number}"
     finally:
         broker.flushdb()
         broker.close()

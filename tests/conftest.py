@@ -152,8 +152,14 @@ def clean_db(engine: sa.Engine, _dirty_tables_query: sa.TextClause) -> sa.Engine
     of them for each of the hundreds of tests that ask for this was a tenth of a second
     each, most of it on tables no test had touched.
     """
+    return empty_data_tables(engine, _dirty_tables_query)
+
+
+def empty_data_tables(engine: sa.Engine, dirty_tables_query: sa.TextClause) -> sa.Engine:
+    """Truncate the data tables ``dirty_tables_query`` names (what ``clean_db`` does; a
+    module-scoped fixture calls it to start from the same empty database)."""
     with engine.begin() as conn:
-        tables = conn.execute(_dirty_tables_query).scalars().all()
+        tables = conn.execute(dirty_tables_query).scalars().all()
         if tables:
             conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
     return engine
@@ -173,7 +179,6 @@ def shared_data() -> Path:
 _LONGEST_FIRST = (
     "test_live_portal.py",
     "test_airflow_celery.py",
-    "test_airflow_backfill.py",
     "test_dag.py",
     "test_demo.py",
     "test_weekly_run.py",
