@@ -44,7 +44,7 @@ Decisions worth knowing:
   Rejected CSV rows keep the row exactly as it was in the file.
 - A natural key that appears twice in one batch (API window or CSV file) keeps
   its last record; the earlier copy is rejected as ``duplicate_key``. (The CSV
-  path copies every line and deletes the earlier copies after, by content.)
+  path sends only the last line of a key to COPY.)
 - A CSV file is refused whole, in one line, when it is not CSV as PostgreSQL's
   COPY reads it: a quote left open, a record whose number of fields is not the
   header's, a NUL byte, text that is not UTF-8.
@@ -517,6 +517,7 @@ class _MappedExport:
     rejects: pd.DataFrame
     good: pd.DataFrame
     earlier: np.ndarray
+    stored: np.ndarray  # positions in good of the rows to store, in the order of their key
 
 
 _GOOD_COLUMNS = [
@@ -541,8 +542,11 @@ def _map_export(chunk: pd.DataFrame, adapter: lapd.DatasetAdapter, file_name: st
         }
     )
     good = mapped.loc[~bad, _GOOD_COLUMNS]
-    earlier = good["record_id"].duplicated(keep="last").to_numpy()
-    return _MappedExport(len(chunk), rejects, good, earlier)
+    keys = good["record_id"].to_numpy(str)
+    order = np.argsort(keys, kind="stable")  # file order among the lines of one key
+    earlier = np.zeros(len(keys), dtype=bool)
+    earlier[order[:-1]] = keys[order[:-1]] == keys[order[1:]]
+    return _MappedExport(len(chunk), rejects, good, earlier, order[~earlier[order]])
 
 
 # The columns of raw.crime_records the binary COPY sends, in its order: fixed-width ones
@@ -748,9 +752,7 @@ def _produce(
         ready.set_result(mapped)
         records = found.result()
         if mapped.rows == len(records):  # else the caller compares the counts
-            good = mapped.good[~mapped.earlier]
-            if len(good):
-                good = good.iloc[np.argsort(good["record_id"].to_numpy(str), kind="stable")]
+            good = mapped.good.iloc[mapped.stored]
             for first in range(0, len(good), CSV_CHUNK_ROWS):
                 if stop.is_set():
                     break
