@@ -9,9 +9,10 @@ with their reason in the same transaction.
 
 The CSV path is built for the million-row backfill: every stored row is written
 once, by one binary COPY the client builds (the mapped columns and the export's
-line as written), pandas mapping the next chunk while PostgreSQL stores the last;
-into an empty table the rows go straight into ``raw.crime_records`` and its
-indexes are built after. No jsonb is built per row.
+line as written), in the order of the natural key, each chunk encoded while
+PostgreSQL stores the last; into an empty table the rows go straight into
+``raw.crime_records`` and its indexes are built after (the key order makes the
+primary key's build one pass). No jsonb is built per row.
 
 Decisions worth knowing:
 
@@ -342,13 +343,15 @@ def ingest_crime_api(
 
 # --- the portal CSV export --------------------------------------------------------
 #
-# Each stored row is sent whole, once: numpy finds the file's records (byte ranges),
-# pandas reads and maps only the fields the mapping needs, chunk by chunk in a thread,
-# and each mapped chunk goes out as COPY's binary format (the mapped columns and the
-# record's line as written) while the next is mapped. Into an empty table the rows go
-# straight into raw.crime_records (indexes built after); otherwise into a staging table
-# merged with one INSERT ... ON CONFLICT. Nothing of the file is parsed twice and no
-# jsonb is built: the payload is derived from the line when it is read (migration 280).
+# Each stored row is sent whole, once: numpy finds the file's records (byte ranges)
+# while pandas, in a thread, reads and maps only the fields the mapping needs; the rows
+# to store (the last line of each key) then go out in the order of their key as COPY's
+# binary format (the mapped columns and the record's line as written), one chunk encoded
+# while the last is stored. Into an empty table the rows go straight into
+# raw.crime_records (truncated first, so the heap keeps that order; indexes built after,
+# the key order making the primary key's sort one pass); otherwise into a staging table
+# merged with one INSERT ... ON CONFLICT. No jsonb is built: the payload is derived from
+# the line when it is read (migration 280).
 
 
 def _literal(text: str) -> str:
