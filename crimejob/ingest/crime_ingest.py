@@ -918,7 +918,12 @@ def _deferred_indexes(conn: Connection, steps: dict[str, float]) -> Iterator[boo
     table has rows or a definition cannot be dropped (or the table truncated).
     """
     has_rows = "SELECT EXISTS (SELECT 1 FROM raw.crime_records)"
-    if conn.exec_driver_sql(has_rows).scalar_one():
+    # The first look on a connection of its own: made in this transaction, it would hold
+    # a lock on the table to the end, and two imports that both looked before either
+    # asked for the exclusive lock would each wait for the other (a deadlock).
+    with conn.engine.connect() as look:
+        filled = look.exec_driver_sql(has_rows).scalar_one()
+    if filled:
         yield False
         return
     conn.exec_driver_sql("LOCK TABLE raw.crime_records IN ACCESS EXCLUSIVE MODE")
