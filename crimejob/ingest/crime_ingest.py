@@ -9,9 +9,10 @@ with their reason in the same transaction.
 
 The CSV path is built for the million-row backfill: every stored row is written
 once, by one binary COPY the client builds (the mapped columns and the export's
-line as written), pandas mapping the next chunk while PostgreSQL stores the last;
-into an empty table the rows go straight into ``raw.crime_records`` and its
-indexes are built after. No jsonb is built per row.
+line as written), in the order of the natural key, each chunk encoded while
+PostgreSQL stores the last; into an empty table the rows go straight into
+``raw.crime_records`` and its indexes are built after (the key order makes the
+primary key's build one pass). No jsonb is built per row.
 
 Decisions worth knowing:
 
@@ -44,7 +45,7 @@ Decisions worth knowing:
   Rejected CSV rows keep the row exactly as it was in the file.
 - A natural key that appears twice in one batch (API window or CSV file) keeps
   its last record; the earlier copy is rejected as ``duplicate_key``. (The CSV
-  path copies every line and deletes the earlier copies after, by content.)
+  path sends only the last line of a key to COPY.)
 - A CSV file is refused whole, in one line, when it is not CSV as PostgreSQL's
   COPY reads it: a quote left open, a record whose number of fields is not the
   header's, a NUL byte, text that is not UTF-8.
@@ -92,7 +93,8 @@ from crimejob.runs import finish_run, start_run
 
 log = logging.getLogger(__name__)
 
-CSV_CHUNK_ROWS = 50_000  # small enough that the COPY of one overlaps the mapping of the next
+CSV_CHUNK_ROWS = 50_000  # small enough that the COPY of one overlaps the encoding of the next
+CSV_READ_ROWS = 1_000_000  # pandas reads the export in parts this large, mapped as one
 CSV_WORK_MEM = "256MB"
 _TS_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.MS'  # a SODA floating timestamp
 
@@ -341,13 +343,15 @@ def ingest_crime_api(
 
 # --- the portal CSV export --------------------------------------------------------
 #
-# Each stored row is sent whole, once: numpy finds the file's records (byte ranges),
-# pandas reads and maps only the fields the mapping needs, chunk by chunk in a thread,
-# and each mapped chunk goes out as COPY's binary format (the mapped columns and the
-# record's line as written) while the next is mapped. Into an empty table the rows go
-# straight into raw.crime_records (indexes built after); otherwise into a staging table
-# merged with one INSERT ... ON CONFLICT. Nothing of the file is parsed twice and no
-# jsonb is built: the payload is derived from the line when it is read (migration 280).
+# Each stored row is sent whole, once: numpy finds the file's records (byte ranges)
+# while pandas, in a thread, reads and maps only the fields the mapping needs; the rows
+# to store (the last line of each key) then go out in the order of their key as COPY's
+# binary format (the mapped columns and the record's line as written), one chunk encoded
+# while the last is stored. Into an empty table the rows go straight into
+# raw.crime_records (truncated first, so the heap keeps that order; indexes built after,
+# the key order making the primary key's sort one pass); otherwise into a staging table
+# merged with one INSERT ... ON CONFLICT. No jsonb is built: the payload is derived from
+# the line when it is read (migration 280).
 
 
 def _literal(text: str) -> str:
@@ -462,26 +466,34 @@ class CsvRecords:
         return records
 
     def _check_fields(self, buf: np.ndarray, quotes: np.ndarray, path: Path) -> None:
-        """Every record has the header's number of fields (commas outside quotes + 1)."""
+        """Every record has the header's number of fields (commas outside quotes + 1).
+
+        Cheap when it holds: the commas outside quotes, in order, then fall in groups of
+        the header's count, the first of each group in its record and the last too."""
         if not len(self.starts):
             return
         commas = np.flatnonzero(buf == 44)
-        per_record = np.searchsorted(commas, self.ends) - np.searchsorted(commas, self.starts)
-        if len(quotes):  # commas inside a quoted span (between quote 2k and 2k+1) do not count
-            opened, closed = quotes[0::2], quotes[1::2]
-            inside = np.searchsorted(commas, closed) - np.searchsorted(commas, opened)
-            record = np.searchsorted(self.starts, opened, side="right") - 1
-            per_record = per_record - np.bincount(
-                record, weights=inside, minlength=len(self.starts)
-            ).astype(np.int64)
-        wrong = np.flatnonzero(per_record != per_record[0])
-        if len(wrong):
-            bad = int(wrong[0])
-            raise SourceError(
-                f"{path.name} is not a readable CSV file: record {bad} (from line "
-                f"{self.line_number(bad)}) has {per_record[bad] + 1} fields, the header "
-                f"{per_record[0] + 1}"
+        if len(quotes):  # drop the commas inside a quoted span (between quote 2k and 2k+1)
+            size = len(commas) + 1
+            opened = np.bincount(np.searchsorted(commas, quotes[0::2]), minlength=size)
+            closed = np.bincount(np.searchsorted(commas, quotes[1::2]), minlength=size)
+            commas = commas[np.cumsum(opened[:-1] - closed[:-1]) == 0]
+        header = int(np.searchsorted(commas, self.ends[0]))
+        if len(commas) == len(self.starts) * header and (
+            header == 0
+            or (
+                bool((commas[0::header] >= self.starts).all())
+                and bool((commas[header - 1 :: header] < self.ends).all())
             )
+        ):
+            return
+        per_record = np.searchsorted(commas, self.ends) - np.searchsorted(commas, self.starts)
+        bad = int(np.flatnonzero(per_record != header)[0])
+        raise SourceError(
+            f"{path.name} is not a readable CSV file: record {bad} (from line "
+            f"{self.line_number(bad)}) has {per_record[bad] + 1} fields, the header "
+            f"{header + 1}"
+        )
 
     def line_number(self, record: int) -> int:
         """The file line a record starts on (1 = the header)."""
@@ -499,13 +511,16 @@ class CsvRecords:
 
 
 @dataclass
-class _MappedChunk:
-    """One chunk of the export mapped by pandas: its rejects (line, record_key, reason,
-    detail) and its usable rows (indexed by line, the columns the binary COPY sends)."""
+class _MappedExport:
+    """The export mapped by pandas: its rejects (line, record_key, reason, detail), its
+    usable rows (indexed by line, in file order, the columns the binary COPY sends) and
+    which of those a later line of the same key replaces (``earlier``: not stored)."""
 
     rows: int
     rejects: pd.DataFrame
     good: pd.DataFrame
+    earlier: np.ndarray
+    stored: np.ndarray  # positions in good of the rows to store, in the order of their key
 
 
 _GOOD_COLUMNS = [
@@ -514,8 +529,8 @@ _GOOD_COLUMNS = [
 ]  # fmt: skip
 
 
-def _map_chunk(chunk: pd.DataFrame, adapter: lapd.DatasetAdapter, file_name: str) -> _MappedChunk:
-    """Map one chunk (pandas only, no database)."""
+def _map_export(chunk: pd.DataFrame, adapter: lapd.DatasetAdapter, file_name: str) -> _MappedExport:
+    """Map the export (pandas only, no database); a key on several lines keeps its last."""
     mapped, reason = lapd.map_frame(chunk, adapter)
     bad = (reason != "").to_numpy()
     rejects = pd.DataFrame(
@@ -529,7 +544,12 @@ def _map_chunk(chunk: pd.DataFrame, adapter: lapd.DatasetAdapter, file_name: str
             + ")",
         }
     )
-    return _MappedChunk(len(chunk), rejects, mapped.loc[~bad, _GOOD_COLUMNS])
+    good = mapped.loc[~bad, _GOOD_COLUMNS]
+    keys = good["record_id"].to_numpy(str)
+    order = np.argsort(keys, kind="stable")  # file order among the lines of one key
+    earlier = np.zeros(len(keys), dtype=bool)
+    earlier[order[:-1]] = keys[order[:-1]] == keys[order[1:]]
+    return _MappedExport(len(chunk), rejects, good, earlier, order[~earlier[order]])
 
 
 # The columns of raw.crime_records the binary COPY sends, in its order: fixed-width ones
@@ -541,12 +561,6 @@ _COPY_COLUMNS = (
 _PG_EPOCH = np.datetime64("2000-01-01T00:00:00", "us")
 COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 COPY_TRAILER = struct.pack(">h", -1)
-
-
-def _length_pieces(lengths: np.ndarray) -> list[bytes]:
-    """Each row's big-endian int32 length, one bytes each."""
-    packed = lengths.astype(">i4").tobytes()
-    return [packed[i : i + 4] for i in range(0, 4 * len(lengths), 4)]
 
 
 class _RowEncoder:
@@ -582,8 +596,9 @@ class _RowEncoder:
             "violent_len": 1,
         }  # fmt: skip
 
-    def _offense_pieces(self, literals: pd.Series) -> list[bytes]:
-        new = [lit for lit in literals.unique() if lit not in self.offenses]
+    def _offense_pieces(self, literals: list[str]) -> list[bytes]:
+        """Each distinct literal's field (length and array_send), fetched once per import."""
+        new = [lit for lit in literals if lit not in self.offenses]
         if new:
             with self.engine.connect() as side:
                 sent = side.execute(
@@ -597,9 +612,14 @@ class _RowEncoder:
                     value = bytes(value)
                     self.offenses[literal] = struct.pack(">i", len(value)) + value
         table = self.offenses
-        return [table[lit] for lit in literals.tolist()]
+        return [table[lit] for lit in literals]
 
     def encode(self, good: pd.DataFrame, records: CsvRecords) -> bytes:
+        """The rows in COPY's binary format, in the order of ``good``.
+
+        Each row is two pieces for one join: the line as written, and everything before
+        it (the fixed-width columns, the keys, the offense codes, the line's length) built
+        by numpy for all rows whose variable-length parts have the same lengths at once."""
         n = len(good)
         if not n:
             return b""
@@ -619,40 +639,70 @@ class _RowEncoder:
         rows["lon"] = good["lon"].to_numpy(np.float64)
         rows["cell"] = good["cell_id"].to_numpy(np.int64)
         rows["violent"] = good["is_violent"].to_numpy(bool)
-        record_ids = [key.encode() for key in good["record_id"].tolist()]
-        rows["record_id_len"] = [len(key) for key in record_ids]
+        record_ids = _Texts(good["record_id"].tolist())
+        rows["record_id_len"] = record_ids.lengths
         if good["incident_id"].equals(good["record_id"]):
             incident_ids = record_ids
         else:
-            incident_ids = [key.encode() for key in good["incident_id"].tolist()]
+            incident_ids = _Texts(good["incident_id"].tolist())
+        codes, literals = pd.factorize(good["offense_codes"])
+        offenses = _Texts(self._offense_pieces(literals.tolist()))
         line_ids = good.index.to_numpy() - 1  # line 2 is record 1 (the header is 0)
-        lines = records.lines(line_ids)
-        fixed = rows.tobytes()
-        size = self.fixed.itemsize
-        columns = [
-            [fixed[i : i + size] for i in range(0, n * size, size)],
-            record_ids,
-            _length_pieces(np.fromiter(map(len, incident_ids), np.int64, n)),
-            incident_ids,
-            self._offense_pieces(good["offense_codes"]),
-            _length_pieces(records.ends[line_ids] - records.starts[line_ids]),
-            lines,
-        ]
-        pieces: list = [None] * (n * len(columns))
-        for k, column in enumerate(columns):
-            pieces[k :: len(columns)] = column
+        line_lengths = records.ends[line_ids] - records.starts[line_ids]
+        fixed = rows.view(f"V{self.fixed.itemsize}")
+        prefixes = np.empty(n, dtype=object)
+        lengths = np.stack([record_ids.lengths, incident_ids.lengths, offenses.lengths[codes]])
+        group, shapes = pd.factorize(lengths[0] << 42 | lengths[1] << 21 | lengths[2])
+        if lengths.max() >= 1 << 21:  # a key of 2 MB: group without packing the lengths
+            shapes, group = np.unique(lengths, axis=1, return_inverse=True)
+            group = group.ravel()
+        members_of = np.argsort(group, kind="stable")
+        bounds = np.searchsorted(group[members_of], np.arange(len(shapes) + 1))
+        for g in range(len(shapes)):
+            members = members_of[bounds[g] : bounds[g + 1]]
+            rid_len, inc_len, off_len = lengths[:, members[0]].tolist()
+            prefix = np.empty(
+                len(members),
+                dtype=[("fixed", fixed.dtype), ("record_id", "u1", (rid_len,)),
+                       ("incident_len", ">i4"), ("incident_id", "u1", (inc_len,)),
+                       ("offenses", "u1", (off_len,)), ("line_len", ">i4")],
+            )  # fmt: skip
+            prefix["fixed"] = fixed[members]
+            prefix["record_id"] = record_ids.gather(members, rid_len)
+            prefix["incident_len"] = inc_len
+            prefix["incident_id"] = incident_ids.gather(members, inc_len)
+            prefix["offenses"] = offenses.gather(codes[members], off_len)
+            prefix["line_len"] = line_lengths[members]
+            blob, size = prefix.tobytes(), prefix.dtype.itemsize
+            prefixes[members] = [blob[i : i + size] for i in range(0, len(blob), size)]
+        pieces: list = [None] * (2 * n)
+        pieces[0::2] = prefixes.tolist()
+        pieces[1::2] = records.lines(line_ids)
         return b"".join(pieces)
+
+
+class _Texts:
+    """Byte strings side by side (one buffer, their lengths) for numpy to gather from."""
+
+    def __init__(self, texts: list) -> None:
+        encoded = [t.encode() if isinstance(t, str) else t for t in texts]
+        self.lengths = np.fromiter(map(len, encoded), np.int64, len(encoded))
+        self.offsets = np.cumsum(self.lengths) - self.lengths
+        self.buffer = np.frombuffer(b"".join(encoded), np.uint8)
+
+    def gather(self, which: np.ndarray, length: int) -> np.ndarray:
+        """The bytes of ``which`` (all ``length`` long) as rows of a uint8 matrix."""
+        return self.buffer[self.offsets[which][:, None] + np.arange(length)]
 
 
 class _CopyStream:
     """A file-like object COPY reads: the binary header, each chunk as the mapping
-    thread encodes it, the trailer. The chunks' rejects and keys are kept for after."""
+    thread encodes it, the trailer."""
 
     def __init__(self, chunks: queue.Queue) -> None:
         self.chunks = chunks
         self.pending = [COPY_HEADER]
         self.done = False
-        self.mapped: list[_MappedChunk] = []
 
     def read(self, size: int = -1) -> bytes:
         while not self.pending and not self.done:
@@ -662,11 +712,8 @@ class _CopyStream:
                 self.pending.append(COPY_TRAILER)
             elif isinstance(item, BaseException):
                 raise item
-            else:
-                mapped, body = item
-                self.mapped.append(mapped)
-                if body:
-                    self.pending.append(body)
+            elif item:
+                self.pending.append(item)
         return self.pending.pop(0) if self.pending else b""
 
 
@@ -675,12 +722,20 @@ def _produce(
     adapter: lapd.DatasetAdapter,
     found: Future[CsvRecords],
     encoder: _RowEncoder,
+    ready: Future[_MappedExport],
     out: queue.Queue,
     stop: threading.Event,
 ) -> float:
-    """Read, map and encode the export chunk by chunk into ``out`` (then None, or the
-    exception that stopped it); returns the seconds it took. Stops once ``stop`` is set.
-    The first chunk is read and mapped while the caller finds the records (``found``)."""
+    """Read and map the export into ``ready`` while the caller finds its records
+    (``found``), then encode the rows to store (the last line of each key) in the order
+    of their key, chunk by chunk into ``out`` (then None, or the exception that stopped
+    it); returns the seconds it took. Stops once ``stop`` is set.
+
+    Why the key order: the rows go into the heap sorted by ``record_id`` (and, where the
+    incident is the record, by ``incident_id``), and PostgreSQL's sort checks for
+    presorted input first, so the builds of the primary key and the incident index after
+    a load into an empty table take one pass over the keys instead of a full sort of
+    text under the database's collation. Any order stores the same rows."""
     started = time.perf_counter()
 
     def put(item) -> None:
@@ -692,19 +747,23 @@ def _produce(
                 continue
 
     try:
-        first_line = 2  # line 1 is the header
-        for chunk in lapd.read_portal_csv(path, CSV_CHUNK_ROWS, lapd.mapped_fields(adapter)):
-            if stop.is_set():
-                break
-            chunk.index = pd.RangeIndex(first_line, first_line + len(chunk))
-            first_line += len(chunk)
-            mapped = _map_chunk(chunk, adapter, path.name)
-            records = found.result()
-            if first_line - 2 > len(records):
-                break  # the caller compares the counts
-            put((mapped, encoder.encode(mapped.good, records)))
+        fields = lapd.mapped_fields(adapter)
+        frames = list(lapd.read_portal_csv(path, CSV_READ_ROWS, fields))
+        frame = pd.concat(frames) if len(frames) > 1 else frames[0]
+        frame.index = pd.RangeIndex(2, 2 + len(frame))  # line 1 is the header
+        mapped = _map_export(frame, adapter, path.name)
+        ready.set_result(mapped)
+        records = found.result()
+        if mapped.rows == len(records):  # else the caller compares the counts
+            good = mapped.good.iloc[mapped.stored]
+            for first in range(0, len(good), CSV_CHUNK_ROWS):
+                if stop.is_set():
+                    break
+                put(encoder.encode(good.iloc[first : first + CSV_CHUNK_ROWS], records))
         put(None)
-    except BaseException as exc:  # handed to the COPY, which fails with it
+    except BaseException as exc:  # handed to the caller and the COPY, which fail with it
+        if not ready.done():
+            ready.set_exception(exc)
         put(exc)
     return time.perf_counter() - started
 
@@ -755,7 +814,8 @@ def ingest_crime_csv(engine: Engine, path: Path, source: str | None = None) -> I
         chunks: queue.Queue = queue.Queue(maxsize=2)
         stream = _CopyStream(chunks)
         found: Future[CsvRecords] = Future()
-        mapping = pool.submit(_produce, path, adapter, found, encoder, chunks, stop)
+        ready: Future[_MappedExport] = Future()
+        mapping = pool.submit(_produce, path, adapter, found, encoder, ready, chunks, stop)
         try:
             with _timed(steps, "find_records"):
                 records = CsvRecords.read(path)
@@ -763,6 +823,23 @@ def ingest_crime_csv(engine: Engine, path: Path, source: str | None = None) -> I
             found.set_exception(exc)
             raise
         found.set_result(records)
+        with _timed(steps, "map_and_copy"):
+            mapped = ready.result()
+        report.fetched = mapped.rows
+        if report.fetched != len(records):
+            raise SourceError(
+                f"{path.name}: the file has {len(records)} records but pandas read "
+                f"{report.fetched}; the file is not a consistent CSV"
+            )
+        with _timed(steps, "duplicates"):  # staged while the rows to store are encoded
+            conn.exec_driver_sql(
+                "CREATE TEMP TABLE _csv_rejects (line bigint, record_key text, reason text, "
+                "detail text, csv_line text) ON COMMIT DROP"
+            )
+            report.rejected.update(mapped.rejects["reason"].tolist())
+            _stage_rejects(conn, mapped.rejects, records)
+            good = _duplicate_rejects(conn, mapped, records, report)
+            valid = len(good)
         with _deferred_indexes(conn, steps) as deferred:
             table = "raw.crime_records" if deferred else "_csv_in"
             if not deferred:
@@ -776,23 +853,6 @@ def ingest_crime_csv(engine: Engine, path: Path, source: str | None = None) -> I
             finally:
                 stop.set()
                 steps["map_beside_copy"] = mapping.result()
-            report.fetched = sum(m.rows for m in stream.mapped)
-            if report.fetched != len(records):
-                raise SourceError(
-                    f"{path.name}: the file has {len(records)} records but pandas read "
-                    f"{report.fetched}; the file is not a consistent CSV"
-                )
-            with _timed(steps, "duplicates"):
-                conn.exec_driver_sql(
-                    "CREATE TEMP TABLE _csv_rejects (line bigint, record_key text, reason text, "
-                    "detail text, csv_line text) ON COMMIT DROP"
-                )
-                for mapped in stream.mapped:
-                    report.rejected.update(mapped.rejects["reason"].tolist())
-                    _stage_rejects(conn, mapped.rejects, records)
-                good = pd.concat([m.good[["record_id", "week_start"]] for m in stream.mapped])
-                good = _drop_duplicates(conn, table, good, records, report)
-                valid = len(good)
             if deferred:
                 loaded, updated = valid, 0
                 weeks = {d.date() for d in pd.to_datetime(good["week_start"].unique())}
@@ -823,44 +883,24 @@ def _stage_rejects(conn: Connection, rejects: pd.DataFrame, records: CsvRecords)
     copy_frame(conn, frame, "_csv_rejects", list(frame.columns))
 
 
-def _drop_duplicates(
-    conn: Connection, table: str, good: pd.DataFrame, records: CsvRecords, report: IngestReport
+def _duplicate_rejects(
+    conn: Connection, mapped: _MappedExport, records: CsvRecords, report: IngestReport
 ) -> pd.DataFrame:
-    """A key on several lines keeps its last line; the earlier ones become rejects and
-    their rows (already copied) are deleted: every row of the key whose line differs from
-    the last one's, then all but one of identical ones. Returns the kept rows."""
-    earlier = good[good["record_id"].duplicated(keep="last")]
-    if earlier.empty:
-        return good
-    rejects = pd.DataFrame(
-        {
-            "line": earlier.index,
-            "record_key": earlier["record_id"].to_numpy(),
-            "reason": lapd.DUPLICATE_KEY,
-            "detail": "a later line has the same key (line " + earlier.index.astype(str) + ")",
-        }
-    )
-    _stage_rejects(conn, rejects, records)
-    kept = good.drop_duplicates("record_id", keep="last")
-    last = kept[kept["record_id"].isin(earlier["record_id"])]
-    conn.execute(
-        sa.text(
-            f"""
-            DELETE FROM {table} AS t
-            USING unnest(CAST(:keys AS text[]), CAST(:lines AS text[])) AS k (record_id, line)
-            WHERE t.record_id = k.record_id
-              AND (t.csv_line <> k.line OR t.ctid <> (
-                  SELECT min(d.ctid) FROM {table} AS d
-                  WHERE d.record_id = k.record_id AND d.csv_line = k.line))
-            """
-        ),
-        {
-            "keys": last["record_id"].tolist(),
-            "lines": [bytes(b).decode() for b in records.lines(last.index.to_numpy() - 1)],
-        },
-    )
-    report.rejected.update(rejects["reason"].tolist())
-    return kept
+    """A key on several lines keeps its last line; the earlier ones become rejects (the
+    rows sent to COPY are the last lines only). Returns the kept rows."""
+    earlier = mapped.good[mapped.earlier]
+    if not earlier.empty:
+        rejects = pd.DataFrame(
+            {
+                "line": earlier.index,
+                "record_key": earlier["record_id"].to_numpy(),
+                "reason": lapd.DUPLICATE_KEY,
+                "detail": "a later line has the same key (line " + earlier.index.astype(str) + ")",
+            }
+        )
+        _stage_rejects(conn, rejects, records)
+        report.rejected.update(rejects["reason"].tolist())
+    return mapped.good[~mapped.earlier]
 
 
 _CSV_FORM = "s.payload, s.csv_layout, s.csv_fields, s.csv_line"
@@ -875,10 +915,15 @@ def _deferred_indexes(conn: Connection, steps: dict[str, float]) -> Iterator[boo
     per-row index insertions and trigger calls. The definitions are read from
     the catalog, dropped, and created again in the same transaction (a failure
     rolls them back with the rows). Yields False, changing nothing, when the
-    table has rows or a definition cannot be dropped.
+    table has rows or a definition cannot be dropped (or the table truncated).
     """
     has_rows = "SELECT EXISTS (SELECT 1 FROM raw.crime_records)"
-    if conn.exec_driver_sql(has_rows).scalar_one():
+    # The first look on a connection of its own: made in this transaction, it would hold
+    # a lock on the table to the end, and two imports that both looked before either
+    # asked for the exclusive lock would each wait for the other (a deadlock).
+    with conn.engine.connect() as look:
+        filled = look.exec_driver_sql(has_rows).scalar_one()
+    if filled:
         yield False
         return
     conn.exec_driver_sql("LOCK TABLE raw.crime_records IN ACCESS EXCLUSIVE MODE")
@@ -904,6 +949,10 @@ def _deferred_indexes(conn: Connection, steps: dict[str, float]) -> Iterator[boo
             conn.exec_driver_sql(f"DROP INDEX {name}")
         for name, _, _ in reversed(constraints):
             conn.exec_driver_sql(f'ALTER TABLE raw.crime_records DROP CONSTRAINT "{name}"')
+        # The table is empty and locked: truncated in this transaction, it gets a new file,
+        # which COPY fills page after page without looking for free space in earlier ones,
+        # so the heap keeps the order the rows are sent in (see _produce).
+        conn.exec_driver_sql("TRUNCATE raw.crime_records")
     except sa.exc.DBAPIError as exc:  # something depends on them: load the ordinary way
         log.info("indexes of raw.crime_records stay during the load: %s", exc)
         savepoint.rollback()
