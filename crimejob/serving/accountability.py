@@ -24,7 +24,6 @@ it is across divisions, how stable the flags are, and whether the intervals held
 
 from __future__ import annotations
 
-from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
@@ -113,20 +112,6 @@ def disparity(by_area: pd.DataFrame) -> dict[str, Any]:
         )
     out["area_worst_deviance"] = str(by_area.loc[by_area["poisson_deviance"].idxmax(), "area_name"])
     return out
-
-
-def previous_forecast(conn: Connection, week: date, model_name: str, n_cells: int):
-    """The same model's forecast of the week before (cell_id order), or None."""
-    rows = conn.execute(
-        sa.text(
-            "SELECT predicted FROM ml.forecasts WHERE target_week = :w AND model_name = :m "
-            "ORDER BY cell_id"
-        ),
-        {"w": week - timedelta(weeks=1), "m": model_name},
-    ).all()
-    if len(rows) != n_cells:
-        return None
-    return np.array([r.predicted for r in rows], np.float64)
 
 
 def week_extras(
