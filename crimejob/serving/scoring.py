@@ -75,31 +75,23 @@ _ACTIVE = sa.text(
     GROUP BY cell_id HAVING sum(incident_count) > 0
     """
 )
-# Whether a week's stored errors are the errors of its forecasts as they are now: one
-# error row per forecast row, with the same model version, production flag and
-# prediction. Then a rescore only has to bring the actual counts up to date.
-_ERRORS_MATCH = sa.text(
-    """
-    SELECT w.week,
-           (SELECT count(*) FROM ml.forecasts WHERE target_week = w.week) AS forecasts,
-           (SELECT count(*) FROM ml.forecast_errors WHERE target_week = w.week) AS errors,
-           (SELECT count(*) FROM ml.forecasts AS f JOIN ml.forecast_errors AS e
-                USING (target_week, model_name, cell_id)
-            WHERE f.target_week = w.week AND e.model_version = f.model_version
-              AND e.is_production = f.is_production AND e.predicted = f.predicted) AS matching
-    FROM unnest(CAST(:weeks AS date[])) AS w (week)
-    """
+# The stored errors of the weeks scored, to find those a rescore has to rewrite.
+_ERRORS = (
+    "SELECT target_week, model_name, cell_id, model_version, "
+    "is_production::int AS is_production, predicted, actual "
+    "FROM ml.forecast_errors WHERE target_week = ANY(%(weeks)s::date[]) "
+    "ORDER BY target_week, model_name, cell_id"
 )
-# The errors of a week whose forecasts did not change: only the cells whose count did
-# (late reports) are rewritten, to the values a full rescore writes (the subtraction
-# in double precision, as numpy's).
+# The error rows whose count moved, keyed by their whole primary key (a join to the
+# week's grid rows let a planner with stale statistics scan the week's 40,500 error
+# rows once per cell); the error subtracted in double precision, as numpy does.
 _UPDATE_ACTUALS = sa.text(
     """
     UPDATE ml.forecast_errors AS e
-    SET actual = g.violent_count, error = e.predicted - g.violent_count, scored_at = now()
-    FROM grid.weekly AS g
-    WHERE e.target_week = :week AND g.week_start = :week AND g.cell_id = e.cell_id
-      AND e.actual <> g.violent_count
+    SET actual = c.actual, error = e.predicted - c.actual, scored_at = now()
+    FROM unnest(CAST(:models AS text[]), CAST(:cells AS integer[]), CAST(:actuals AS integer[]))
+         AS c (model_name, cell_id, actual)
+    WHERE e.target_week = :week AND e.model_name = c.model_name AND e.cell_id = c.cell_id
     """
 )
 SCORE_COLUMNS = tuple(k for k in METRIC_KEYS if k != "actual_total")
@@ -170,6 +162,29 @@ def _read_actuals(conn, weeks: list[date]) -> dict[date, np.ndarray]:
     }
 
 
+def _read_errors(conn, weeks: list[date]) -> pd.DataFrame:
+    frame = read_query(
+        conn,
+        _ERRORS,
+        {"weeks": weeks},
+        dtype={"target_week": str, "model_name": str, "model_version": str},
+        keep_default_na=False,
+    )
+    frame["target_week"] = _dates(frame["target_week"])
+    frame["is_production"] = frame["is_production"].astype(bool)
+    return frame
+
+
+def _same_forecasts(stored: pd.DataFrame, forecasts: pd.DataFrame) -> bool:
+    """Whether ``stored`` (a week's error rows) are one per row of ``forecasts`` (the
+    week's forecasts, in the same key order) with the same version, production flag and
+    prediction: then only their actual counts can be out of date."""
+    return len(stored) == len(forecasts) and all(
+        np.array_equal(stored[column].to_numpy(), forecasts[column].to_numpy())
+        for column in ("model_name", "cell_id", "model_version", "is_production", "predicted")
+    )
+
+
 def score_target_week(engine: Engine, week: date) -> dict:
     """Write errors and scores of every forecast for ``week``; a no-op when there is none."""
     with engine.begin() as conn:
@@ -185,12 +200,9 @@ def _score_weeks(conn, weeks: list[date]) -> list[dict]:
     actuals = _read_actuals(conn, weeks)
     first_incident = first_incident_weeks(conn)
     areas = load_areas(conn)
-    matching = {
-        r.week: r.forecasts == r.errors == r.matching
-        for r in conn.execute(_ERRORS_MATCH, {"weeks": weeks})
-    }
+    stored = dict(tuple(_read_errors(conn, weeks).groupby("target_week", sort=False)))
     return [
-        _score_week(conn, week, by_week, actuals.get(week), first_incident, areas, matching)
+        _score_week(conn, week, by_week, actuals.get(week), first_incident, areas, stored)
         for week in weeks
     ]
 
@@ -202,7 +214,7 @@ def _score_week(
     actual: np.ndarray | None,
     first_incident: np.ndarray,
     areas: pd.DataFrame,
-    matching: dict[date, bool],
+    stored_errors: dict[date, pd.DataFrame],
 ) -> dict:
     forecasts = by_week.get(week)
     if forecasts is None or forecasts.empty:
@@ -277,9 +289,21 @@ def _score_week(
                 **disparity(by_area),
             }
         )
-    if matching.get(week):
+    stored = stored_errors.get(week)
+    if stored is not None and _same_forecasts(stored, forecasts):
         # the stored errors are these forecasts' errors: rewrite the cells whose count moved
-        conn.execute(_UPDATE_ACTUALS, {"week": week})
+        expected = actual[stored["cell_id"].to_numpy()]
+        moved = stored["actual"].to_numpy() != expected
+        if moved.any():
+            conn.execute(
+                _UPDATE_ACTUALS,
+                {
+                    "week": week,
+                    "models": stored["model_name"].to_numpy()[moved].tolist(),
+                    "cells": stored["cell_id"].to_numpy()[moved].tolist(),
+                    "actuals": expected[moved].tolist(),
+                },
+            )
     else:
         conn.execute(sa.text("DELETE FROM ml.forecast_errors WHERE target_week = :w"), {"w": week})
         error_frame = pd.concat(errors, ignore_index=True)
