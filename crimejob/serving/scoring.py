@@ -29,6 +29,8 @@ from crimejob.dbcopy import copy_frame, read_query
 from crimejob.grid.cells import N_CELLS
 from crimejob.models.metrics import METRIC_KEYS, score_forecast
 from crimejob.serving.accountability import (
+    AreaCells,
+    area_cells,
     disparity,
     load_areas,
     scores_by_area,
@@ -199,7 +201,7 @@ def _score_weeks(conn, weeks: list[date]) -> list[dict]:
     by_week = dict(tuple(forecasts.groupby("target_week", sort=False)))
     actuals = _read_actuals(conn, weeks)
     first_incident = first_incident_weeks(conn)
-    areas = load_areas(conn)
+    areas = area_cells(load_areas(conn))
     stored = dict(tuple(_read_errors(conn, weeks).groupby("target_week", sort=False)))
     return [
         _score_week(conn, week, by_week, actuals.get(week), first_incident, areas, stored)
@@ -213,7 +215,7 @@ def _score_week(
     by_week: dict[date, pd.DataFrame],
     actual: np.ndarray | None,
     first_incident: np.ndarray,
-    areas: pd.DataFrame,
+    areas: AreaCells,
     stored_errors: dict[date, pd.DataFrame],
 ) -> dict:
     forecasts = by_week.get(week)
