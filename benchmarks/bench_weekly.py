@@ -84,6 +84,7 @@ def main() -> None:
             profiler.disable()
             profiler.dump_stats(args.profile)
         backfill_steps = _backfill_step_seconds(engine, filled.ran)
+        productions = _productions(engine)
         engine.dispose()
 
     steps = list(weekly.step_seconds)
@@ -105,7 +106,23 @@ def main() -> None:
         + "".join(f"{backfill_steps.get(s, 0.0):>14.2f}" for s in steps)
     )
     print()
+    print("production by target week:", productions)
+    print("model card at the backfill's end:", filled.cards)
     print("train step of the weekly run:", weekly.steps["train"].summary())
+
+
+def _productions(engine) -> str:
+    """Which model production forecast each target week with (where the card comes from)."""
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT DISTINCT target_week, model_name, model_version FROM ml.forecasts "
+                "WHERE is_production ORDER BY target_week"
+            )
+        ).all()
+    return ", ".join(f"{r.target_week:%m-%d} {r.model_name} {r.model_version}" for r in rows)
 
 
 def _backfill_step_seconds(engine, weeks) -> dict[str, float]:

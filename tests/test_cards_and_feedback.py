@@ -210,3 +210,52 @@ def test_zero_forecasts_stay_out_of_the_capture_of_a_stored_week(clean_db):
                         "FROM ml.forecasts", clean_db)  # fmt: skip
 
     assert flags["n"][0] == 10 and flags["s"][0] == pytest.approx(10)
+
+
+@pytest.mark.slow
+def test_a_backfills_card_takes_a_recent_feedback_check_from_the_stored_card(
+    production_weeks, tmp_path, monkeypatch
+):
+    from crimejob.serving.cards import (
+        FEEDBACK_REUSE_WEEKS,
+        build_card,
+        refresh_backfill_cards,
+        refresh_production_card,
+    )
+
+    monkeypatch.setenv("CRIMEJOB_MODEL_DIR", str(tmp_path / "models"))
+    engine = production_weeks
+    refresh_production_card(engine, WEEK)  # mean_4w's card, its check run on the counts now
+    first = pd.read_sql("SELECT * FROM ml.model_cards", engine).iloc[0]
+    assert first["feedback_through"] == WEEK and "through " + str(WEEK) in first["card"]
+
+    # a backfill: production goes to ewma and back to mean_4w; a week more of counts
+    history = la_world(seed=4, start=WEEK - timedelta(weeks=9), weeks=11).history()
+    store_history(engine, history)
+    ahead, back = WEEK + timedelta(weeks=1), WEEK + timedelta(weeks=2)
+    for target, production in ((ahead, "ewma"), (back, "mean_4w")):
+        write_forecasts(engine, target, target - timedelta(weeks=1), [
+            ModelForecast(name, "baseline", name == production, np.full(N_CELLS, 0.4), 0.1)
+            for name in ("ewma", "mean_4w")
+        ])  # fmt: skip
+    refresh_backfill_cards(engine, [ahead, back])
+
+    card = pd.read_sql("SELECT * FROM ml.model_cards", engine).iloc[0]
+    assert card["model_name"] == "mean_4w" and card["generated_at"] > first["generated_at"]
+    # the check is the stored one, said to be; every other section is built now
+    assert card["feedback"] == first["feedback"] and card["feedback_through"] == WEEK
+    assert card["feedback"] in card["card"] and "previous card" in card["card"]
+    fresh = build_card(engine, "mean_4w", "baseline")
+    assert fresh.feedback.through == ahead
+    strip = lambda text: text.split("## Feedback loop")[0].split("\n", 3)[3]  # noqa: E731
+    assert strip(card["card"]) == strip(fresh.text)  # all but the "Generated ..." line
+
+    # a check calibrated more than FEEDBACK_REUSE_WEEKS before the newest counts is rerun
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE ml.model_cards SET feedback_through = :t"),
+            {"t": ahead - timedelta(weeks=FEEDBACK_REUSE_WEEKS + 1)},
+        )
+    refresh_backfill_cards(engine, [ahead, back])
+    rerun = pd.read_sql("SELECT * FROM ml.model_cards", engine).iloc[0]
+    assert rerun["feedback_through"] == ahead and "previous card" not in rerun["card"]

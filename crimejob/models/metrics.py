@@ -118,12 +118,16 @@ def flag_jaccard(first: np.ndarray, second: np.ndarray, share: float) -> float:
     return float(np.minimum(a, b).sum() / union) if union > 0 else float("nan")
 
 
-def _hotspot_metrics(pred: np.ndarray, actual: np.ndarray) -> dict[str, float]:
+def hotspot_metrics(
+    pred: np.ndarray, actual: np.ndarray, budgets: dict[str, float] = BUDGETS
+) -> dict[str, float]:
+    """Hit rate, PAI and PEI at each of ``budgets`` (float64 arrays of one size); a budget
+    is scored alone, so asking for fewer gives the same numbers for those."""
     n = pred.size
     total = float(actual.sum())
     best_first = np.sort(actual)[::-1]
     out: dict[str, float] = {}
-    for label, share in BUDGETS.items():
+    for label, share in budgets.items():
         k = budget_cells(n, share)
         caught = float(flag_weights(pred, k) @ actual)
         best = float(best_first[:k].sum())
@@ -159,7 +163,7 @@ def score_forecast(
         "mae": float(np.abs(error).mean()),
         "rmse": float(np.sqrt(np.square(error).mean())),
         "poisson_deviance": float(deviance.mean()),
-        **_hotspot_metrics(pred, act),
+        **hotspot_metrics(pred, act),
         "actual_total": total,
         "predicted_total": predicted_total,
         "mass_ratio": predicted_total / total if total > 0 else float("nan"),

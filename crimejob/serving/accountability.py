@@ -24,7 +24,6 @@ it is across divisions, how stable the flags are, and whether the intervals held
 
 from __future__ import annotations
 
-from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
@@ -32,7 +31,12 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from crimejob.models.metrics import flag_jaccard, poisson_deviance_per_cell, score_forecast
+from crimejob.models.metrics import (
+    BUDGETS,
+    flag_jaccard,
+    hotspot_metrics,
+    poisson_deviance_per_cell,
+)
 from crimejob.models.uncertainty import Predictive, interval_coverage, pit_coverage
 
 AREA_COLUMNS = (
@@ -58,39 +62,53 @@ def load_areas(conn: Connection) -> pd.DataFrame:
     )
 
 
+AreaCells = list[tuple[int, str, np.ndarray]]
+
+
+def area_cells(areas: pd.DataFrame) -> AreaCells:
+    """Each division's (area_code, area_name, cell ids), in code order: grouped once for
+    every forecast a score step scores."""
+    return [
+        (int(code), name, cells["cell_id"].to_numpy())
+        for (code, name), cells in areas.groupby(["area_code", "area_name"], sort=True)
+    ]
+
+
 def scores_by_area(
     predicted: np.ndarray,
     actual: np.ndarray,
-    areas: pd.DataFrame,
+    areas: pd.DataFrame | AreaCells,
     low: np.ndarray | None = None,
     high: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """One row per division: its errors and hotspot metrics at its own 5% budget."""
+    """One row per division: its errors and hotspot metrics at its own 5% budget (the
+    numbers :func:`crimejob.models.metrics.score_forecast` gives on its cells)."""
     pred = np.asarray(predicted, np.float64).ravel()
     act = np.asarray(actual, np.float64).ravel()
     deviance = poisson_deviance_per_cell(pred, act)
+    groups = area_cells(areas) if isinstance(areas, pd.DataFrame) else areas
     rows = []
-    for (code, name), cells in areas.groupby(["area_code", "area_name"], sort=True):
-        idx = cells["cell_id"].to_numpy()
-        scores = score_forecast(pred[idx], act[idx])
+    for code, name, idx in groups:
+        p, a = pred[idx], act[idx]
+        hotspots = hotspot_metrics(p, a, {"5pct": BUDGETS["5pct"]})
         rows.append(
-            {
-                "area_code": int(code),
-                "area_name": name,
-                "cells": int(idx.size),
-                "mae": scores["mae"],
-                "poisson_deviance": float(deviance[idx].mean()),
-                "hit_rate_5pct": scores["hit_rate_5pct"],
-                "pai_5pct": scores["pai_5pct"],
-                "pei_5pct": scores["pei_5pct"],
-                "actual_total": int(act[idx].sum()),
-                "predicted_total": float(pred[idx].sum()),
-                "coverage_90": (
-                    interval_coverage(act[idx], low[idx], high[idx])
+            (
+                code,
+                name,
+                int(idx.size),
+                float(np.abs(p - a).mean()),
+                float(deviance[idx].mean()),
+                hotspots["hit_rate_5pct"],
+                hotspots["pai_5pct"],
+                hotspots["pei_5pct"],
+                int(a.sum()),
+                float(p.sum()),
+                (
+                    interval_coverage(a, low[idx], high[idx])
                     if low is not None and high is not None
                     else float("nan")
                 ),
-            }
+            )
         )
     return pd.DataFrame(rows, columns=list(AREA_COLUMNS))
 
@@ -113,20 +131,6 @@ def disparity(by_area: pd.DataFrame) -> dict[str, Any]:
         )
     out["area_worst_deviance"] = str(by_area.loc[by_area["poisson_deviance"].idxmax(), "area_name"])
     return out
-
-
-def previous_forecast(conn: Connection, week: date, model_name: str, n_cells: int):
-    """The same model's forecast of the week before (cell_id order), or None."""
-    rows = conn.execute(
-        sa.text(
-            "SELECT predicted FROM ml.forecasts WHERE target_week = :w AND model_name = :m "
-            "ORDER BY cell_id"
-        ),
-        {"w": week - timedelta(weeks=1), "m": model_name},
-    ).all()
-    if len(rows) != n_cells:
-        return None
-    return np.array([r.predicted for r in rows], np.float64)
 
 
 def week_extras(

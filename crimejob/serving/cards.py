@@ -47,11 +47,27 @@ _BOARD = (
 )
 
 
+#: A backfill's card takes the feedback-loop check from the version's stored card when that
+#: check was calibrated to counts at most this many weeks older than the newest (the
+#: retrain cycle); an older one is rerun.
+FEEDBACK_REUSE_WEEKS = 13
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """A card's feedback-loop section and the last week of counts it was calibrated to
+    (None: not run, nothing to reuse)."""
+
+    lines: tuple[str, ...]
+    through: date | None = None
+
+
 @dataclass(frozen=True)
 class ModelCard:
     model_name: str
     model_version: str
     text: str
+    feedback: Feedback | None = None
 
 
 def production_model(engine: Engine) -> tuple[str, str]:
@@ -238,7 +254,7 @@ def _reliability(engine: Engine, name: str) -> str:
     return _table(pd.DataFrame(rows))
 
 
-def _feedback_section(engine: Engine, name: str, version: str) -> list[str]:
+def _feedback_section(engine: Engine, name: str, version: str) -> Feedback:
     from crimejob.config import get_settings
     from crimejob.grid.gridstore import aggregated_weeks, contiguous_since, load_history
     from crimejob.models.forecasters import BASELINES, get_forecaster
@@ -249,7 +265,9 @@ def _feedback_section(engine: Engine, name: str, version: str) -> list[str]:
     first = contiguous_since(engine, weeks[-1]) if weeks else None
     run = [w for w in weeks if first is not None and w >= first][-60:]
     if len(run) < 8:
-        return ["_Not run: fewer than 8 consecutive aggregated weeks to calibrate the world._"]
+        return Feedback(
+            ("_Not run: fewer than 8 consecutive aggregated weeks to calibrate the world._",)
+        )
     history = load_history(engine, run[-1], since=run[0])
     forecasters = {b: get_forecaster(b) for b in BASELINES}
     if version != BASELINE_VERSION:
@@ -259,8 +277,8 @@ def _feedback_section(engine: Engine, name: str, version: str) -> list[str]:
         }
     weeks = get_settings().card_feedback_weeks
     rows = run_check(forecasters, history, weeks=weeks, seeds=1)
-    return [
-        f"A {weeks}-week simulation calibrated to the last year of counts "
+    lines = (
+        f"A {weeks}-week simulation calibrated to the year of counts through {run[-1]} "
         "(`crimejob.serving.feedback`): patrols go to the flagged 5%, the public reports half "
         "of all incidents, patrols find half of the rest in flagged cells, and the true hotspots "
         "drift. `all_records` feeds the model every police record; `public_only` only the "
@@ -271,7 +289,31 @@ def _feedback_section(engine: Engine, name: str, version: str) -> list[str]:
         "```",
         format_check(rows),
         "```",
-    ]
+    )
+    return Feedback(lines, run[-1])
+
+
+def stored_feedback(engine: Engine, model_name: str, version: str) -> Feedback | None:
+    """The feedback-loop check of the version's stored card, when it was calibrated to
+    counts at most :data:`FEEDBACK_REUSE_WEEKS` weeks older than the newest aggregated
+    week; else None (rerun it)."""
+    from crimejob.grid.gridstore import aggregated_weeks
+
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text(
+                "SELECT feedback, feedback_through FROM ml.model_cards "
+                "WHERE model_name = :m AND model_version = :v AND feedback IS NOT NULL "
+                "AND feedback_through IS NOT NULL"
+            ),
+            {"m": model_name, "v": str(version)},
+        ).first()
+    weeks = aggregated_weeks(engine)
+    if row is None or not weeks:
+        return None
+    if row.feedback_through < weeks[-1] - timedelta(weeks=FEEDBACK_REUSE_WEEKS):
+        return None
+    return Feedback(tuple(row.feedback.split("\n")), row.feedback_through)
 
 
 def _data_section(engine: Engine) -> list[str]:
@@ -311,9 +353,14 @@ def _data_section(engine: Engine) -> list[str]:
 
 
 def build_card(
-    engine: Engine, model_name: str | None = None, version: str | None = None
+    engine: Engine,
+    model_name: str | None = None,
+    version: str | None = None,
+    feedback: Feedback | None = None,
 ) -> ModelCard:
-    """The card of ``model_name`` ``version`` (default: the model production uses now)."""
+    """The card of ``model_name`` ``version`` (default: the model production uses now),
+    every section from the database now; ``feedback``: the feedback-loop check taken from
+    the version's stored card (:func:`stored_feedback`) instead of run again."""
     if model_name is None:
         model_name, version = production_model(engine)
     version = str(version or BASELINE_VERSION)
@@ -420,10 +467,20 @@ def build_card(
             _table(stab),
         ]
     lines += ["", "## Feedback loop", ""]
-    try:
-        lines += _feedback_section(engine, model_name, version)
-    except DataError as exc:
-        lines.append(f"_Not run: {exc}_")
+    if feedback is not None:
+        lines += [
+            f"_The check of this version's previous card, calibrated to the counts through "
+            f"{feedback.through}: a backfill's card reruns it only when those are more than "
+            f"{FEEDBACK_REUSE_WEEKS} weeks older than the newest (`crimejob card --store` "
+            "reruns it now)._",
+            "",
+        ]
+    else:
+        try:
+            feedback = _feedback_section(engine, model_name, version)
+        except DataError as exc:
+            feedback = Feedback((f"_Not run: {exc}_",))
+    lines += feedback.lines
     lines += [
         "",
         "**What the design does about it.** The model is meant to learn from incidents the "
@@ -436,7 +493,7 @@ def build_card(
         "forecast is shown beside the baselines.",
         "",
     ]
-    return ModelCard(model_name, version, "\n".join(lines))
+    return ModelCard(model_name, version, "\n".join(lines), feedback)
 
 
 def card_path(engine: Engine, card: ModelCard) -> Path:
@@ -454,14 +511,25 @@ def store_card(engine: Engine, card: ModelCard) -> Path:
     path = card_path(engine, card)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(card.text)
+    through = card.feedback.through if card.feedback is not None else None
     with engine.begin() as conn:
         conn.execute(
             sa.text(
-                "INSERT INTO ml.model_cards (model_name, model_version, card, path) "
-                "VALUES (:m, :v, :c, :p) ON CONFLICT (model_name, model_version) DO UPDATE "
-                "SET card = EXCLUDED.card, path = EXCLUDED.path, generated_at = now()"
+                "INSERT INTO ml.model_cards "
+                "(model_name, model_version, card, path, feedback, feedback_through) "
+                "VALUES (:m, :v, :c, :p, :f, :t) ON CONFLICT (model_name, model_version) "
+                "DO UPDATE SET card = EXCLUDED.card, path = EXCLUDED.path, generated_at = now(), "
+                "feedback = EXCLUDED.feedback, feedback_through = EXCLUDED.feedback_through"
             ),
-            {"m": card.model_name, "v": card.model_version, "c": card.text, "p": str(path)},
+            {
+                "m": card.model_name,
+                "v": card.model_version,
+                "c": card.text,
+                "p": str(path),
+                # only a check that ran is kept for reuse
+                "f": "\n".join(card.feedback.lines) if through is not None else None,
+                "t": through,
+            },
         )
     return path
 
@@ -491,7 +559,11 @@ def refresh_backfill_cards(engine: Engine, target_weeks: list[date]) -> dict[str
     Before, a backfill rebuilt a card, with a 26-week feedback simulation of every
     baseline, each time production changed hands; the card of a model production only
     in the middle of a backfill is built when it is production again (or by
-    ``crimejob card --store``)."""
+    ``crimejob card --store``). The feedback-loop check (most of a card's time: lightgbm
+    refitted in a 26-week simulation) is taken from the version's stored card when that
+    was calibrated within :data:`FEEDBACK_REUSE_WEEKS` weeks of the newest counts, as after
+    a short backfill that ends with the model production before it (the card says so);
+    every other section is built from the database now."""
     weeks = sorted(target_weeks)
     if not weeks:
         return {"card": "no week"}
@@ -506,13 +578,17 @@ def refresh_backfill_cards(engine: Engine, target_weeks: list[date]) -> dict[str
         for b, p in zip([before, *productions[:-1]], productions, strict=True)
     )
     if changed:
-        return _store_production_card(engine, now)
+        return _store_production_card(engine, now, reuse_feedback=True)
     return refresh_production_card(engine, weeks[-1])
 
 
-def _store_production_card(engine: Engine, now) -> dict[str, Any]:
+def _store_production_card(engine: Engine, now, reuse_feedback: bool = False) -> dict[str, Any]:
     try:
-        path = store_card(engine, build_card(engine, now.model_name, now.model_version))
+        feedback = (
+            stored_feedback(engine, now.model_name, now.model_version) if reuse_feedback else None
+        )
+        card = build_card(engine, now.model_name, now.model_version, feedback)
+        path = store_card(engine, card)
     except Exception as exc:  # noqa: BLE001 - the forecast is published; the card can wait
         log.exception("model card of %s %s could not be built", now.model_name, now.model_version)
         return {"card": f"failed: {exc}"}
