@@ -198,7 +198,7 @@ def measure(url: sa.URL, args: argparse.Namespace, csv_path: Path, results: list
         for step, seconds in import_steps(engine).items():
             detail = "from ops.runs.step_seconds"
             if step == "map_beside_copy":
-                detail += " (pandas mapping and encoding, beside the COPY: not in the sum)"
+                detail += " (encoding the rows, beside the COPY: not in the sum)"
             results.append((f"  step {step}", f"{seconds:.1f} s", detail))
         payload_s = payload_alone(engine)
         results.append(

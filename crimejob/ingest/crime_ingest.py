@@ -62,7 +62,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -343,11 +343,11 @@ def ingest_crime_api(
 
 # --- the portal CSV export --------------------------------------------------------
 #
-# Each stored row is sent whole, once: numpy finds the file's records (byte ranges)
-# while pandas, in a thread, reads and maps only the fields the mapping needs; the rows
-# to store (the last line of each key) then go out in the order of their key as COPY's
-# binary format (the mapped columns and the record's line as written), one chunk encoded
-# while the last is stored. Into an empty table the rows go straight into
+# Each stored row is sent whole, once: numpy finds the file's records (byte ranges),
+# then pandas reads and maps only the fields the mapping needs; the rows to store (the
+# last line of each key) go out in the order of their key as COPY's binary format (the
+# mapped columns and the record's line as written), one chunk encoded in a thread while
+# the last is stored. Into an empty table the rows go straight into
 # raw.crime_records (truncated first, so the heap keeps that order; indexes built after,
 # the key order making the primary key's sort one pass); otherwise into a staging table
 # merged with one INSERT ... ON CONFLICT. No jsonb is built: the payload is derived from
@@ -466,34 +466,26 @@ class CsvRecords:
         return records
 
     def _check_fields(self, buf: np.ndarray, quotes: np.ndarray, path: Path) -> None:
-        """Every record has the header's number of fields (commas outside quotes + 1).
-
-        Cheap when it holds: the commas outside quotes, in order, then fall in groups of
-        the header's count, the first of each group in its record and the last too."""
+        """Every record has the header's number of fields (commas outside quotes + 1)."""
         if not len(self.starts):
             return
         commas = np.flatnonzero(buf == 44)
-        if len(quotes):  # drop the commas inside a quoted span (between quote 2k and 2k+1)
-            size = len(commas) + 1
-            opened = np.bincount(np.searchsorted(commas, quotes[0::2]), minlength=size)
-            closed = np.bincount(np.searchsorted(commas, quotes[1::2]), minlength=size)
-            commas = commas[np.cumsum(opened[:-1] - closed[:-1]) == 0]
-        header = int(np.searchsorted(commas, self.ends[0]))
-        if len(commas) == len(self.starts) * header and (
-            header == 0
-            or (
-                bool((commas[0::header] >= self.starts).all())
-                and bool((commas[header - 1 :: header] < self.ends).all())
-            )
-        ):
-            return
         per_record = np.searchsorted(commas, self.ends) - np.searchsorted(commas, self.starts)
-        bad = int(np.flatnonzero(per_record != header)[0])
-        raise SourceError(
-            f"{path.name} is not a readable CSV file: record {bad} (from line "
-            f"{self.line_number(bad)}) has {per_record[bad] + 1} fields, the header "
-            f"{header + 1}"
-        )
+        if len(quotes):  # commas inside a quoted span (between quote 2k and 2k+1) do not count
+            opened, closed = quotes[0::2], quotes[1::2]
+            inside = np.searchsorted(commas, closed) - np.searchsorted(commas, opened)
+            record = np.searchsorted(self.starts, opened, side="right") - 1
+            per_record = per_record - np.bincount(
+                record, weights=inside, minlength=len(self.starts)
+            ).astype(np.int64)
+        wrong = np.flatnonzero(per_record != per_record[0])
+        if len(wrong):
+            bad = int(wrong[0])
+            raise SourceError(
+                f"{path.name} is not a readable CSV file: record {bad} (from line "
+                f"{self.line_number(bad)}) has {per_record[bad] + 1} fields, the header "
+                f"{per_record[0] + 1}"
+            )
 
     def line_number(self, record: int) -> int:
         """The file line a record starts on (1 = the header)."""
@@ -717,19 +709,24 @@ class _CopyStream:
         return self.pending.pop(0) if self.pending else b""
 
 
-def _produce(
-    path: Path,
-    adapter: lapd.DatasetAdapter,
-    found: Future[CsvRecords],
+def _read_and_map(path: Path, adapter: lapd.DatasetAdapter) -> _MappedExport:
+    """The export read by pandas (only the fields the mapping needs) and mapped as one."""
+    frames = list(lapd.read_portal_csv(path, CSV_READ_ROWS, lapd.mapped_fields(adapter)))
+    frame = pd.concat(frames) if len(frames) > 1 else frames[0]
+    frame.index = pd.RangeIndex(2, 2 + len(frame))  # line 1 is the header
+    return _map_export(frame, adapter, path.name)
+
+
+def _encode_rows(
+    mapped: _MappedExport,
+    records: CsvRecords,
     encoder: _RowEncoder,
-    ready: Future[_MappedExport],
     out: queue.Queue,
     stop: threading.Event,
 ) -> float:
-    """Read and map the export into ``ready`` while the caller finds its records
-    (``found``), then encode the rows to store (the last line of each key) in the order
-    of their key, chunk by chunk into ``out`` (then None, or the exception that stopped
-    it); returns the seconds it took. Stops once ``stop`` is set.
+    """Encode the rows to store (the last line of each key) in the order of their key,
+    chunk by chunk into ``out`` (then None, or the exception that stopped it); returns
+    the seconds it took. Stops once ``stop`` is set.
 
     Why the key order: the rows go into the heap sorted by ``record_id`` (and, where the
     incident is the record, by ``incident_id``), and PostgreSQL's sort checks for
@@ -747,23 +744,13 @@ def _produce(
                 continue
 
     try:
-        fields = lapd.mapped_fields(adapter)
-        frames = list(lapd.read_portal_csv(path, CSV_READ_ROWS, fields))
-        frame = pd.concat(frames) if len(frames) > 1 else frames[0]
-        frame.index = pd.RangeIndex(2, 2 + len(frame))  # line 1 is the header
-        mapped = _map_export(frame, adapter, path.name)
-        ready.set_result(mapped)
-        records = found.result()
-        if mapped.rows == len(records):  # else the caller compares the counts
-            good = mapped.good.iloc[mapped.stored]
-            for first in range(0, len(good), CSV_CHUNK_ROWS):
-                if stop.is_set():
-                    break
-                put(encoder.encode(good.iloc[first : first + CSV_CHUNK_ROWS], records))
+        good = mapped.good.iloc[mapped.stored]
+        for first in range(0, len(good), CSV_CHUNK_ROWS):
+            if stop.is_set():
+                break
+            put(encoder.encode(good.iloc[first : first + CSV_CHUNK_ROWS], records))
         put(None)
-    except BaseException as exc:  # handed to the caller and the COPY, which fail with it
-        if not ready.done():
-            ready.set_exception(exc)
+    except BaseException as exc:  # handed to the COPY, which fails with it
         put(exc)
     return time.perf_counter() - started
 
@@ -802,7 +789,7 @@ def ingest_crime_csv(engine: Engine, path: Path, source: str | None = None) -> I
     stop = threading.Event()
     with (
         _run(engine, params, report) as steps,
-        ThreadPoolExecutor(1, thread_name_prefix="csv-map") as pool,
+        ThreadPoolExecutor(1, thread_name_prefix="csv-encode") as pool,
         _set_on_exit(stop),  # before the pool waits for its thread, whatever happened
         engine.begin() as conn,
     ):
@@ -811,26 +798,21 @@ def ingest_crime_csv(engine: Engine, path: Path, source: str | None = None) -> I
         conn.exec_driver_sql(f"SET LOCAL work_mem = '{CSV_WORK_MEM}'")
         conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{CSV_WORK_MEM}'")
         encoder = _RowEncoder(engine, dataset_id, adapter.series, _csv_layout_id(conn, layout))
-        chunks: queue.Queue = queue.Queue(maxsize=2)
-        stream = _CopyStream(chunks)
-        found: Future[CsvRecords] = Future()
-        ready: Future[_MappedExport] = Future()
-        mapping = pool.submit(_produce, path, adapter, found, encoder, ready, chunks, stop)
-        try:
-            with _timed(steps, "find_records"):
-                records = CsvRecords.read(path)
-        except BaseException as exc:
-            found.set_exception(exc)
-            raise
-        found.set_result(records)
+        # numpy finds the records, then pandas maps them (both hold the interpreter for
+        # long stretches: run side by side, each waited for the other).
+        with _timed(steps, "find_records"):
+            records = CsvRecords.read(path)
         with _timed(steps, "map_and_copy"):
-            mapped = ready.result()
+            mapped = _read_and_map(path, adapter)
         report.fetched = mapped.rows
         if report.fetched != len(records):
             raise SourceError(
                 f"{path.name}: the file has {len(records)} records but pandas read "
                 f"{report.fetched}; the file is not a consistent CSV"
             )
+        chunks: queue.Queue = queue.Queue(maxsize=2)
+        stream = _CopyStream(chunks)
+        encoding = pool.submit(_encode_rows, mapped, records, encoder, chunks, stop)
         with _timed(steps, "duplicates"):  # staged while the rows to store are encoded
             conn.exec_driver_sql(
                 "CREATE TEMP TABLE _csv_rejects (line bigint, record_key text, reason text, "
@@ -852,7 +834,7 @@ def ingest_crime_csv(engine: Engine, path: Path, source: str | None = None) -> I
                     _copy_rows(conn, table, stream, path)
             finally:
                 stop.set()
-                steps["map_beside_copy"] = mapping.result()
+                steps["map_beside_copy"] = encoding.result()
             if deferred:
                 loaded, updated = valid, 0
                 weeks = {d.date() for d in pd.to_datetime(good["week_start"].unique())}
