@@ -173,17 +173,22 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-# Test files that take the longest, longest first: they are handed out first (``scripts/test``
-# gives each free worker the next test), so that no long test starts last and leaves the
-# other workers idle while it runs alone.
+# Test files that take the longest in all (the sum of their tests, from ``--durations=0``),
+# longest first: they are handed out first (``scripts/test`` gives each free worker the next
+# file), so that no long file starts last and leaves the other workers idle while it runs.
 _LONGEST_FIRST = (
-    "test_live_portal.py",
-    "test_airflow_celery.py",
     "test_dag.py",
-    "test_demo.py",
+    "test_sparse_cnn.py",
+    "test_airflow_celery.py",
+    "test_live_portal.py",
+    "test_training_registry.py",
+    "test_keras_backends.py",
     "test_weekly_run.py",
+    "test_demo.py",
+    "test_champion.py",
     "test_field_baselines.py",
     "test_backtest.py",
+    "test_rate_cnn.py",
 )
 
 
