@@ -15,6 +15,8 @@ from crimejob.grid.cells import N_CELLS
 from crimejob.grid.gridstore import store_history
 from crimejob.grid.history import GridHistory
 from crimejob.models.forecasters import get_forecaster
+from crimejob.models.forecasters.baselines import LastWeek
+from crimejob.models.forecasters.gbm import CACHE_STATS, EPOCH
 from crimejob.runs import finish_run, start_run
 from crimejob.serving.feedback import World, format_check, run_check, simulate
 from crimejob.serving.forecast_store import ModelForecast, write_forecasts
@@ -48,6 +50,36 @@ def test_patrols_that_feed_the_model_make_its_flags_stick():
     # the model is given more per incident where it flagged, only when police records feed it
     assert fed[0].summary()["recorded_lift"] > 1.3
     assert clean[0].summary()["recorded_lift"] == pytest.approx(1.0, abs=0.15)
+
+
+def test_the_window_slides_at_the_anchors_so_lgbm_refits_only_there():
+    # the records' window drops old weeks only on lgbm's 13-week calendar, so the weeks
+    # through each anchor stay the same until the next: one fit per anchor, as weekly
+    rate = np.random.default_rng(3).gamma(0.5, 0.5, (20, 20))
+    history = _small_history(rate, weeks=30)
+    world = World(rate * 2, np.fliplr(rate * 2))
+    seen: list[tuple] = []
+
+    class Recording(LastWeek):
+        def _predict(self, records: GridHistory) -> np.ndarray:
+            seen.append((records.week_starts[0], len(records)))
+            return super()._predict(records)
+
+    simulate(Recording(), history, world, "all_records", weeks=30, keep_weeks=24)
+    lengths = [n for _, n in seen]
+    assert max(lengths) > 24 and min(lengths) >= 24
+    assert max(lengths) <= 24 + 12
+    for (before, _), (start, n) in zip(seen, seen[1:], strict=False):  # moves on the calendar
+        if start != before:
+            last = (start + np.timedelta64(7 * (n - 1), "D")).astype(object)
+            assert (last - EPOCH).days // 7 % 13 == 0
+
+    lgbm = get_forecaster("lgbm")
+    fits = CACHE_STATS["fits"]
+    simulate(lgbm, history, world, "all_records", weeks=30, keep_weeks=24)
+    forecast_from = [history.last_week + timedelta(weeks=i) for i in range(30)]
+    anchors = {w - timedelta(weeks=(w - EPOCH).days // 7 % 13) for w in forecast_from}
+    assert CACHE_STATS["fits"] - fits == len(anchors)
 
 
 def test_the_check_reports_every_model_under_both_designs():
