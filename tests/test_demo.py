@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from datetime import date
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from crimejob.db import stop_embedded
 from crimejob.devservers.world_feed import nibrs_records
 from crimejob.devworld import la_world
 from crimejob.ingest.sources.lapd import map_api_records
+from tests.conftest import TEST_ROOT
 
 REPO = Path(__file__).resolve().parents[1]
 LAST_WEEK = date(2026, 11, 16)
@@ -27,7 +30,11 @@ LAST_WEEK = date(2026, 11, 16)
 
 @pytest.mark.slow
 def test_demo_in_a_fresh_directory_leaves_a_forecast_a_map_and_a_plot(tmp_path):
-    directory = tmp_path / "demo"
+    # The demo's PostgreSQL runs as another user when we are root (pgserver), which must
+    # traverse the path to it; any pytest starting on this machine makes its
+    # /tmp/pytest-of-<user> private again, so the directory lives beside the test server.
+    TEST_ROOT.mkdir(parents=True, exist_ok=True)
+    directory = Path(tempfile.mkdtemp(prefix="demo-", dir=TEST_ROOT)) / "demo"
     env = {
         key: value
         for key, value in os.environ.items()
@@ -91,6 +98,7 @@ def test_demo_in_a_fresh_directory_leaves_a_forecast_a_map_and_a_plot(tmp_path):
             assert expected in closing
     finally:
         assert stop_embedded(directory)  # the demo's PostgreSQL is left running for the user
+        shutil.rmtree(directory.parent, ignore_errors=True)
 
 
 def test_the_world_is_published_in_the_live_nibrs_format():
