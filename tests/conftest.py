@@ -177,9 +177,10 @@ def shared_data() -> Path:
 # longest first: they are handed out first (``scripts/test`` gives each free worker the next
 # file), so that no long file starts last and leaves the other workers idle while it runs.
 _LONGEST_FIRST = (
-    "test_dag.py",
-    "test_sparse_cnn.py",
     "test_airflow_celery.py",
+    "test_sparse_cnn.py",
+    "test_dag_failures.py",
+    "test_dag.py",
     "test_live_portal.py",
     "test_training_registry.py",
     "test_keras_backends.py",
