@@ -265,7 +265,7 @@ def test_trained_on_the_la_world_it_beats_mean_52w_and_lgbm_and_not_its_own_offs
     booster it blends with, and its gated correction never costs against its offset."""
     history = la_world(seed=11, start=date(2020, 1, 6), weeks=130).history()
     split = 110
-    trained = get_forecaster("sparse_cnn", epochs=8, max_train_windows=52)
+    trained = get_forecaster("sparse_cnn", epochs=4, max_train_windows=52)
     # its own offset: the same windows (whose boosters the fit above has made) untrained
     offset_only = get_forecaster("sparse_cnn", epochs=0, max_train_windows=52)
     train_history = history.through(history.week(split - 1))
@@ -287,7 +287,8 @@ def test_trained_on_the_la_world_it_beats_mean_52w_and_lgbm_and_not_its_own_offs
     assert ours["poisson_deviance"] < mean_52w["poisson_deviance"]
     assert ours["poisson_deviance"] < lgbm["poisson_deviance"]
     assert ours["pei_5pct"] > mean_52w["pei_5pct"] - 0.01
-    # The gate kept some correction here (measured: scale 0.25) and it did not cost.
+    # The gate kept the correction here (measured: scale 1 after 4 epochs, 0.25 after 8) and
+    # it did not cost.
     assert report.details["correction_scale"] > 0
     assert ours["poisson_deviance"] <= offset["poisson_deviance"]
 
