@@ -75,11 +75,12 @@ def main() -> None:
 
             profiler = cProfile.Profile()
             profiler.enable()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         filled = backfill(
             engine, first_week + timedelta(weeks=2), first_week + timedelta(weeks=args.weeks + 1)
         )
         backfill_seconds = time.perf_counter() - started
+        backfill_cpu = time.process_time() - cpu_started  # this process, all its threads
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(args.profile)
@@ -96,10 +97,10 @@ def main() -> None:
             + "".join(f"{result.step_seconds.get(s, 0.0):>14.2f}" for s in steps)
         )
     print()
-    print(f"{'backfill':<34}{'weeks':>9}{'seconds':>14}{'weeks/min':>14}")
+    print(f"{'backfill':<34}{'weeks':>9}{'seconds':>14}{'weeks/min':>14}{'CPU s':>14}")
     print(
         f"{'':<34}{len(filled.ran):>9}{backfill_seconds:>14.1f}"
-        f"{len(filled.ran) / (backfill_seconds / 60):>14.2f}"
+        f"{len(filled.ran) / (backfill_seconds / 60):>14.2f}{backfill_cpu:>14.1f}"
     )
     print(
         f"{'backfill week (mean)':<34}{backfill_seconds / max(len(filled.ran), 1):>9.1f}"

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from crimejob.grid.categories import CATEGORIES, VIOLENT_CATEGORIES
+from crimejob.grid.cells import N_CELLS
 from crimejob.models.metrics import r_squared, score_severity
 from crimejob.serving.severity import HARM_WEIGHTS, severity, weights
 from crimejob.serving.typemix import (
@@ -137,7 +138,7 @@ def test_the_weekly_run_writes_category_probabilities_and_severity_per_cell(clea
     from datetime import date, timedelta
 
     from crimejob.dbcopy import copy_frame
-    from crimejob.serving.category_forecasts import write_category_forecasts
+    from crimejob.serving.category_forecasts import load_category_history, write_category_forecasts
 
     history, labels = mixed_world(weeks=20, cells=300, seed=5)
     weeks = [date(2024, 1, 1) + timedelta(weeks=k) for k in range(20)]
@@ -148,6 +149,13 @@ def test_the_weekly_run_writes_category_probabilities_and_severity_per_cell(clea
     with clean_db.begin() as conn:
         copy_frame(conn, rows, "grid.weekly_categories", list(rows.columns))
     starts = np.array(weeks, "datetime64[D]")
+    # the counts read back (through COPY) are the stored ones, week by week
+    stored = np.zeros((20, C, N_CELLS), np.float32)
+    stored[..., : history.counts.shape[2]] = history.counts
+    assert np.array_equal(load_category_history(clean_db, starts).counts, stored)
+    inner = load_category_history(clean_db, starts[3:9])
+    assert np.array_equal(inner.counts, stored[3:9])
+    assert np.array_equal(inner.week_starts, starts[3:9])
     target = weeks[-1] + timedelta(weeks=3)
     written = write_category_forecasts(clean_db, starts, target)
     got = pd.read_sql("SELECT * FROM bi.category_forecasts", clean_db)

@@ -15,6 +15,7 @@ from crimejob.models.uncertainty import (
     dispersion_from_history,
     fit_dispersion,
     interval_coverage,
+    intervals_of_each,
     pit_coverage,
     reliability_table,
     sum_of_cells,
@@ -152,3 +153,14 @@ def test_the_backtest_reports_coverage_near_90_and_a_reliability_table():
     assert rows[-1]["mean_predicted"] > rows[0]["mean_predicted"]
     assert abs(rows[-1]["mean_observed"] / rows[-1]["mean_predicted"] - 1) < 0.15
     assert "PIT90act" in result.format_table()
+
+
+def test_the_intervals_of_many_sums_at_once_are_each_ones_own():
+    # every dispersion regime (Poisson, the threshold, NB) and zero, tiny and large means
+    rng = np.random.default_rng(7)
+    means = np.concatenate([[0.0, 1e-9, 0.3, 2.5, 40.0, 900.0], rng.gamma(0.5, 20.0, 200)])
+    alphas = np.resize([0.0, 5e-7, 1e-6, 1e-3, 0.2, 3.0, 20.0], len(means))
+    low, high = intervals_of_each(means, alphas)
+    for mean, alpha, lo, hi in zip(means, alphas, low, high, strict=True):
+        one_low, one_high = Predictive(np.array([mean]), float(alpha)).interval()
+        assert (lo, hi) == (one_low[0], one_high[0])

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from crimejob.dbcopy import copy_frame
 from crimejob.grid.cells import N_CELLS
 from crimejob.grid.history import GridHistory
-from crimejob.models.uncertainty import Predictive, sum_of_cells
+from crimejob.models.uncertainty import Predictive, intervals_of_each, sum_of_cells
 
 log = logging.getLogger(__name__)
 
@@ -54,26 +54,27 @@ def area_names(cell_areas: pd.DataFrame) -> dict[int, str]:
 def summed_rows(predicted: np.ndarray, dispersion: float, labels: np.ndarray,
                 names: dict[int, str]) -> list[dict]:  # fmt: skip
     """One row per division and one citywide row: predicted total, its 90% interval,
-    the summed distribution's dispersion and the number of cells summed."""
+    the summed distribution's dispersion and the number of cells summed (the intervals
+    of all the sums at once: :func:`crimejob.models.uncertainty.intervals_of_each`)."""
     means = np.maximum(np.asarray(predicted, np.float64).ravel(), 0.0)
     groups = [(names[code], code, labels == code) for code in sorted(names)]
     groups.append((CITYWIDE, None, np.ones(len(means), bool)))
-    rows = []
-    for name, code, mask in groups:
-        predictive = sum_of_cells(means[mask], dispersion)
-        low, high = predictive.interval()
-        rows.append(
-            {
-                "area_name": name,
-                "area_code": code,
-                "predicted": float(predictive.mean[0]),
-                "predicted_low": int(low[0]),
-                "predicted_high": int(high[0]),
-                "dispersion": float(predictive.dispersion),
-                "cells": int(mask.sum()),
-            }
-        )
-    return rows
+    sums = [sum_of_cells(means[mask], dispersion) for _, _, mask in groups]
+    low, high = intervals_of_each(
+        np.array([s.mean[0] for s in sums]), np.array([s.dispersion for s in sums])
+    )
+    return [
+        {
+            "area_name": name,
+            "area_code": code,
+            "predicted": float(predictive.mean[0]),
+            "predicted_low": int(lo),
+            "predicted_high": int(hi),
+            "dispersion": float(predictive.dispersion),
+            "cells": int(mask.sum()),
+        }
+        for (name, code, mask), predictive, lo, hi in zip(groups, sums, low, high, strict=True)
+    ]
 
 
 def load_cell_areas_in(conn: Connection) -> pd.DataFrame:
