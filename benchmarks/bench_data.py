@@ -118,7 +118,7 @@ def payload_alone(engine: sa.Engine) -> float:
     """Seconds to build every row's jsonb payload from the bare table, nothing stored: what
     the import cost when it stored a jsonb payload per row (migration 240 stopped that)."""
     fields = ", ".join(
-        f'nullif(b."{display}", \'\') AS {field}' for field, display in PORTAL_HEADER.items()
+        f"nullif(b.\"{display}\", '') AS {field}" for field, display in PORTAL_HEADER.items()
     )
     sql = (
         "SELECT count(jsonb_strip_nulls(to_jsonb(p))) FROM bare_copy AS b "
@@ -163,7 +163,6 @@ def main(argv: list[str] | None = None) -> int:
 def measure(url: sa.URL, args: argparse.Namespace, csv_path: Path, results: list) -> None:
     engine = sa.create_engine(url)
     try:
-
         cpu = CpuClock(engine)
         started = time.perf_counter()
         copied = bare_copy(engine, csv_path)

@@ -251,8 +251,7 @@ def main() -> int:
                 print(
                     f"{model:<15}"
                     + "".join(
-                        f"  {era} {v['mean']:.5f} ({v['weeks']})"
-                        for era, v in sorted(eras.items())
+                        f"  {era} {v['mean']:.5f} ({v['weeks']})" for era, v in sorted(eras.items())
                     )
                 )
         print(f"{name}: {seconds:.1f} s")

@@ -73,6 +73,7 @@ def read_query(conn: Connection, query: str, params: dict, **read_csv: Any) -> p
     buffer.seek(0)
     return pd.read_csv(buffer, **read_csv)
 
+
 def _csv(frame: pd.DataFrame, columns: Sequence[str]) -> io.StringIO:
     buffer = io.StringIO()
     frame.loc[:, list(columns)].to_csv(

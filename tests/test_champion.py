@@ -301,9 +301,13 @@ def test_the_production_backtest_replays_the_policy_and_writes_its_rows(
     for row in rows:
         # later weeks fine-tune production, or, after a retrain the gate refused, train
         # nothing until the next retrain is due (issue 13)
-        assert row["champion"] and row["champion_reason"] and (
-            "rate_cnn v" in row.get("trained", "")
-            or row["gate"].startswith("not trained: the retrain for")
+        assert (
+            row["champion"]
+            and row["champion_reason"]
+            and (
+                "rate_cnn v" in row.get("trained", "")
+                or row["gate"].startswith("not trained: the retrain for")
+            )
         )
         assert row["gate"]
         if row["champion"] in BASELINES:  # production scored exactly as its champion

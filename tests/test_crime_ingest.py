@@ -238,7 +238,8 @@ def test_nibrs_offenses_load_per_record_and_an_incident_is_violent_if_any_offens
     # k7nn-b2ep dates that carry the time of day keep it
     with_time = next(r for r in records if not r["date_occ"].endswith("T00:00:00.000"))
     occurred = _scalar(
-        clean_db, "SELECT occurred_at FROM raw.crime_records WHERE record_id = :k",
+        clean_db,
+        "SELECT occurred_at FROM raw.crime_records WHERE record_id = :k",
         k=with_time["uniquenibrno"],
     )
     assert occurred == pd.Timestamp(with_time["date_occ"]).to_pydatetime()
@@ -655,9 +656,7 @@ def test_a_key_on_several_csv_lines_keeps_the_last_line(clean_db, tmp_path, targ
             )
 
 
-def test_a_revised_csv_line_updates_its_record_and_an_identical_one_does_not(
-    clean_db, tmp_path
-):
+def test_a_revised_csv_line_updates_its_record_and_an_identical_one_does_not(clean_db, tmp_path):
     lines = _csv_text(legacy_frame(10, *WEEK, seed=33), tmp_path)
     path = tmp_path / "export.csv"
     path.write_text("\n".join(lines) + "\n")

@@ -291,4 +291,3 @@ def test_trained_on_the_la_world_it_beats_mean_52w_and_lgbm_and_not_its_own_offs
     # it did not cost.
     assert report.details["correction_scale"] > 0
     assert ours["poisson_deviance"] <= offset["poisson_deviance"]
-

@@ -71,9 +71,7 @@ def cells_frame() -> pd.DataFrame:
         json.dumps(
             {
                 "type": "Polygon",
-                "coordinates": [
-                    [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
-                ],
+                "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]],
             }
         )
         for x0, x1, y0, y1 in zip(lon_min, lon_max, lat_min, lat_max, strict=True)

@@ -419,7 +419,6 @@ def write_portal_csv(frame: pd.DataFrame, path: Path, *, spreadsheet: bool = Fal
     return path
 
 
-
 def week_dates(week: date) -> tuple[date, date]:
     """Monday and Sunday of a week."""
     return week, week + timedelta(days=6)

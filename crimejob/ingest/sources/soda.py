@@ -104,7 +104,7 @@ class SodaClient:
         except (TypeError, ValueError) as exc:
             raise SourceError(
                 f"{dataset_id}: count query answered {json.dumps(body)[:200]}, "
-                "expected [{\"count\": \"N\"}]"
+                'expected [{"count": "N"}]'
             ) from exc
 
     def fetch_window(self, query: WindowQuery) -> list[dict]:
