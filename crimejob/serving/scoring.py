@@ -70,13 +70,6 @@ _FIRST_INCIDENT = sa.text(
     "SELECT cell_id, min(week_start) AS first_week FROM grid.weekly "
     "WHERE incident_count > 0 GROUP BY cell_id"
 )
-_ACTIVE = sa.text(
-    """
-    SELECT cell_id FROM grid.weekly
-    WHERE week_start <= :through
-    GROUP BY cell_id HAVING sum(incident_count) > 0
-    """
-)
 # The stored errors of the weeks scored, to find those a rescore has to rewrite.
 _ERRORS = (
     "SELECT target_week, model_name, cell_id, model_version, "
@@ -116,17 +109,10 @@ _TO_SCORE = sa.text(
 )
 
 
-def active_cells(conn, through: date) -> np.ndarray:
-    """Boolean mask of cells with any incident in the history up to ``through``."""
-    mask = np.zeros(N_CELLS, dtype=bool)
-    ids = [r.cell_id for r in conn.execute(_ACTIVE, {"through": through})]
-    mask[ids] = True
-    return mask
-
-
 def first_incident_weeks(conn) -> np.ndarray:
     """Each cell's first week with an incident (``datetime64[D]``; NaT: none yet), so
-    that ``first <= through`` is :func:`active_cells` for every ``through`` at once."""
+    that ``first <= through`` is the active-cell mask of
+    :func:`crimejob.models.metrics.active_cells` for every ``through`` at once."""
     first = np.full(N_CELLS, np.datetime64("NaT"), "datetime64[D]")
     rows = conn.execute(_FIRST_INCIDENT).all()
     if rows:
