@@ -102,11 +102,7 @@ class Predictive:
 
     def quantile(self, q: float) -> np.ndarray:
         """Smallest integer k with P(Y <= k) >= q, per cell."""
-        out = np.zeros(self.mean.shape)
-        positive = self.mean > 0
-        if positive.any():
-            out[positive] = self._frozen(self.mean[positive]).ppf(q)
-        return out
+        return _quantiles(self.mean, np.full(self.mean.shape, self.dispersion), q)
 
     def interval(self, level: float = LEVEL) -> tuple[np.ndarray, np.ndarray]:
         """The central ``level`` interval (integer bounds holding at least ``level``)."""
@@ -199,6 +195,21 @@ def sum_of_cells(means: np.ndarray, dispersion: float) -> Predictive:
     return Predictive(np.array([total]), float(dispersion * np.sum(mu**2) / total**2))
 
 
+def _quantiles(mean: np.ndarray, dispersion: np.ndarray, q: float) -> np.ndarray:
+    """Smallest integer k with P(Y <= k) >= q for each (mean, dispersion) pair: Poisson
+    below :data:`MIN_DISPERSION`, NB2 above; a zero mean is a point mass at 0."""
+    out = np.zeros(mean.shape)
+    poisson, positive = dispersion < MIN_DISPERSION, mean > 0
+    some = positive & poisson
+    if some.any():
+        out[some] = stats.poisson(mean[some]).ppf(q)
+    some = positive & ~poisson
+    if some.any():
+        n = 1.0 / dispersion[some]
+        out[some] = stats.nbinom(n, n / (n + mean[some])).ppf(q)
+    return out
+
+
 def intervals_of_each(
     means: np.ndarray, dispersions: np.ndarray, level: float = LEVEL
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -209,20 +220,8 @@ def intervals_of_each(
     the quantile functions are elementwise, so the bounds are the same numbers."""
     mean = np.maximum(np.asarray(means, np.float64), 0.0)
     alpha = np.asarray(dispersions, np.float64)
-    poisson, positive = alpha < MIN_DISPERSION, mean > 0
     tail = (1.0 - level) / 2.0
-    bounds = []
-    for q in (tail, 1.0 - tail):
-        out = np.zeros(mean.shape)
-        some = positive & poisson
-        if some.any():
-            out[some] = stats.poisson(mean[some]).ppf(q)
-        some = positive & ~poisson
-        if some.any():
-            n = 1.0 / alpha[some]
-            out[some] = stats.nbinom(n, n / (n + mean[some])).ppf(q)
-        bounds.append(out)
-    return bounds[0], bounds[1]
+    return _quantiles(mean, alpha, tail), _quantiles(mean, alpha, 1.0 - tail)
 
 
 def interval_coverage(actual: np.ndarray, low: np.ndarray, high: np.ndarray) -> float:
