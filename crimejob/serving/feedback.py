@@ -58,7 +58,7 @@ import numpy as np
 
 from crimejob.grid.history import GridHistory
 from crimejob.models.forecasters.base import Forecaster
-from crimejob.models.forecasters.gbm import EPOCH
+from crimejob.models.forecasters.gbm import EPOCH, REFIT_EVERY
 from crimejob.models.metrics import budget_cells, flag_jaccard, flag_weights
 
 DESIGNS = ("all_records", "public_only")
@@ -153,7 +153,7 @@ def simulate(
     budget: float = 0.05,
     seed: int = 0,
     keep_weeks: int = 60,
-    slide_every: int = 13,
+    slide_every: int = REFIT_EVERY,
 ) -> FeedbackRun:
     """Run the loop for ``weeks`` weeks from ``history`` (the records before patrols).
 

@@ -65,6 +65,8 @@ from crimejob.models.forecasters.base import FitReport, Forecaster
 CACHE_SIZE = 16
 #: Monday the calendar anchors count from.
 EPOCH = date(1970, 1, 5)
+#: Weeks between two refits (at the anchors of this calendar), by default.
+REFIT_EVERY = 13
 #: A fit needs at least this many origins; a shorter anchored history is fitted whole.
 MIN_FIT_ORIGINS = 8
 
@@ -173,7 +175,7 @@ class LightGBMForecaster(Forecaster):
             **super().default_hyperparameters(),
             "train_weeks": 104,
             "validation_weeks": 8,
-            "refit_every": 13,
+            "refit_every": REFIT_EVERY,
             "num_boost_round": 400,
             "early_stopping_rounds": 30,
             "learning_rate": 0.05,
