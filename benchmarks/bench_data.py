@@ -108,7 +108,7 @@ def import_steps(engine: sa.Engine) -> dict[str, float]:
             sa.text("SELECT step_seconds FROM ops.runs ORDER BY run_id DESC LIMIT 1")
         ).scalar_one()
     order = [
-        "find_records", "map_and_copy", "map_beside_copy", "duplicates", "merge", "build_indexes",
+        "find_and_map", "copy", "encode_beside_copy", "merge", "build_indexes",
         "rejects",
     ]  # fmt: skip
     return {k: steps[k] for k in order if k in steps}
@@ -196,8 +196,8 @@ def measure(url: sa.URL, args: argparse.Namespace, csv_path: Path, results: list
             )  # fmt: skip
         for step, seconds in import_steps(engine).items():
             detail = "from ops.runs.step_seconds"
-            if step == "map_beside_copy":
-                detail += " (encoding the rows, beside the COPY: not in the sum)"
+            if step.endswith("_beside_map") or step.endswith("_beside_copy"):
+                detail += " (in a thread beside the step before: not in the sum)"
             results.append((f"  step {step}", f"{seconds:.1f} s", detail))
         payload_s = payload_alone(engine)
         results.append(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -41,22 +42,54 @@ def copy_frame(conn: Connection, frame: pd.DataFrame, table: str, columns: Seque
     """
     if frame.empty:
         return 0
-    payload = _binary_payload(conn, frame, table, list(columns))
+    return send_rows(conn, encode_rows(frame, columns, column_types(conn, table)), table)
+
+
+@dataclass(frozen=True)
+class EncodedRows:
+    """A frame's rows as COPY reads them (binary, or CSV where binary would not store the
+    same values), made without a connection: in a thread while the connection is busy
+    with another statement, say; :func:`send_rows` sends them."""
+
+    columns: tuple[str, ...]
+    rows: int
+    binary: bytes | None
+    csv: io.StringIO | None
+
+
+def column_types(conn: Connection, table: str) -> dict[str, str]:
+    """Each column's type as ``format_type`` writes it (what :func:`encode_rows` needs)."""
+    return dict(conn.execute(_COLUMN_TYPES, {"table": table}).all())
+
+
+def encode_rows(frame: pd.DataFrame, columns: Sequence[str], types: dict[str, str]) -> EncodedRows:
+    """``frame[columns]`` encoded for COPY into columns of ``types``."""
+    columns = list(columns)
+    binary = _binary_rows(frame, columns, types) if len(frame) else b""
+    csv_rows = None if binary is not None else _csv(frame, columns)
+    return EncodedRows(tuple(columns), len(frame), binary, csv_rows)
+
+
+def send_rows(conn: Connection, rows: EncodedRows, table: str) -> int:
+    """COPY encoded rows into ``table``; returns the rows copied."""
+    if not rows.rows:
+        return 0
     cursor = conn.connection.driver_connection.cursor()
     try:
-        if payload is not None:
+        if rows.binary is not None:
             cursor.copy_expert(
-                f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT binary)",
-                io.BytesIO(payload),
+                f"COPY {table} ({', '.join(rows.columns)}) FROM STDIN WITH (FORMAT binary)",
+                io.BytesIO(rows.binary),
             )
         else:
             cursor.copy_expert(
-                f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')",
-                _csv(frame, columns),
+                f"COPY {table} ({', '.join(rows.columns)}) FROM STDIN "
+                "WITH (FORMAT csv, NULL '\\N')",
+                rows.csv,
             )
     finally:
         cursor.close()
-    return len(frame)
+    return rows.rows
 
 
 def read_query(conn: Connection, query: str, params: dict, **read_csv: Any) -> pd.DataFrame:
@@ -88,7 +121,10 @@ def _binary_payload(
 ) -> bytes | None:
     """The rows in COPY's binary format, or None when a column is not one this encodes
     exactly as the CSV path would store it (then the caller sends CSV)."""
-    types = dict(conn.execute(_COLUMN_TYPES, {"table": table}).all())
+    return _binary_rows(frame, columns, column_types(conn, table))
+
+
+def _binary_rows(frame: pd.DataFrame, columns: list[str], types: dict[str, str]) -> bytes | None:
     fields = []
     for name in columns:
         field = _encode(frame[name], types.get(name))

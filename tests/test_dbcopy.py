@@ -47,7 +47,7 @@ def _frame(rng: np.random.Generator, n: int) -> pd.DataFrame:
 
 def _copied(engine, frame: pd.DataFrame, binary: bool, monkeypatch) -> list:
     if not binary:
-        monkeypatch.setattr(dbcopy, "_binary_payload", lambda *a: None)
+        monkeypatch.setattr(dbcopy, "_binary_rows", lambda *a: None)
     with engine.begin() as conn:
         conn.execute(sa.text(TABLE))
         sent = dbcopy._binary_payload(conn, frame, "copied", list(frame.columns))

@@ -81,9 +81,10 @@ from crimejob.config import (
     Settings,
     get_settings,
 )
-from crimejob.dbcopy import copy_frame
+from crimejob.dbcopy import EncodedRows, column_types, copy_frame, encode_rows, send_rows
 from crimejob.errors import SourceError, check_range
 from crimejob.grid import staleweeks
+from crimejob.ingest import forked
 from crimejob.ingest.rejects import store_rejects
 from crimejob.ingest.sources import lapd
 from crimejob.ingest.sources.http import HttpStatusError
@@ -424,6 +425,12 @@ class CsvRecords:
 
     @classmethod
     def read(cls, path: Path) -> CsvRecords:
+        return cls.split(cls.load(path), path)
+
+    @staticmethod
+    def load(path: Path) -> bytes:
+        """The export's bytes (ungzipped), without a byte-order mark; a NUL byte (which
+        PostgreSQL text cannot hold) is a one-line SourceError."""
         opener = gzip.open if str(path).endswith(".gz") else open
         try:
             with opener(path, "rb") as handle:
@@ -438,7 +445,7 @@ class CsvRecords:
             raise SourceError(
                 f"{path.name} is not a readable CSV file: a NUL byte (0x00) on line {line}"
             )
-        return cls.split(data, path)
+        return data
 
     @classmethod
     def split(cls, data: bytes, path: Path) -> CsvRecords:
@@ -520,28 +527,141 @@ _GOOD_COLUMNS = [
     "cell_id", "offense_codes", "is_violent",
 ]  # fmt: skip
 
+# An export at least this large is found and mapped in two parts at once, one in a forked
+# child process: pandas holds the interpreter while it builds its strings, so a thread
+# would wait for it. Below this, forking costs more than it saves.
+CSV_PARALLEL_BYTES = 32_000_000
 
-def _map_export(chunk: pd.DataFrame, adapter: lapd.DatasetAdapter, file_name: str) -> _MappedExport:
-    """Map the export (pandas only, no database); a key on several lines keeps its last."""
-    mapped, reason = lapd.map_frame(chunk, adapter)
+
+@dataclass
+class _MappedPart:
+    """What one process makes of a part of the export (its header line, then whole
+    records): the records' byte ranges in the part, the rejects and the usable rows,
+    lines numbered from the part's first record (line 2)."""
+
+    starts: np.ndarray
+    ends: np.ndarray
+    rows: int
+    rejects: pd.DataFrame
+    good: pd.DataFrame
+    keys: np.ndarray  # the usable rows' keys, sorted
+    key_order: np.ndarray  # positions in good in the order of keys (file order within a key)
+
+
+def _map_part(
+    data: bytes, path: Path, adapter: lapd.DatasetAdapter, start: int = 0, end: int | None = None
+) -> _MappedPart:
+    """Find the records of the header line and ``data[start:end]`` (numpy) and map them
+    (pandas); no database. ``start`` is 0 or the start of a record."""
+    header_end = 0 if start == 0 else _record_end(data, 0)
+    text = data[:end] if start == 0 else data[:header_end] + data[start:end]
+    records = CsvRecords.split(text, path)
+    frames = list(lapd.read_portal_csv(path, CSV_READ_ROWS, lapd.mapped_fields(adapter), text))
+    frame = pd.concat(frames) if len(frames) > 1 else frames[0]
+    if len(frame) != len(records):
+        raise SourceError(
+            f"{path.name}: the file has {len(records)} records but pandas read "
+            f"{len(frame)}; the file is not a consistent CSV"
+        )
+    frame.index = pd.RangeIndex(2, 2 + len(frame))  # line 1 is the header
+    mapped, reason = lapd.map_frame(frame, adapter)
     bad = (reason != "").to_numpy()
     rejects = pd.DataFrame(
         {
-            "line": chunk.index[bad],
-            "record_key": mapped.loc[bad, "record_id"],
-            "reason": reason[bad],
-            "detail": mapped.loc[bad, "detail"].fillna("")
-            + f" (csv:{file_name} line "
-            + pd.Series(chunk.index[bad].astype(str), index=chunk.index[bad])
-            + ")",
+            "line": frame.index[bad],
+            "record_key": mapped.loc[bad, "record_id"].to_numpy(),
+            "reason": reason[bad].to_numpy(),
+            "detail": mapped.loc[bad, "detail"].fillna("").to_numpy(),
         }
     )
     good = mapped.loc[~bad, _GOOD_COLUMNS]
     keys = good["record_id"].to_numpy(str)
-    order = np.argsort(keys, kind="stable")  # file order among the lines of one key
+    key_order = np.argsort(keys, kind="stable")
+    if start:  # byte positions in the whole export
+        records.starts[1:] += start - header_end
+        records.ends[1:] += start - header_end
+    return _MappedPart(
+        records.starts, records.ends, len(frame), rejects, good, keys[key_order], key_order
+    )
+
+
+def _record_end(data: bytes, position: int, within: int = 1 << 20) -> int | None:
+    """Just past the first line end at or after ``position`` that ends a record (one
+    outside double quotes: RFC 4180 fields may hold line ends), searching ``within``
+    bytes; None if there is none."""
+    newline = data.find(b"\n", position)
+    quotes = data.count(b'"', 0, newline)
+    while 0 <= newline < position + within:
+        if quotes % 2 == 0:
+            return newline + 1
+        following = data.find(b"\n", newline + 1)
+        quotes += data.count(b'"', newline, following)
+        newline = following
+    return None
+
+
+def _split_point(data: bytes) -> int | None:
+    """Where a second part of the export can start: the first record after about the
+    middle; None for a file too small to split (or with no record end found there)."""
+    if len(data) < CSV_PARALLEL_BYTES:
+        return None
+    # A little past the middle: the child also pickles its part back.
+    split = _record_end(data, len(data) * 13 // 25)
+    return split if split is not None and split < len(data) else None
+
+
+def _find_and_map(path: Path, adapter: lapd.DatasetAdapter) -> tuple[CsvRecords, _MappedExport]:
+    """The export's records and their mapping; a large export in two parts at once (the
+    second in a forked child), with the same result as in one."""
+    data = CsvRecords.load(path)
+    split = _split_point(data) if forked.available() else None
+    if split is None:
+        return _find_and_map_whole(data, path, adapter)
+    try:
+        with forked.Forked(_map_part, data, path, adapter, split) as child:
+            first = _map_part(data, path, adapter, 0, split)
+            second = child.result()
+    except (SourceError, forked.ChildFailed):
+        # A part that is not CSV: the whole file, in one, says where exactly.
+        return _find_and_map_whole(data, path, adapter)
+    return _combine(data, [first, second], path.name)
+
+
+def _find_and_map_whole(
+    data: bytes, path: Path, adapter: lapd.DatasetAdapter
+) -> tuple[CsvRecords, _MappedExport]:
+    return _combine(data, [_map_part(data, path, adapter)], path.name)
+
+
+def _combine(
+    data: bytes, parts: list[_MappedPart], file_name: str
+) -> tuple[CsvRecords, _MappedExport]:
+    """The parts as one export: records and lines numbered through the whole file; a key
+    on several lines keeps its last."""
+    starts = np.concatenate([parts[0].starts, *(p.starts[1:] for p in parts[1:])])
+    ends = np.concatenate([parts[0].ends, *(p.ends[1:] for p in parts[1:])])
+    rejects, good, before = [], [], 0
+    for part in parts:
+        rejects.append(part.rejects.assign(line=part.rejects["line"] + before))
+        good.append(part.good.set_axis(part.good.index + before))
+        before += part.rows
+    rejects = pd.concat(rejects, ignore_index=True) if len(parts) > 1 else rejects[0]
+    rejects["detail"] = (
+        rejects["detail"] + f" (csv:{file_name} line " + rejects["line"].astype(str) + ")"
+    )
+    good = pd.concat(good) if len(parts) > 1 else good[0]
+    # The parts' sorted keys merged (a stable sort of sorted runs: one pass), so the lines
+    # of one key stay in file order.
+    keys = np.concatenate([p.keys for p in parts])
+    first_row = np.cumsum([0] + [len(p.good) for p in parts[:-1]])
+    order = np.concatenate([p.key_order + first for p, first in zip(parts, first_row, strict=True)])
+    if len(parts) > 1:
+        merged = np.argsort(keys, kind="stable")
+        keys, order = keys[merged], order[merged]
     earlier = np.zeros(len(keys), dtype=bool)
-    earlier[order[:-1]] = keys[order[:-1]] == keys[order[1:]]
-    return _MappedExport(len(chunk), rejects, good, earlier, order[~earlier[order]])
+    earlier[order[:-1]] = keys[:-1] == keys[1:]
+    mapped = _MappedExport(before, rejects, good, earlier, order[~earlier[order]])
+    return CsvRecords(data, starts, ends), mapped
 
 
 # The columns of raw.crime_records the binary COPY sends, in its order: fixed-width ones
@@ -709,14 +829,6 @@ class _CopyStream:
         return self.pending.pop(0) if self.pending else b""
 
 
-def _read_and_map(path: Path, adapter: lapd.DatasetAdapter) -> _MappedExport:
-    """The export read by pandas (only the fields the mapping needs) and mapped as one."""
-    frames = list(lapd.read_portal_csv(path, CSV_READ_ROWS, lapd.mapped_fields(adapter)))
-    frame = pd.concat(frames) if len(frames) > 1 else frames[0]
-    frame.index = pd.RangeIndex(2, 2 + len(frame))  # line 1 is the header
-    return _map_export(frame, adapter, path.name)
-
-
 def _encode_rows(
     mapped: _MappedExport,
     records: CsvRecords,
@@ -797,31 +909,23 @@ def ingest_crime_csv(engine: Engine, path: Path, source: str | None = None) -> I
         # Memory for the index builds and the merge's joins, this transaction only.
         conn.exec_driver_sql(f"SET LOCAL work_mem = '{CSV_WORK_MEM}'")
         conn.exec_driver_sql(f"SET LOCAL maintenance_work_mem = '{CSV_WORK_MEM}'")
+        conn.exec_driver_sql("SET LOCAL max_parallel_maintenance_workers = 0")
         encoder = _RowEncoder(engine, dataset_id, adapter.series, _csv_layout_id(conn, layout))
-        # numpy finds the records, then pandas maps them (both hold the interpreter for
-        # long stretches: run side by side, each waited for the other).
-        with _timed(steps, "find_records"):
-            records = CsvRecords.read(path)
-        with _timed(steps, "map_and_copy"):
-            mapped = _read_and_map(path, adapter)
+        with _timed(steps, "find_and_map"):
+            records, mapped = _find_and_map(path, adapter)
         report.fetched = mapped.rows
-        if report.fetched != len(records):
-            raise SourceError(
-                f"{path.name}: the file has {len(records)} records but pandas read "
-                f"{report.fetched}; the file is not a consistent CSV"
-            )
         chunks: queue.Queue = queue.Queue(maxsize=2)
         stream = _CopyStream(chunks)
         encoding = pool.submit(_encode_rows, mapped, records, encoder, chunks, stop)
-        with _timed(steps, "duplicates"):  # staged while the rows to store are encoded
-            conn.exec_driver_sql(
-                "CREATE TEMP TABLE _csv_rejects (line bigint, record_key text, reason text, "
-                "detail text, csv_line text) ON COMMIT DROP"
-            )
-            report.rejected.update(mapped.rejects["reason"].tolist())
-            _stage_rejects(conn, mapped.rejects, records)
-            good = _duplicate_rejects(conn, mapped, records, report)
-            valid = len(good)
+        conn.exec_driver_sql(
+            "CREATE TEMP TABLE _csv_rejects (line bigint, record_key text, reason text, "
+            "detail text, csv_line text) ON COMMIT DROP"
+        )
+        reject_types = column_types(conn, "_csv_rejects")
+        report.rejected.update(mapped.rejects["reason"].tolist())
+        if mapped.earlier.any():
+            report.rejected[lapd.DUPLICATE_KEY] += int(mapped.earlier.sum())
+        valid = len(mapped.stored)
         with _deferred_indexes(conn, steps) as deferred:
             table = "raw.crime_records" if deferred else "_csv_in"
             if not deferred:
@@ -830,14 +934,18 @@ def ingest_crime_csv(engine: Engine, path: Path, source: str | None = None) -> I
                     "ON COMMIT DROP"
                 )
             try:
-                with _timed(steps, "map_and_copy"):
+                with _timed(steps, "copy"):
                     _copy_rows(conn, table, stream, path)
             finally:
                 stop.set()
-                steps["map_beside_copy"] = encoding.result()
+                steps["encode_beside_copy"] = encoding.result()
+            # The rejected lines are encoded for their COPY while PostgreSQL builds the
+            # indexes (or merges): the connection is busy, the client idle.
+            staging = pool.submit(_rejected_rows, mapped, records, reject_types)
             if deferred:
                 loaded, updated = valid, 0
-                weeks = {d.date() for d in pd.to_datetime(good["week_start"].unique())}
+                stored_weeks = mapped.good["week_start"].to_numpy("datetime64[D]")[mapped.stored]
+                weeks = {d.date() for d in pd.to_datetime(np.unique(stored_weeks))}
                 staleweeks.mark(conn, weeks)
                 conn.exec_driver_sql(
                     "DELETE FROM ops.rejects AS j USING raw.crime_records AS s "
@@ -848,6 +956,7 @@ def ingest_crime_csv(engine: Engine, path: Path, source: str | None = None) -> I
                     conn.exec_driver_sql("ANALYZE _csv_in")
                     loaded, updated, weeks = _merge(conn, "_csv_in", _CSV_FORM)
         with _timed(steps, "rejects"):
+            send_rows(conn, staging.result(), "_csv_rejects")
             _store_csv_rejects(conn, dataset_id, layout)
         report.loaded, report.updated = loaded, updated
         report.unchanged = valid - loaded - updated
@@ -855,34 +964,25 @@ def ingest_crime_csv(engine: Engine, path: Path, source: str | None = None) -> I
     return report
 
 
-def _stage_rejects(conn: Connection, rejects: pd.DataFrame, records: CsvRecords) -> None:
-    """Rejected lines (with their text) into _csv_rejects."""
-    if rejects.empty:
-        return
-    frame = rejects.assign(
-        csv_line=[bytes(b).decode() for b in records.lines(rejects["line"].to_numpy() - 1)]
-    )
-    copy_frame(conn, frame, "_csv_rejects", list(frame.columns))
-
-
-def _duplicate_rejects(
-    conn: Connection, mapped: _MappedExport, records: CsvRecords, report: IngestReport
-) -> pd.DataFrame:
-    """A key on several lines keeps its last line; the earlier ones become rejects (the
-    rows sent to COPY are the last lines only). Returns the kept rows."""
+def _rejected_rows(
+    mapped: _MappedExport, records: CsvRecords, types: dict[str, str]
+) -> EncodedRows:
+    """The rejected lines, with their text, encoded for _csv_rejects: the mapping's rejects,
+    and the earlier lines of a key on several lines (the rows sent to COPY are the last
+    lines only)."""
     earlier = mapped.good[mapped.earlier]
-    if not earlier.empty:
-        rejects = pd.DataFrame(
-            {
-                "line": earlier.index,
-                "record_key": earlier["record_id"].to_numpy(),
-                "reason": lapd.DUPLICATE_KEY,
-                "detail": "a later line has the same key (line " + earlier.index.astype(str) + ")",
-            }
-        )
-        _stage_rejects(conn, rejects, records)
-        report.rejected.update(rejects["reason"].tolist())
-    return mapped.good[~mapped.earlier]
+    duplicates = pd.DataFrame(
+        {
+            "line": earlier.index,
+            "record_key": earlier["record_id"].to_numpy(),
+            "reason": lapd.DUPLICATE_KEY,
+            "detail": "a later line has the same key (line " + earlier.index.astype(str) + ")",
+        }
+    )
+    rejects = pd.concat([mapped.rejects, duplicates], ignore_index=True)
+    rejects["line"] = rejects["line"].astype(np.int64)
+    rejects["csv_line"] = [bytes(b).decode() for b in records.lines(rejects["line"].to_numpy() - 1)]
+    return encode_rows(rejects, list(rejects.columns), types)
 
 
 _CSV_FORM = "s.payload, s.csv_layout, s.csv_fields, s.csv_line"

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -210,10 +211,15 @@ def _clean(uniques: pd.Series) -> pd.Series:
     return stripped.where(stripped != "", np.nan)
 
 
-def _strings(frame: pd.DataFrame, column: str) -> pd.Series:
-    """The column as stripped strings, NaN where missing or blank."""
+def _strings(frame: pd.DataFrame, column: str, repeats: bool = True) -> pd.Series:
+    """The column as stripped strings, NaN where missing or blank. A column of keys
+    (``repeats=False``: about one value per row) is cleaned row by row, as finding its
+    distinct values would cost more than it saves."""
     if column not in frame:
         return pd.Series(np.nan, index=frame.index, dtype=object)
+    if not repeats:
+        values = pd.Series(frame[column].to_numpy(dtype=object), index=frame.index, dtype=object)
+        return _clean(values).astype(object)
     return pd.Series(_per_distinct(frame[column], _clean, np.nan), index=frame.index, dtype=object)
 
 
@@ -363,10 +369,10 @@ def map_frame(frame: pd.DataFrame, adapter: DatasetAdapter) -> tuple[pd.DataFram
     in order: key, dates, code, location), with details in ``records['detail']``.
     """
     out = frame.copy()
-    key = _strings(frame, adapter.key_field)
+    key = _strings(frame, adapter.key_field, repeats=False)
     incident = (
         key if adapter.incident_field == adapter.key_field
-        else _strings(frame, adapter.incident_field)
+        else _strings(frame, adapter.incident_field, repeats=False)
     )  # fmt: skip
     report_text = _strings(frame, adapter.report_field)
     occurred_text = _strings(frame, adapter.occurred_field)
@@ -583,15 +589,20 @@ def mapped_fields(adapter: DatasetAdapter) -> set[str]:
 
 
 def read_portal_csv(
-    path: Path, chunksize: int = 200_000, fields: set[str] | None = None
+    path: Path,
+    chunksize: int = 200_000,
+    fields: set[str] | None = None,
+    text: bytes | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Read a portal CSV export in chunks, columns renamed to SODA field names, all values
     strings (NaN for an empty field); only ``fields`` when given. The original header is
-    in ``frame.attrs['header']``."""
+    in ``frame.attrs['header']``. With ``text`` (UTF-8 bytes: the export's header line,
+    then any of its records), that is read instead of the file's records."""
     header = portal_header(path)
     names = [field_name(c) for c in header]
     wanted = [i for i, n in enumerate(names) if fields is None or n in fields]
-    with open_text(path) as handle:
+    opened = open_text(path) if text is None else io.BytesIO(text)
+    with opened as handle:
         reader = pd.read_csv(
             handle,
             dtype=object,
