@@ -152,15 +152,15 @@ def test_grid_cells_table_matches_the_python_grid(engine):
         ),
     ],
 )
-def test_rows_of_the_weekly_tables_name_a_cell_of_the_grid(engine, table, row):
+def test_rows_of_the_weekly_tables_name_a_cell_of_the_grid(clean_db, table, row):
     """A range check, not a foreign key (migrations 283, 288): the grid is fixed, and a
     key lookup per row more than doubled the COPY of a week's 40,500 forecast rows (and
     validating it cost a full join at the end of a million-row CSV import)."""
     for cell in (-1, 4500):
         with pytest.raises(sa.exc.IntegrityError, match="cell_id_in_grid"):
-            with engine.begin() as conn:
+            with clean_db.begin() as conn:
                 conn.execute(sa.text(f"INSERT INTO {table} {row}"), {"cell": cell})
-    with engine.begin() as conn:
+    with clean_db.begin() as conn:
         conn.execute(sa.text(f"INSERT INTO {table} {row}"), {"cell": 4499})
         conn.execute(sa.text(f"DELETE FROM {table} WHERE cell_id = 4499"))
 

@@ -605,8 +605,8 @@ def _split_point(data: bytes) -> int | None:
     middle; None for a file too small to split (or with no record end found there)."""
     if len(data) < CSV_PARALLEL_BYTES:
         return None
-    # A little past the middle: the child also pickles its part back.
-    split = _record_end(data, len(data) * 13 // 25)
+    # Past the middle: the child also pickles its part back, and the parent unpickles it.
+    split = _record_end(data, len(data) * 11 // 20)
     return split if split is not None and split < len(data) else None
 
 

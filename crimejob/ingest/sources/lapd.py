@@ -387,13 +387,15 @@ def map_frame(frame: pd.DataFrame, adapter: DatasetAdapter) -> tuple[pd.DataFram
 
     reason = pd.Series("", index=frame.index, dtype=object)
     detail = pd.Series(None, index=frame.index, dtype=object)
+    usable = np.ones(len(frame), dtype=bool)  # no reason yet
 
     def flag(mask: pd.Series, why: str, explain) -> None:
         """Give rows not yet rejected this reason; ``explain(rows)`` words the detail."""
-        hit = mask.to_numpy() & (reason.to_numpy() == "")
+        hit = mask.to_numpy(dtype=bool) & usable
         if hit.any():
             reason[hit] = why
             detail[hit] = explain(hit)
+            usable[hit] = False
 
     def shown(name: str, values: pd.Series):
         return lambda hit: f"{name}=" + values[hit].fillna("<missing>").astype(str)
