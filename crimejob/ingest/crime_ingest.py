@@ -12,7 +12,8 @@ once, by one binary COPY the client builds (the mapped columns and the export's
 line as written), in the order of the natural key, each chunk encoded while
 PostgreSQL stores the last; into an empty table the rows go straight into
 ``raw.crime_records`` and its indexes are built after (the key order makes the
-primary key's build one pass). No jsonb is built per row.
+primary key's build one pass). No jsonb is built per row. A large export is found and
+mapped in two halves at once, the second in a forked child process.
 
 Decisions worth knowing:
 
@@ -345,7 +346,8 @@ def ingest_crime_api(
 # --- the portal CSV export --------------------------------------------------------
 #
 # Each stored row is sent whole, once: numpy finds the file's records (byte ranges),
-# then pandas reads and maps only the fields the mapping needs; the rows to store (the
+# then pandas reads and maps only the fields the mapping needs (a large export in two
+# parts at once, one in a forked child process); the rows to store (the
 # last line of each key) go out in the order of their key as COPY's binary format (the
 # mapped columns and the record's line as written), one chunk encoded in a thread while
 # the last is stored. Into an empty table the rows go straight into

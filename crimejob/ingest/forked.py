@@ -45,8 +45,12 @@ class Forked:
                     outcome: Any = ("ok", function(*args))
                 except BaseException as exc:  # sent to the parent, which raises it
                     outcome = ("error", exc)
+                try:
+                    sent = pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
+                except Exception as exc:  # an exception that does not pickle, say
+                    sent = pickle.dumps(("error", ChildFailed(f"the child's result: {exc!r}")))
                 with os.fdopen(write_end, "wb") as pipe:
-                    pickle.dump(outcome, pipe, protocol=pickle.HIGHEST_PROTOCOL)
+                    pipe.write(sent)
             except BaseException:
                 code = 1
             finally:
@@ -59,9 +63,9 @@ class Forked:
         """The function's return value; its exception is raised here."""
         try:
             outcome = pickle.load(self._pipe)
-        except EOFError:
+        except (EOFError, pickle.UnpicklingError):
             self._reap()
-            raise ChildFailed("the child process ended without a result") from None
+            raise ChildFailed("the child process ended without a whole result") from None
         finally:
             self._pipe.close()
         self._reap()
