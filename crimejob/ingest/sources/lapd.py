@@ -241,6 +241,30 @@ def _parse_distinct_timestamps(text: pd.Series) -> np.ndarray:
     return parsed.to_numpy(dtype="datetime64[us]")
 
 
+def _timestamps(frame: pd.DataFrame, column: str) -> pd.Series:
+    """``parse_timestamps`` of the column's stripped strings, each distinct value of the
+    column stripped and parsed once."""
+    if column not in frame:
+        return pd.Series(np.datetime64("NaT", "us"), index=frame.index, dtype="datetime64[us]")
+    parsed = _per_distinct(
+        frame[column],
+        lambda uniques: _parse_distinct_timestamps(_clean(uniques)),
+        np.datetime64("NaT", "us"),
+    )
+    return pd.Series(parsed, index=frame.index, dtype="datetime64[us]")
+
+
+class _CleanText:
+    """A column's stripped strings (NaN where missing or blank) made only for the rows
+    asked for (a boolean mask): the mapping shows them in rejected rows' details alone."""
+
+    def __init__(self, frame: pd.DataFrame, column: str) -> None:
+        self.frame, self.column = frame, column
+
+    def __getitem__(self, rows: np.ndarray) -> pd.Series:
+        return _strings(self.frame[rows], self.column)
+
+
 def parse_timestamps(values: pd.Series) -> pd.Series:
     """Parse source dates (SODA floating timestamps or either portal CSV format) to naive
     LA wall-clock times; NaT where missing or unparseable."""
@@ -368,17 +392,17 @@ def map_frame(frame: pd.DataFrame, adapter: DatasetAdapter) -> tuple[pd.DataFram
     is "" for a usable record, else the first reason it cannot be used (checked
     in order: key, dates, code, location), with details in ``records['detail']``.
     """
-    out = frame.copy()
+    out = frame.copy(deep=False)  # copy-on-write: the columns added here stay out of frame
     key = _strings(frame, adapter.key_field, repeats=False)
     incident = (
         key if adapter.incident_field == adapter.key_field
         else _strings(frame, adapter.incident_field, repeats=False)
     )  # fmt: skip
-    report_text = _strings(frame, adapter.report_field)
-    occurred_text = _strings(frame, adapter.occurred_field)
+    report_text = _CleanText(frame, adapter.report_field)
+    occurred_text = _CleanText(frame, adapter.occurred_field)
     time_text = _strings(frame, adapter.time_field)
-    reported = parse_timestamps(report_text)
-    occurred_date = parse_timestamps(occurred_text)
+    reported = _timestamps(frame, adapter.report_field)
+    occurred_date = _timestamps(frame, adapter.occurred_field)
     minutes, bad_time = parse_time_of_day(time_text)
     occurred = occurrence_times(occurred_date, time_text, minutes, adapter.unknown_times)
     offenses = _offenses(frame, adapter)
@@ -397,7 +421,7 @@ def map_frame(frame: pd.DataFrame, adapter: DatasetAdapter) -> tuple[pd.DataFram
             detail[hit] = explain(hit)
             usable[hit] = False
 
-    def shown(name: str, values: pd.Series):
+    def shown(name: str, values: pd.Series | _CleanText):
         return lambda hit: f"{name}=" + values[hit].fillna("<missing>").astype(str)
 
     flag(key.isna(), R.MISSING_KEY, lambda hit: f"no {adapter.key_field}")
