@@ -559,7 +559,12 @@ def _map_part(
     header_end = 0 if start == 0 else _record_end(data, 0)
     text = data[:end] if start == 0 else data[:header_end] + data[start:end]
     records = CsvRecords.split(text, path)
-    frames = list(lapd.read_portal_csv(path, CSV_READ_ROWS, lapd.mapped_fields(adapter), text))
+    fields = lapd.mapped_fields(adapter)
+    try:  # coordinates parsed as numbers by pandas' reader: no string per row
+        coordinates = frozenset(f for pair in adapter.coordinate_fields for f in pair)
+        frames = list(lapd.read_portal_csv(path, CSV_READ_ROWS, fields, text, coordinates))
+    except ValueError:  # a coordinate that is not a number: as text, for the mapping to reject
+        frames = list(lapd.read_portal_csv(path, CSV_READ_ROWS, fields, text))
     frame = pd.concat(frames) if len(frames) > 1 else frames[0]
     if len(frame) != len(records):
         raise SourceError(

@@ -309,6 +309,8 @@ def occurrence_times(
 def _numbers(frame: pd.DataFrame, column: str) -> pd.Series:
     if column not in frame:
         return pd.Series(np.nan, index=frame.index)
+    if frame[column].dtype == np.float64:  # read as numbers already
+        return pd.Series(frame[column].to_numpy(), index=frame.index)
     values = _per_distinct(
         frame[column], lambda u: pd.to_numeric(_clean(u), errors="coerce"), np.nan
     )
@@ -619,11 +621,16 @@ def read_portal_csv(
     chunksize: int = 200_000,
     fields: set[str] | None = None,
     text: bytes | None = None,
+    numbers: frozenset[str] = frozenset(),
 ) -> Iterator[pd.DataFrame]:
     """Read a portal CSV export in chunks, columns renamed to SODA field names, all values
     strings (NaN for an empty field); only ``fields`` when given. The original header is
     in ``frame.attrs['header']``. With ``text`` (UTF-8 bytes: the export's header line,
-    then any of its records), that is read instead of the file's records."""
+    then any of its records), that is read instead of the file's records.
+
+    Fields in ``numbers`` come as float64 (the values ``pd.to_numeric`` makes of their
+    stripped text), without a string per row; a value that is not a number raises
+    ``ValueError``: read the file again without ``numbers``."""
     header = portal_header(path)
     names = [field_name(c) for c in header]
     wanted = [i for i, n in enumerate(names) if fields is None or n in fields]
@@ -631,7 +638,7 @@ def read_portal_csv(
     with opened as handle:
         reader = pd.read_csv(
             handle,
-            dtype=object,
+            dtype={i: np.float64 if names[i] in numbers else object for i in wanted},
             keep_default_na=False,
             na_values=[""],
             chunksize=chunksize,
