@@ -802,3 +802,17 @@ def test_an_export_broken_in_its_second_part_is_refused_where_one_process_says(
     assert str(parted.value) == str(whole.value)
     assert "fields" in str(whole.value) and "line" in str(whole.value)
     assert _scalar(clean_db, "SELECT count(*) FROM raw.crime_records") == 0
+
+
+def test_a_coordinate_that_is_not_a_number_rejects_its_line_only(clean_db, tmp_path):
+    """pandas reads coordinates as numbers; a value that is not one (the whole file is then
+    read as text) makes that line a reject, as it did before."""
+    frame = legacy_frame(20, *WEEK, seed=24)
+    frame.loc[3, "lat"] = "north"
+    frame.loc[5, "lon"] = "  "
+    path = write_portal_csv(frame, tmp_path / "export.csv")
+    report = ingest_crime_csv(clean_db, path)
+    assert (report.loaded, report.rejected) == (18, {"missing_location": 2})
+    details = _rows(clean_db, "SELECT record_key, detail FROM ops.rejects ORDER BY detail")
+    assert {key for key, _ in details} == {frame.loc[3, "dr_no"], frame.loc[5, "dr_no"]}
+    assert all(detail.startswith("lat,lon=") and "nan" in detail for _, detail in details)
