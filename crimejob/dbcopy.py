@@ -116,14 +116,6 @@ def _csv(frame: pd.DataFrame, columns: Sequence[str]) -> io.StringIO:
     return buffer
 
 
-def _binary_payload(
-    conn: Connection, frame: pd.DataFrame, table: str, columns: list[str]
-) -> bytes | None:
-    """The rows in COPY's binary format, or None when a column is not one this encodes
-    exactly as the CSV path would store it (then the caller sends CSV)."""
-    return _binary_rows(frame, columns, column_types(conn, table))
-
-
 def _binary_rows(frame: pd.DataFrame, columns: list[str], types: dict[str, str]) -> bytes | None:
     fields = []
     for name in columns:

@@ -45,12 +45,17 @@ def _frame(rng: np.random.Generator, n: int) -> pd.DataFrame:
     )
 
 
+def _encoded(conn, frame: pd.DataFrame, table: str, columns: list[str]) -> dbcopy.EncodedRows:
+    """The rows as copy_frame encodes them (binary is None where it sends CSV)."""
+    return dbcopy.encode_rows(frame, columns, dbcopy.column_types(conn, table))
+
+
 def _copied(engine, frame: pd.DataFrame, binary: bool, monkeypatch) -> list:
     if not binary:
         monkeypatch.setattr(dbcopy, "_binary_rows", lambda *a: None)
     with engine.begin() as conn:
         conn.execute(sa.text(TABLE))
-        sent = dbcopy._binary_payload(conn, frame, "copied", list(frame.columns))
+        sent = _encoded(conn, frame, "copied", list(frame.columns)).binary
         assert (sent is not None) == binary
         assert copy_frame(conn, frame, "copied", list(frame.columns)) == len(frame)
         rows = conn.execute(sa.text("SELECT *, f::text AS f_text FROM copied ORDER BY k")).all()
@@ -62,7 +67,7 @@ def test_binary_copy_stores_what_the_csv_copy_stores(clean_db, monkeypatch):
     frame = _frame(np.random.default_rng(3), 400)
     with clean_db.connect() as conn:
         names = pd.DataFrame({"relname": ["a"]})
-        assert dbcopy._binary_payload(conn, names, "pg_class", ["relname"]) is None  # type name
+        assert _encoded(conn, names, "pg_class", ["relname"]).binary is None  # type name
     binary = _copied(clean_db, frame, True, monkeypatch)
     assert binary == _copied(clean_db, frame, False, monkeypatch)
     assert binary[1].f_text == "-0" and binary[2].f_text == "Infinity"
@@ -85,4 +90,4 @@ def test_frames_the_binary_path_does_not_encode_exactly_go_as_csv(clean_db, colu
     frame[column] = values
     with clean_db.begin() as conn:
         conn.execute(sa.text(TABLE))
-        assert dbcopy._binary_payload(conn, frame, "copied", list(frame.columns)) is None
+        assert _encoded(conn, frame, "copied", list(frame.columns)).binary is None

@@ -425,10 +425,6 @@ class CsvRecords:
     def __len__(self) -> int:
         return len(self.starts) - 1  # without the header
 
-    @classmethod
-    def read(cls, path: Path) -> CsvRecords:
-        return cls.split(cls.load(path), path)
-
     @staticmethod
     def load(path: Path) -> bytes:
         """The export's bytes (ungzipped), without a byte-order mark; a NUL byte (which

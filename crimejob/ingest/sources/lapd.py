@@ -242,16 +242,10 @@ def _parse_distinct_timestamps(text: pd.Series) -> np.ndarray:
 
 
 def _timestamps(frame: pd.DataFrame, column: str) -> pd.Series:
-    """``parse_timestamps`` of the column's stripped strings, each distinct value of the
-    column stripped and parsed once."""
+    """``parse_timestamps`` of a column of the frame (NaT when the frame has none)."""
     if column not in frame:
         return pd.Series(np.datetime64("NaT", "us"), index=frame.index, dtype="datetime64[us]")
-    parsed = _per_distinct(
-        frame[column],
-        lambda uniques: _parse_distinct_timestamps(_clean(uniques)),
-        np.datetime64("NaT", "us"),
-    )
-    return pd.Series(parsed, index=frame.index, dtype="datetime64[us]")
+    return parse_timestamps(frame[column])
 
 
 class _CleanText:
@@ -268,7 +262,11 @@ class _CleanText:
 def parse_timestamps(values: pd.Series) -> pd.Series:
     """Parse source dates (SODA floating timestamps or either portal CSV format) to naive
     LA wall-clock times; NaT where missing or unparseable."""
-    parsed = _per_distinct(values, _parse_distinct_timestamps, np.datetime64("NaT", "us"))
+    parsed = _per_distinct(
+        values,
+        lambda uniques: _parse_distinct_timestamps(_clean(uniques)),  # each stripped once
+        np.datetime64("NaT", "us"),
+    )
     return pd.Series(parsed, index=values.index, dtype="datetime64[us]")
 
 
