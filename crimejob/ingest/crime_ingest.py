@@ -86,6 +86,7 @@ from crimejob.dbcopy import EncodedRows, column_types, copy_frame, encode_rows, 
 from crimejob.errors import SourceError, check_range
 from crimejob.grid import staleweeks
 from crimejob.ingest import forked
+from crimejob.ingest.collector import collector_paused
 from crimejob.ingest.rejects import store_rejects
 from crimejob.ingest.sources import lapd
 from crimejob.ingest.sources.http import HttpStatusError
@@ -913,6 +914,7 @@ def ingest_crime_csv(engine: Engine, path: Path, source: str | None = None) -> I
     stop = threading.Event()
     with (
         _run(engine, params, report) as steps,
+        collector_paused(),  # the import's millions of objects make no cycles
         ThreadPoolExecutor(1, thread_name_prefix="csv-encode") as pool,
         _set_on_exit(stop),  # before the pool waits for its thread, whatever happened
         engine.begin() as conn,
