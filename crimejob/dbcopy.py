@@ -32,6 +32,7 @@ _INTEGERS = {"smallint": np.int16, "integer": np.int32, "bigint": np.int64}
 _POSTGRES_EPOCH = np.datetime64("2000-01-01", "D")
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
 _TRAILER = (-1).to_bytes(2, "big", signed=True)
+_LONG_VALUES = 64  # bytes a value on average, from which a column is copied value by value
 
 
 def copy_frame(conn: Connection, frame: pd.DataFrame, table: str, columns: Sequence[str]) -> int:
@@ -140,9 +141,15 @@ def _binary_rows(frame: pd.DataFrame, columns: list[str], types: dict[str, str])
         out[position[:, None] + np.arange(4)] = lengths.astype(">i4").view(np.uint8).reshape(n, 4)
         start = position + 4
         total = int(size.sum())
-        if total:
+        first = np.cumsum(size) - size
+        if total >= _LONG_VALUES * n:
+            # long values (a CSV line): one copy per value beats an index per byte
+            target, source = memoryview(out), memoryview(data)
+            places = zip(start.tolist(), first.tolist(), size.tolist(), strict=True)
+            for at, begin, length in places:
+                target[at : at + length] = source[begin : begin + length]
+        elif total:
             # each row's bytes at its start: the flat data in row order, scattered
-            first = np.cumsum(size) - size
             offset = np.arange(total) - np.repeat(first, size)
             out[np.repeat(start, size) + offset] = data
         position = start + size
@@ -222,15 +229,8 @@ def _text(column: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     unique_lengths = np.array([len(e) for e in encoded], np.int64)
     lengths = np.where(codes < 0, -1, unique_lengths[np.maximum(codes, 0)] if encoded else 0)
-    flat = np.frombuffer(b"".join(encoded), np.uint8)
-    unique_start = np.cumsum(unique_lengths) - unique_lengths
-    present = codes[codes >= 0]
-    size = unique_lengths[present]
-    first = np.cumsum(size) - size
-    source = np.repeat(unique_start[present], size) + (
-        np.arange(int(size.sum())) - np.repeat(first, size)
-    )
-    return lengths.astype(np.int64), flat[source]
+    values = b"".join([encoded[code] for code in codes[codes >= 0].tolist()])
+    return lengths.astype(np.int64), np.frombuffer(values, np.uint8)
 
 
 def _factorize(column: pd.Series) -> tuple[list, np.ndarray]:

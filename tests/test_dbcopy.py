@@ -75,6 +75,17 @@ def test_binary_copy_stores_what_the_csv_copy_stores(clean_db, monkeypatch):
     assert {r.txt for r in binary} >= {"", 'a "quoted", comma', "new\nline", "café ✓", "\\"}
 
 
+def test_long_values_are_copied_value_by_value_and_stored_the_same(clean_db, monkeypatch):
+    frame = _frame(np.random.default_rng(5), 300)
+    rng = np.random.default_rng(6)
+    lengths = rng.integers(0, 400, len(frame))
+    frame["txt"] = ['é,"\n' * (k // 4) for k in lengths]
+    frame.loc[::9, "txt"] = None
+    binary = _copied(clean_db, frame, True, monkeypatch)
+    assert binary == _copied(clean_db, frame, False, monkeypatch)
+    assert binary[0].txt is None and len(binary[1].txt) == 4 * (lengths[1] // 4)
+
+
 @pytest.mark.parametrize(
     "column, values",
     [
