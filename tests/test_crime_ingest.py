@@ -816,3 +816,20 @@ def test_a_coordinate_that_is_not_a_number_rejects_its_line_only(clean_db, tmp_p
     details = _rows(clean_db, "SELECT record_key, detail FROM ops.rejects ORDER BY detail")
     assert {key for key, _ in details} == {frame.loc[3, "dr_no"], frame.loc[5, "dr_no"]}
     assert all(detail.startswith("lat,lon=") and "nan" in detail for _, detail in details)
+
+
+@pytest.mark.parametrize("odd_key", ["200100éü", "7", "  2001000123456789  "])
+def test_keys_of_any_length_and_alphabet_are_stored_as_written(clean_db, tmp_path, odd_key):
+    """The binary COPY writes ASCII keys straight from numpy; any other key is encoded one
+    by one: the stored keys are the file's, stripped, either way."""
+    frame = legacy_frame(40, *WEEK, seed=36)
+    frame.loc[5, "dr_no"] = odd_key
+    path = write_portal_csv(frame, tmp_path / "export.csv")
+    report = ingest_crime_csv(clean_db, path)
+    assert report.loaded == 40
+    stored = {
+        r.record_id: r.incident_id
+        for r in _rows(clean_db, "SELECT record_id, incident_id FROM raw.crime_records")
+    }
+    assert set(stored) == {k.strip() for k in frame["dr_no"]}
+    assert all(record == incident for record, incident in stored.items())

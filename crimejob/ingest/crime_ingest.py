@@ -520,6 +520,7 @@ class _MappedExport:
     good: pd.DataFrame
     earlier: np.ndarray
     stored: np.ndarray  # positions in good of the rows to store, in the order of their key
+    stored_keys: np.ndarray  # their keys, in that order (numpy strings)
 
 
 _GOOD_COLUMNS = [
@@ -665,7 +666,8 @@ def _combine(
         keys, order = keys[merged], order[merged]
     earlier = np.zeros(len(keys), dtype=bool)
     earlier[order[:-1]] = keys[:-1] == keys[1:]
-    mapped = _MappedExport(before, rejects, good, earlier, order[~earlier[order]])
+    kept = ~earlier[order]
+    mapped = _MappedExport(before, rejects, good, earlier, order[kept], keys[kept])
     return CsvRecords(data, starts, ends), mapped
 
 
@@ -757,12 +759,12 @@ class _RowEncoder:
         rows["lon"] = rows_of["lon"]
         rows["cell"] = rows_of["cell_id"]
         rows["violent"] = rows_of["is_violent"]
-        record_ids = _Texts(rows_of["record_id"].tolist())
+        record_ids = _Texts.of(rows_of["record_id"])
         rows["record_id_len"] = record_ids.lengths
         if rows_of["incident_id"] is rows_of["record_id"]:
             incident_ids = record_ids
         else:
-            incident_ids = _Texts(rows_of["incident_id"].tolist())
+            incident_ids = _Texts.of(rows_of["incident_id"])
         codes, literals = pd.factorize(rows_of["offense_codes"])
         offenses = _Texts(self._offense_pieces(literals.tolist()))
         line_ids = rows_of["line"] - 1  # line 2 is record 1 (the header is 0)
@@ -807,6 +809,19 @@ class _Texts:
         self.lengths = np.fromiter(map(len, encoded), np.int64, len(encoded))
         self.offsets = np.cumsum(self.lengths) - self.lengths
         self.buffer = np.frombuffer(b"".join(encoded), np.uint8)
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> _Texts:
+        """Strings as UTF-8: numpy strings of ASCII characters (keys, as a rule) as they
+        are, side by side at their fixed width, without a Python string per value."""
+        if values.dtype.kind != "U" or not len(values) or values.view(np.uint32).max() >= 128:
+            return cls(values.tolist())
+        fixed = values.astype("S")  # ASCII: its UTF-8 bytes, padded with NULs
+        texts = cls.__new__(cls)
+        texts.lengths = np.strings.str_len(fixed).astype(np.int64)
+        texts.offsets = np.arange(len(fixed), dtype=np.int64) * fixed.itemsize
+        texts.buffer = fixed.view(np.uint8)
+        return texts
 
     def gather(self, which: np.ndarray, length: int) -> np.ndarray:
         """The bytes of ``which`` (all ``length`` long) as rows of a uint8 matrix."""
@@ -863,14 +878,16 @@ def _encode_rows(
 
     try:
         good = mapped.good
-        columns = {name: good[name].to_numpy() for name in _GOOD_COLUMNS}
-        columns["line"] = good.index.to_numpy()
         same = good["incident_id"].equals(good["record_id"])
+        keys = ("record_id", "incident_id") if same else ("record_id",)
+        columns = {name: good[name].to_numpy() for name in _GOOD_COLUMNS if name not in keys}
+        columns["line"] = good.index.to_numpy()
         for first in range(0, len(mapped.stored), CSV_CHUNK_ROWS):
             if stop.is_set():
                 break
             which = mapped.stored[first : first + CSV_CHUNK_ROWS]
             chunk = {name: values[which] for name, values in columns.items()}
+            chunk["record_id"] = mapped.stored_keys[first : first + CSV_CHUNK_ROWS]
             if same:
                 chunk["incident_id"] = chunk["record_id"]
             put(encoder.encode(chunk, records))
