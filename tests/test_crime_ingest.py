@@ -727,6 +727,22 @@ def test_a_record_with_the_wrong_number_of_fields_fails_the_file(clean_db, tmp_p
     assert _scalar(clean_db, "SELECT count(*) FROM raw.crime_records") == 0
 
 
+def test_fields_of_a_record_over_64_kib_are_counted_exactly(clean_db, tmp_path):
+    """Commas are summed per record in 16 bits; a record or quoted span of 64 KiB or more
+    is counted again: 65,536 commas too many do not wrap round to the header's count."""
+    lines = _csv_text(legacy_frame(5, *WEEK, seed=37), tmp_path)
+    path = tmp_path / "export.csv"
+    fields = lines[3].split(",")
+    fields[-4] = '"' + "a, " * 70_000 + '"'  # LOCATION: 210 kB, 70,000 commas, quoted
+    long_quoted = ",".join(fields)
+    path.write_text("\n".join([*lines[:3], long_quoted, *lines[4:]]) + "\n")
+    assert ingest_crime_csv(clean_db, path).loaded == 5
+    wrapped = lines[3] + "," * 65_536  # 28 + 65,536 fields: 28 in 16 bits
+    path.write_text("\n".join([*lines[:3], wrapped, *lines[4:]]) + "\n")
+    with pytest.raises(SourceError, match=r"record 3 \(from line 4\) has 65564 fields"):
+        ingest_crime_csv(clean_db, path)
+
+
 def _export_for_parts(tmp_path, name: str = "export.csv"):
     """An export whose middle falls inside a quoted field that holds line ends, with a key
     repeated across the halves and rejects in both."""
