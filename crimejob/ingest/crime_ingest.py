@@ -720,12 +720,15 @@ class _RowEncoder:
              ("violent_len", ">i4"), ("violent", "u1"),
              ("record_id_len", ">i4")]
         )  # fmt: skip
-        self.constants = {
+        constants = {
             "fields": 14, "source_len": len(src), "source": src, "series_len": len(ser),
             "series": ser, "layout_len": 4, "layout": layout_id, "occurred_len": 8,
             "reported_len": 8, "week_len": 4, "lat_len": 8, "lon_len": 8, "cell_len": 4,
             "violent_len": 1,
         }  # fmt: skip
+        self.template = np.zeros(1, dtype=self.fixed)  # a row's constant parts, copied per row
+        for name, value in constants.items():
+            self.template[name] = value
 
     def _offense_pieces(self, literals: list[str]) -> list[bytes]:
         """Each distinct literal's field (length and array_send), fetched once per import."""
@@ -755,9 +758,7 @@ class _RowEncoder:
         n = len(rows_of["line"])
         if not n:
             return b""
-        rows = np.zeros(n, dtype=self.fixed)
-        for name, value in self.constants.items():
-            rows[name] = value
+        rows = np.repeat(self.template, n)
         rows["occurred"] = (rows_of["occurred_at"].astype("datetime64[us]") - _PG_EPOCH).astype(
             np.int64
         )
@@ -802,11 +803,14 @@ class _RowEncoder:
             prefix["fixed"] = fixed[members]
             prefix["record_id"] = record_ids.gather(members, rid_len)
             prefix["incident_len"] = inc_len
-            prefix["incident_id"] = incident_ids.gather(members, inc_len)
+            prefix["incident_id"] = (
+                prefix["record_id"]
+                if incident_ids is record_ids
+                else incident_ids.gather(members, inc_len)
+            )
             prefix["offenses"] = offenses.gather(codes[members], off_len)
             prefix["line_len"] = line_lengths[members]
-            blob, size = prefix.tobytes(), prefix.dtype.itemsize
-            prefixes[members] = [blob[i : i + size] for i in range(0, len(blob), size)]
+            prefixes[members] = prefix.view(f"V{prefix.dtype.itemsize}").tolist()  # bytes each
         pieces: list = [None] * (2 * n)
         pieces[0::2] = prefixes.tolist()
         pieces[1::2] = records.lines(line_ids)
@@ -828,11 +832,12 @@ class _Texts:
         are, side by side at their fixed width, without a Python string per value."""
         if values.dtype.kind != "U" or not len(values) or values.view(np.uint32).max() >= 128:
             return cls(values.tolist())
-        fixed = values.astype("S")  # ASCII: its UTF-8 bytes, padded with NULs
+        values = np.ascontiguousarray(values)
+        width = values.dtype.itemsize // 4  # UTF-32 code units: ASCII ones are the bytes
         texts = cls.__new__(cls)
-        texts.lengths = np.strings.str_len(fixed).astype(np.int64)
-        texts.offsets = np.arange(len(fixed), dtype=np.int64) * fixed.itemsize
-        texts.buffer = fixed.view(np.uint8)
+        texts.lengths = np.strings.str_len(values).astype(np.int64)
+        texts.offsets = np.arange(len(values), dtype=np.int64) * width
+        texts.buffer = values.view(np.uint32).astype(np.uint8)
         return texts
 
     def gather(self, which: np.ndarray, length: int) -> np.ndarray:
