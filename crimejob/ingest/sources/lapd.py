@@ -413,9 +413,9 @@ def map_frame(frame: pd.DataFrame, adapter: DatasetAdapter) -> tuple[pd.DataFram
     detail = pd.Series(None, index=frame.index, dtype=object)
     usable = np.ones(len(frame), dtype=bool)  # no reason yet
 
-    def flag(mask: pd.Series, why: str, explain) -> None:
+    def flag(mask: pd.Series | np.ndarray, why: str, explain) -> None:
         """Give rows not yet rejected this reason; ``explain(rows)`` words the detail."""
-        hit = mask.to_numpy(dtype=bool) & usable
+        hit = np.asarray(mask, dtype=bool) & usable
         if hit.any():
             reason[hit] = why
             detail[hit] = explain(hit)
@@ -446,14 +446,13 @@ def map_frame(frame: pd.DataFrame, adapter: DatasetAdapter) -> tuple[pd.DataFram
          + f" is after {adapter.report_field}=" + report_text[hit].astype(str))  # fmt: skip
     flag(offenses.first.isna(), R.MISSING_CODE, lambda hit: f"no {'/'.join(adapter.code_fields)}")
     flag(~offenses.known, R.UNKNOWN_CODE, shown(adapter.code_fields[0], offenses.first))
-    where_series = pd.Series(where, index=frame.index)
 
     def coords(hit):
         # (pandas 3 keeps NaN missing through astype(str); format keeps it visible)
         return "lat,lon=" + lat[hit].map("{}".format) + "," + lon[hit].map("{}".format)
 
-    flag(where_series == R.MISSING_LOCATION, R.MISSING_LOCATION, coords)
-    flag(where_series == R.OUTSIDE_GRID, R.OUTSIDE_GRID, coords)
+    flag(where == R.MISSING_LOCATION, R.MISSING_LOCATION, coords)
+    flag(where == R.OUTSIDE_GRID, R.OUTSIDE_GRID, coords)
 
     out["source"] = adapter.dataset_id
     out["record_id"] = key
