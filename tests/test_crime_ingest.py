@@ -11,6 +11,7 @@ import copy
 import json
 from datetime import date, timedelta
 
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -741,6 +742,42 @@ def test_fields_of_a_record_over_64_kib_are_counted_exactly(clean_db, tmp_path):
     path.write_text("\n".join([*lines[:3], wrapped, *lines[4:]]) + "\n")
     with pytest.raises(SourceError, match=r"record 3 \(from line 4\) has 65564 fields"):
         ingest_crime_csv(clean_db, path)
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 1 << 22])
+def test_bytes_are_counted_alike_whatever_the_block_size(monkeypatch, block):
+    """Quotes, line ends and commas are looked for a block at a time: a span that crosses
+    blocks, or holds whole blocks, is counted as one."""
+    from crimejob.ingest import crime_ingest
+
+    monkeypatch.setattr(crime_ingest, "_SCAN_BLOCK", block)
+    rng = np.random.default_rng(38)
+    text = rng.choice(np.frombuffer(b'a,"\n', np.uint8), 5_000, p=[0.5, 0.3, 0.02, 0.18])
+    for starts in (np.array([0, 3, 700, 701, 4_000]), np.sort(rng.choice(5_000, 300, False))):
+        (counts,) = crime_ingest._span_counts(text, ord(","), starts)
+        ends = np.append(starts[1:], len(text))
+        expected = [
+            np.count_nonzero(text[a:b] == ord(",")) for a, b in zip(starts, ends, strict=True)
+        ]
+        assert counts.tolist() == expected
+    for byte in b'",\n':
+        found = crime_ingest._positions(text, byte)
+        assert found.tolist() == np.flatnonzero(text == byte).tolist()
+
+
+def test_a_file_is_read_alike_whatever_the_block_size(tmp_path, monkeypatch):
+    from crimejob.ingest import crime_ingest
+
+    path = _export_for_parts(tmp_path)
+    data = path.read_bytes()
+    whole = crime_ingest.CsvRecords.split(data, path)
+    monkeypatch.setattr(crime_ingest, "_SCAN_BLOCK", 101)
+    small = crime_ingest.CsvRecords.split(data, path)
+    assert (small.starts == whole.starts).all() and (small.ends == whole.ends).all()
+    lines = _csv_text(legacy_frame(400, *WEEK, seed=39), tmp_path)
+    lines[300] += ",extra"
+    with pytest.raises(SourceError, match=r"record 300 \(from line 301\) has 29 fields"):
+        crime_ingest.CsvRecords.split(("\n".join(lines) + "\n").encode(), path)
 
 
 def _export_for_parts(tmp_path, name: str = "export.csv"):

@@ -449,9 +449,7 @@ class CsvRecords:
     @classmethod
     def split(cls, data: bytes, path: Path) -> CsvRecords:
         buf = np.frombuffer(data, dtype=np.uint8)
-        hits = np.empty(len(buf), dtype=bool)  # one scratch array for each byte looked for
-        newlines = np.flatnonzero(np.equal(buf, 10, out=hits))
-        quotes = np.flatnonzero(np.equal(buf, 34, out=hits))
+        newlines, quotes = _positions(buf, 10), _positions(buf, 34)
         if len(quotes) % 2:
             opened = int(quotes[-1])
             raise SourceError(
@@ -469,18 +467,18 @@ class CsvRecords:
         has_cr = (ends > starts) & (buf[np.maximum(ends - 1, 0)] == 13)
         ends = ends - has_cr
         records = cls(data, starts, ends)
-        records._check_fields(np.equal(buf, 44, out=hits).view(np.uint8), quotes, path)
+        records._check_fields(buf, quotes, path)
         return records
 
-    def _check_fields(self, commas: np.ndarray, quotes: np.ndarray, path: Path) -> None:
-        """Every record has the header's number of fields (commas outside quotes + 1);
-        ``commas`` is 1 at each comma of the text, else 0."""
+    def _check_fields(self, buf: np.ndarray, quotes: np.ndarray, path: Path) -> None:
+        """Every record has the header's number of fields (commas outside quotes + 1)."""
         if not len(self.starts):
             return
-        # From each record's start to the next one's (its line end between: no comma).
-        per_record = _span_sums(commas, self.starts)
-        if len(quotes):  # commas inside a quoted span (between quote 2k and 2k+1) do not count
-            inside = _span_sums(commas, quotes)[0::2]
+        # Commas from each record's start to the next one's (its line end between: none),
+        # and from each quote to the next (quote 2k to 2k+1: inside a quoted span).
+        per_record, spans = _span_counts(buf, 44, self.starts, quotes)
+        if len(quotes):  # commas inside a quoted span do not count
+            inside = spans[0::2]
             record = np.searchsorted(self.starts, quotes[0::2], side="right") - 1
             per_record -= np.bincount(record, weights=inside, minlength=len(self.starts)).astype(
                 np.int64
@@ -510,15 +508,48 @@ class CsvRecords:
         ]
 
 
-def _span_sums(flags: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """The sum of ``flags`` (bytes of 0 or 1) from each of the increasing ``starts`` to the
-    next (the last: to the end), without a list of where the ones are. Summed in 16 bits,
-    numpy's quickest here; the rare span of 64 KiB or more is counted again exactly."""
-    sums = np.add.reduceat(flags, starts, dtype=np.uint16).astype(np.int64)
-    lengths = np.diff(starts, append=len(flags))
-    for i in np.flatnonzero(lengths > 0xFFFF).tolist():
-        sums[i] = np.count_nonzero(flags[starts[i] : starts[i] + lengths[i]])
-    return sums
+# Bytes compared at a time: a scratch array this size stays in the cache, where one the
+# size of the export would first cost a page fault every 4 KiB (dearly, in a VM).
+_SCAN_BLOCK = 1 << 22
+
+
+def _blocks(buf: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    for at in range(0, len(buf), _SCAN_BLOCK):
+        yield at, buf[at : at + _SCAN_BLOCK]
+
+
+def _positions(buf: np.ndarray, byte: int) -> np.ndarray:
+    """Where ``byte`` occurs in ``buf``, in order (int64)."""
+    hits = np.empty(min(len(buf), _SCAN_BLOCK), dtype=bool)
+    found = [
+        np.flatnonzero(np.equal(block, byte, out=hits[: len(block)])) + at
+        for at, block in _blocks(buf)
+    ]
+    return np.concatenate(found) if found else np.empty(0, np.int64)
+
+
+def _span_counts(buf: np.ndarray, byte: int, *starts: np.ndarray) -> list[np.ndarray]:
+    """For each array of increasing ``starts``: how often ``byte`` occurs from each start
+    to the next (the last: to the end), without a list of where it occurs. Summed in 16
+    bits, numpy's quickest; the rare span of 64 KiB or more in a block is counted again."""
+    counts = [np.zeros(len(s), np.int64) for s in starts]
+    flags = np.empty(min(len(buf), _SCAN_BLOCK), dtype=np.uint8)
+    for at, block in _blocks(buf):
+        found = flags[: len(block)]
+        np.equal(block, byte, out=found)
+        for begin, total in zip(starts, counts, strict=True):
+            lo, hi = np.searchsorted(begin, [at, at + len(block)]).tolist()
+            head = int(begin[lo]) - at if lo < hi else len(block)
+            if lo and head:  # the block's head belongs to a span begun before it
+                total[lo - 1] += np.count_nonzero(found[:head])
+            if lo < hi:
+                local = begin[lo:hi] - at
+                sums = np.add.reduceat(found, local, dtype=np.uint16).astype(np.int64)
+                lengths = np.diff(local, append=len(block))
+                for i in np.flatnonzero(lengths > 0xFFFF).tolist():
+                    sums[i] = np.count_nonzero(found[local[i] : local[i] + lengths[i]])
+                total[lo:hi] += sums
+    return counts
 
 
 @dataclass
