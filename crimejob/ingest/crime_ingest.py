@@ -447,50 +447,30 @@ class CsvRecords:
         return data
 
     @classmethod
-    def split(cls, data: bytes, path: Path) -> CsvRecords:
-        buf = np.frombuffer(data, dtype=np.uint8)
-        newlines, quotes = _positions(buf, 10), _positions(buf, 34)
-        if len(quotes) % 2:
-            opened = int(quotes[-1])
-            raise SourceError(
-                f"{path.name} is not a readable CSV file: unterminated CSV quoted field (the "
-                f"quote opened on line {int(np.searchsorted(newlines, opened)) + 1} is still "
-                f"open at the end of the file, line {len(newlines) + 1})"
-            )
-        if len(quotes):  # a line end inside quotes is part of its field
-            newlines = newlines[np.searchsorted(quotes, newlines) % 2 == 0]
-        ends = newlines
-        if len(data) and (not len(ends) or ends[-1] != len(data) - 1):
-            ends = np.append(ends, len(data))  # a last line without a line end
-        starts = np.concatenate(([0], ends[:-1] + 1)).astype(np.int64)
-        ends = ends.astype(np.int64)
-        has_cr = (ends > starts) & (buf[np.maximum(ends - 1, 0)] == 13)
-        ends = ends - has_cr
-        records = cls(data, starts, ends)
-        records._check_fields(buf, quotes, path)
-        return records
-
-    def _check_fields(self, buf: np.ndarray, quotes: np.ndarray, path: Path) -> None:
-        """Every record has the header's number of fields (commas outside quotes + 1)."""
-        if not len(self.starts):
-            return
-        # Commas from each record's start to the next one's (its line end between: none),
-        # and from each quote to the next (quote 2k to 2k+1: inside a quoted span).
-        per_record, spans = _span_counts(buf, 44, self.starts, quotes)
-        if len(quotes):  # commas inside a quoted span do not count
-            inside = spans[0::2]
-            record = np.searchsorted(self.starts, quotes[0::2], side="right") - 1
-            per_record -= np.bincount(record, weights=inside, minlength=len(self.starts)).astype(
-                np.int64
-            )
-        wrong = np.flatnonzero(per_record != per_record[0])
+    def split(cls, data: bytes, path: Path, start: int = 0, end: int | None = None) -> CsvRecords:
+        """The records of the header line and of ``data[start:end]`` (the whole text by
+        default; ``start`` is 0 or the first byte of a record), at their places in
+        ``data``: found in place, the text is not copied."""
+        end = len(data) if end is None else end
+        whole = np.frombuffer(data, dtype=np.uint8)
+        spans = [(0, end)] if start == 0 else [(0, _record_end(data, 0) or end), (start, end)]
+        starts, ends, fields = [], [], []
+        for first, last in spans:
+            text = whole[first:last]  # a view
+            found, quotes = _records_of(text, path)
+            fields.append(_fields_of(text, found[0], quotes))
+            starts.append(found[0] + first)
+            ends.append(found[1] + first)
+        records = cls(data, np.concatenate(starts), np.concatenate(ends))
+        fields = np.concatenate(fields)
+        wrong = np.flatnonzero(fields != fields[0]) if len(fields) else fields
         if len(wrong):
             bad = int(wrong[0])
             raise SourceError(
                 f"{path.name} is not a readable CSV file: record {bad} (from line "
-                f"{self.line_number(bad)}) has {per_record[bad] + 1} fields, the header "
-                f"{per_record[0] + 1}"
+                f"{records.line_number(bad)}) has {fields[bad]} fields, the header {fields[0]}"
             )
+        return records
 
     def line_number(self, record: int) -> int:
         """The file line a record starts on (1 = the header)."""
@@ -506,6 +486,43 @@ class CsvRecords:
             data[s:e]
             for s, e in zip(self.starts[records].tolist(), self.ends[records].tolist(), strict=True)
         ]
+
+
+def _records_of(text: np.ndarray, path: Path) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """The records of ``text`` as (starts, ends) (a record ends at a line end outside
+    double quotes, a CR before it dropped), and where its quotes are."""
+    newlines, quotes = _positions(text, 10), _positions(text, 34)
+    if len(quotes) % 2:
+        opened = int(quotes[-1])
+        raise SourceError(
+            f"{path.name} is not a readable CSV file: unterminated CSV quoted field (the "
+            f"quote opened on line {int(np.searchsorted(newlines, opened)) + 1} is still "
+            f"open at the end of the file, line {len(newlines) + 1})"
+        )
+    if len(quotes):  # a line end inside quotes is part of its field
+        newlines = newlines[np.searchsorted(quotes, newlines) % 2 == 0]
+    ends = newlines
+    if len(text) and (not len(ends) or ends[-1] != len(text) - 1):
+        ends = np.append(ends, len(text))  # a last line without a line end
+    starts = np.concatenate(([0], ends[:-1] + 1)).astype(np.int64)
+    ends = ends.astype(np.int64)
+    has_cr = (ends > starts) & (text[np.maximum(ends - 1, 0)] == 13)
+    return (starts, ends - has_cr), quotes
+
+
+def _fields_of(text: np.ndarray, starts: np.ndarray, quotes: np.ndarray) -> np.ndarray:
+    """Each record's number of fields: commas outside quotes, plus one."""
+    if not len(starts):
+        return np.empty(0, np.int64)
+    # Commas from each record's start to the next one's (its line end between: none),
+    # and from each quote to the next (quote 2k to 2k+1: inside a quoted span).
+    per_record, spans = _span_counts(text, 44, starts, quotes)
+    if len(quotes):  # commas inside a quoted span do not count
+        record = np.searchsorted(starts, quotes[0::2], side="right") - 1
+        per_record -= np.bincount(record, weights=spans[0::2], minlength=len(starts)).astype(
+            np.int64
+        )
+    return per_record + 1
 
 
 # Bytes compared at a time: a scratch array this size stays in the cache, where one the
@@ -597,9 +614,10 @@ def _map_part(
 ) -> _MappedPart:
     """Find the records of the header line and ``data[start:end]`` (numpy) and map them
     (pandas); no database. ``start`` is 0 or the start of a record."""
-    header_end = 0 if start == 0 else _record_end(data, 0)
-    text = data[:end] if start == 0 else data[:header_end] + data[start:end]
-    records = CsvRecords.split(text, path)
+    records = CsvRecords.split(data, path, start, end)
+    whole = memoryview(data)
+    header = () if start == 0 else (whole[: _record_end(data, 0)],)
+    text = (*header, whole[start:end])  # read in place, one buffer after the other
     fields = lapd.mapped_fields(adapter)
     try:  # coordinates parsed as numbers by pandas' reader: no string per row
         coordinates = frozenset(f for pair in adapter.coordinate_fields for f in pair)
@@ -626,9 +644,6 @@ def _map_part(
     good = mapped.loc[~bad, _GOOD_COLUMNS]
     keys = good["record_id"].to_numpy(str)
     key_order = np.argsort(keys, kind="stable")
-    if start:  # byte positions in the whole export
-        records.starts[1:] += start - header_end
-        records.ends[1:] += start - header_end
     return _MappedPart(
         records.starts, records.ends, len(frame), rejects, good, keys[key_order], key_order
     )

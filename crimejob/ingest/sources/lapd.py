@@ -26,7 +26,7 @@ import gzip
 import io
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -617,13 +617,14 @@ def read_portal_csv(
     path: Path,
     chunksize: int = 200_000,
     fields: set[str] | None = None,
-    text: bytes | None = None,
+    text: Sequence[bytes | memoryview] | None = None,
     numbers: frozenset[str] = frozenset(),
 ) -> Iterator[pd.DataFrame]:
     """Read a portal CSV export in chunks, columns renamed to SODA field names, all values
     strings (NaN for an empty field); only ``fields`` when given. The original header is
-    in ``frame.attrs['header']``. With ``text`` (UTF-8 bytes: the export's header line,
-    then any of its records), that is read instead of the file's records.
+    in ``frame.attrs['header']``. With ``text`` (UTF-8 bytes in one or more buffers, read
+    one after the other: the export's header line, then any of its records), that is read
+    instead of the file's records.
 
     Fields in ``numbers`` come as float64 (the values ``pd.to_numeric`` makes of their
     stripped text), without a string per row; a value that is not a number raises
@@ -631,7 +632,7 @@ def read_portal_csv(
     header = portal_header(path)
     names = [field_name(c) for c in header]
     wanted = [i for i, n in enumerate(names) if fields is None or n in fields]
-    opened = open_text(path) if text is None else io.BytesIO(text)
+    opened = open_text(path) if text is None else io.BufferedReader(_Buffers(text))
     # Columns named by position for the reader: pandas 3 reads a column whose dtype is
     # given by its position as its str dtype, by its name as object (plain Python
     # strings, which the mapping handles at about two thirds of the cost).
@@ -651,6 +652,26 @@ def read_portal_csv(
             chunk.columns = [names[i] for i in wanted]
             chunk.attrs["header"] = header
             yield chunk
+
+
+class _Buffers(io.RawIOBase):
+    """Buffers read one after the other as one stream, without joining them first."""
+
+    def __init__(self, buffers: Sequence[bytes | memoryview]) -> None:
+        self.pending = [memoryview(b).cast("B") for b in buffers]
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:
+        while self.pending and not len(self.pending[0]):
+            self.pending.pop(0)
+        if not self.pending:
+            return 0
+        size = min(len(target), len(self.pending[0]))
+        target[:size] = self.pending[0][:size]
+        self.pending[0] = self.pending[0][size:]
+        return size
 
 
 def _chunks(reader, path: Path) -> Iterator[pd.DataFrame]:
