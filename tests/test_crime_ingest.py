@@ -816,6 +816,36 @@ def test_a_large_export_is_mapped_in_two_parts_with_the_result_of_one(tmp_path, 
     assert whole.earlier.sum() == 1 and len(whole.rejects) >= 2
 
 
+def test_parts_whose_incidents_differ_keep_each_rows_incident(tmp_path, monkeypatch):
+    """A part sends no incident column when every incident is its record; combined with
+    a part whose incidents are not, its rows get their records as incidents."""
+    from crimejob.ingest import crime_ingest
+    from crimejob.ingest.sources import lapd
+
+    path = _export_for_parts(tmp_path)
+    data, adapter = path.read_bytes(), lapd.adapter_for(lapd.LEGACY)
+    monkeypatch.setattr(crime_ingest, "CSV_PARALLEL_BYTES", 1)
+    split = crime_ingest._split_point(data)
+    first = crime_ingest._map_part(data, path, adapter, 0, split)
+    second = crime_ingest._map_part(data, path, adapter, split)
+    assert first.incident_is_record and "incident_id" not in first.good
+    in_row_order = np.empty(len(second.keys), dtype=object)
+    in_row_order[second.key_order] = second.keys.tolist()
+    second.good["incident_id"] = ["case-" + k for k in in_row_order]
+    second.incident_is_record = False
+    _, mapped = crime_ingest._combine(data, [first, second], path.name)
+
+    assert not mapped.incident_is_record
+    first_rows = mapped.good.iloc[: len(first.good)]
+    expected = np.empty(len(first.keys), dtype=object)
+    expected[first.key_order] = first.keys.tolist()
+    assert first_rows["incident_id"].tolist() == expected.tolist()
+    assert (
+        mapped.good["incident_id"].iloc[len(first.good) :].tolist()
+        == second.good["incident_id"].tolist()
+    )
+
+
 def test_a_large_export_imports_the_same_rows_in_two_parts(clean_db, tmp_path, monkeypatch):
     from crimejob.ingest import crime_ingest
 

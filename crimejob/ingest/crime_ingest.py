@@ -579,8 +579,10 @@ class _MappedExport:
     rejects: pd.DataFrame
     good: pd.DataFrame
     earlier: np.ndarray
+    earlier_keys: np.ndarray  # the keys of the earlier lines, in file order
     stored: np.ndarray  # positions in good of the rows to store, in the order of their key
     stored_keys: np.ndarray  # their keys, in that order (numpy strings)
+    incident_is_record: bool  # else good has an incident_id column (it never has record_id)
 
 
 _GOOD_COLUMNS = [
@@ -607,6 +609,9 @@ class _MappedPart:
     good: pd.DataFrame
     keys: np.ndarray  # the usable rows' keys, sorted
     key_order: np.ndarray  # positions in good in the order of keys (file order within a key)
+    incident_is_record: bool  # else good has an incident_id column (it never has record_id:
+    # the keys are sent back as numpy strings, and one Python string per row would cost
+    # pickling and unpickling)
 
 
 def _map_part(
@@ -644,8 +649,17 @@ def _map_part(
     good = mapped.loc[~bad, _GOOD_COLUMNS]
     keys = good["record_id"].to_numpy(str)
     key_order = np.argsort(keys, kind="stable")
+    incident_is_record = good["incident_id"].equals(good["record_id"])
+    good = good.drop(columns=["record_id", "incident_id"] if incident_is_record else "record_id")
     return _MappedPart(
-        records.starts, records.ends, len(frame), rejects, good, keys[key_order], key_order
+        records.starts,
+        records.ends,
+        len(frame),
+        rejects,
+        good,
+        keys[key_order],
+        key_order,
+        incident_is_record,
     )
 
 
@@ -705,9 +719,15 @@ def _combine(
     starts = np.concatenate([parts[0].starts, *(p.starts[1:] for p in parts[1:])])
     ends = np.concatenate([parts[0].ends, *(p.ends[1:] for p in parts[1:])])
     rejects, good, before = [], [], 0
+    incident_is_record = all(p.incident_is_record for p in parts)
     for part in parts:
         rejects.append(part.rejects.assign(line=part.rejects["line"] + before))
-        good.append(part.good.set_axis(part.good.index + before))
+        rows = part.good.set_axis(part.good.index + before)
+        if part.incident_is_record and not incident_is_record:  # its keys, in row order
+            incidents = np.empty(len(rows), dtype=object)
+            incidents[part.key_order] = part.keys.tolist()
+            rows = rows.assign(incident_id=incidents)
+        good.append(rows)
         before += part.rows
     rejects = pd.concat(rejects, ignore_index=True) if len(parts) > 1 else rejects[0]
     rejects["detail"] = (
@@ -723,9 +743,20 @@ def _combine(
         merged = np.argsort(keys, kind="stable")
         keys, order = keys[merged], order[merged]
     earlier = np.zeros(len(keys), dtype=bool)
-    earlier[order[:-1]] = keys[:-1] == keys[1:]
+    repeated = keys[:-1] == keys[1:]
+    earlier[order[:-1]] = repeated
+    file_order = np.argsort(order[:-1][repeated])
     kept = ~earlier[order]
-    mapped = _MappedExport(before, rejects, good, earlier, order[kept], keys[kept])
+    mapped = _MappedExport(
+        before,
+        rejects,
+        good,
+        earlier,
+        keys[:-1][repeated][file_order],
+        order[kept],
+        keys[kept],
+        incident_is_record,
+    )
     return CsvRecords(data, starts, ends), mapped
 
 
@@ -941,9 +972,8 @@ def _encode_rows(
 
     try:
         good = mapped.good
-        same = good["incident_id"].equals(good["record_id"])
-        keys = ("record_id", "incident_id") if same else ("record_id",)
-        columns = {name: good[name].to_numpy() for name in _GOOD_COLUMNS if name not in keys}
+        same = mapped.incident_is_record
+        columns = {name: good[name].to_numpy() for name in good.columns}
         columns["line"] = good.index.to_numpy()
         for first in range(0, len(mapped.stored), CSV_CHUNK_ROWS):
             if stop.is_set():
@@ -1067,7 +1097,7 @@ def _rejected_rows(
     duplicates = pd.DataFrame(
         {
             "line": earlier.index,
-            "record_key": earlier["record_id"].to_numpy(),
+            "record_key": mapped.earlier_keys.astype(object),
             "reason": lapd.DUPLICATE_KEY,
             "detail": "a later line has the same key (line " + earlier.index.astype(str) + ")",
         }
