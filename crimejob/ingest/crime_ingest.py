@@ -683,8 +683,9 @@ def _split_point(data: bytes) -> int | None:
     middle; None for a file too small to split (or with no record end found there)."""
     if len(data) < CSV_PARALLEL_BYTES:
         return None
-    # Past the middle: the child also pickles its part back, and the parent unpickles it.
-    split = _record_end(data, len(data) * 11 // 20)
+    # Past the middle: the child also pickles its part back, and the parent unpickles it
+    # (52%: 2.14 s for the two, 50%: 2.29 s, 55%: 2.22 s; medians of 7, 1M rows, 2 cores).
+    split = _record_end(data, len(data) * 13 // 25)
     return split if split is not None and split < len(data) else None
 
 
