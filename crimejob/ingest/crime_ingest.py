@@ -453,7 +453,7 @@ class CsvRecords:
         ``data``: found in place, the text is not copied."""
         end = len(data) if end is None else end
         whole = np.frombuffer(data, dtype=np.uint8)
-        spans = [(0, end)] if start == 0 else [(0, _record_end(data, 0) or end), (start, end)]
+        spans = [(0, end)] if start == 0 else [(0, _header_end(data, start)), (start, end)]
         starts, ends, fields = [], [], []
         for first, last in spans:
             text = whole[first:last]  # a view
@@ -621,7 +621,7 @@ def _map_part(
     (pandas); no database. ``start`` is 0 or the start of a record."""
     records = CsvRecords.split(data, path, start, end)
     whole = memoryview(data)
-    header = () if start == 0 else (whole[: _record_end(data, 0)],)
+    header = () if start == 0 else (whole[: _header_end(data, start)],)
     text = (*header, whole[start:end])  # read in place, one buffer after the other
     fields = lapd.mapped_fields(adapter)
     try:  # coordinates parsed as numbers by pandas' reader: no string per row
@@ -676,6 +676,11 @@ def _record_end(data: bytes, position: int, within: int = 1 << 20) -> int | None
         quotes += data.count(b'"', newline, following)
         newline = following
     return None
+
+
+def _header_end(data: bytes, start: int) -> int:
+    """Just past the header line of an export whose records from ``start`` on are read."""
+    return _record_end(data, 0, start) or start
 
 
 def _split_point(data: bytes) -> int | None:
@@ -908,9 +913,9 @@ class _Texts:
     def of(cls, values: np.ndarray) -> _Texts:
         """Strings as UTF-8: numpy strings of ASCII characters (keys, as a rule) as they
         are, side by side at their fixed width, without a Python string per value."""
+        values = np.ascontiguousarray(values)
         if values.dtype.kind != "U" or not len(values) or values.view(np.uint32).max() >= 128:
             return cls(values.tolist())
-        values = np.ascontiguousarray(values)
         width = values.dtype.itemsize // 4  # UTF-32 code units: ASCII ones are the bytes
         texts = cls.__new__(cls)
         texts.lengths = np.strings.str_len(values).astype(np.int64)
