@@ -413,7 +413,7 @@ def _csv_layout_id(conn: Connection, layout: CsvLayout) -> int:
 class CsvRecords:
     """The records of an export as byte ranges of its text (the header is record 0).
 
-    Found with numpy over the whole file at once: a record ends at a line end outside
+    Found with numpy, a few MiB of the text at a time: a record ends at a line end outside
     double quotes (RFC 4180: a quoted field may hold line ends), a CR before it is
     dropped. Every record must have the header's number of fields (commas outside
     quotes), as PostgreSQL's COPY required when it parsed the file.
@@ -599,8 +599,8 @@ CSV_PARALLEL_BYTES = 32_000_000
 @dataclass
 class _MappedPart:
     """What one process makes of a part of the export (its header line, then whole
-    records): the records' byte ranges in the part, the rejects and the usable rows,
-    lines numbered from the part's first record (line 2)."""
+    records): the records' byte ranges in the whole export, the rejects and the usable
+    rows, lines numbered from the part's first record (line 2)."""
 
     starts: np.ndarray
     ends: np.ndarray
