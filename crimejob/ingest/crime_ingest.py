@@ -99,7 +99,6 @@ log = logging.getLogger(__name__)
 CSV_CHUNK_ROWS = 50_000  # small enough that the COPY of one overlaps the encoding of the next
 CSV_READ_ROWS = 1_000_000  # pandas reads the export in parts this large, mapped as one
 CSV_WORK_MEM = "256MB"
-_TS_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.MS'  # a SODA floating timestamp
 
 _SELECTED = (
     "s.source, s.record_id, s.incident_id, s.series, s.occurred_at, s.reported_at, "
